@@ -1,0 +1,205 @@
+//! The proposed model of Lee et al., "Bridging the Domain Gap Towards Generalization in
+//! Automatic Colorization" (ECCV 2022; reference code Lhyejin/DG-Colorization).
+//!
+//! The head encoder is made content-biased: a style discriminator learns the source domain
+//! from content-randomised z, and an adversarial update of the head's BatchNorm affine
+//! parameters alone makes that impossible; a class head keeps semantics in the bottleneck;
+//! the decoder gets colour statistics back through the AdaIN skip (set in the model config).
+//!
+//! One iteration is five updates in the reference's order, each with a fresh forward pass:
+//! 1. colour discriminator; 2. class (E_h, E_t, f_c); 3. generator (E_h, E_t, decoder);
+//! 4. style discriminator f_s on CR(z); 5. adversarial `-w_adv * CE` on E_h's BN affine.
+//! Every network has its own Adam (lr, betas 0.5/0.999), as in the reference, so step counts
+//! and moments match it update for update.
+//!
+//! Ablation switches (hyperparameters `use_class`, `use_adv`, `use_cr`) skip update 2, skip
+//! updates 4-5, or feed z to f_s without content randomization.
+
+use candle_core::{Result, Tensor};
+use dgcolor_data::DomainBatch;
+use dgcolor_losses as losses;
+use dgcolor_models::{content_randomize, prefix, ClassHead, Generator, Mode, StyleDiscriminator};
+use rand::seq::SliceRandom;
+use rand::RngCore;
+
+use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses};
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::optim::Adam;
+use crate::params;
+use crate::pix2pix::Pix2Pix;
+
+/// RNG purposes within one step.
+const RNG_DROPOUT: u64 = 0;
+const RNG_PERM_STYLE: u64 = 1;
+const RNG_PERM_ADV: u64 = 2;
+
+pub struct Ours {
+    core: Pix2Pix,
+    class_head: ClassHead,
+    style_disc: StyleDiscriminator,
+    opt_head: Adam,
+    opt_tail: Adam,
+    opt_decoder: Adam,
+    opt_class: Adam,
+    opt_style: Adam,
+    opt_head_bn: Adam,
+    w_adv: f64,
+    use_class: bool,
+    use_adv: bool,
+    use_cr: bool,
+    seed: u64,
+    step: u64,
+}
+
+impl Ours {
+    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
+        let (core, (class_head, style_disc)) = Pix2Pix::new(spec, |vb| {
+            Ok((
+                ClassHead::new(&spec.model, vb.pp(prefix::CLASS_HEAD))?,
+                StyleDiscriminator::new(&spec.model, vb.pp(prefix::STYLE_DISC))?,
+            ))
+        })?;
+        let adam = core.adam;
+        let opt = |p: &str| Adam::new(params::trainable(&core.varmap, p), adam);
+        let h = &spec.hparams;
+        Ok(Self {
+            opt_head: opt(prefix::HEAD)?,
+            opt_tail: opt(prefix::TAIL)?,
+            opt_decoder: opt(prefix::DECODER)?,
+            opt_class: opt(prefix::CLASS_HEAD)?,
+            opt_style: opt(prefix::STYLE_DISC)?,
+            opt_head_bn: Adam::new(params::batch_norm_affine(&core.varmap, prefix::HEAD), adam)?,
+            core,
+            class_head,
+            style_disc,
+            w_adv: h.get("w_adv"),
+            use_class: h.flag("use_class"),
+            use_adv: h.flag("use_adv"),
+            use_cr: h.flag("use_cr"),
+            seed: spec.seed,
+            step: 0,
+        })
+    }
+
+    /// A random permutation of the batch for content randomization.
+    fn permutation(&self, n: usize, purpose: u64, device: &candle_core::Device) -> Result<Tensor> {
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        perm.shuffle(&mut step_rng(self.seed, self.step, purpose));
+        Tensor::from_vec(perm, n, device)
+    }
+
+    /// f_s's domain logits for z: through CR (with a fresh permutation) unless ablated.
+    fn style_logits(&self, z: &Tensor, purpose: u64) -> Result<Tensor> {
+        let z = if self.use_cr {
+            content_randomize(z, &self.permutation(z.dim(0)?, purpose, z.device())?)?
+        } else {
+            z.clone()
+        };
+        self.style_disc.forward_t(&z, true)
+    }
+
+    fn optimizers(&self) -> [(&'static str, &Adam); 7] {
+        [
+            ("disc", &self.core.opt_disc),
+            ("head", &self.opt_head),
+            ("tail", &self.opt_tail),
+            ("decoder", &self.opt_decoder),
+            ("class", &self.opt_class),
+            ("style", &self.opt_style),
+            ("head_bn", &self.opt_head_bn),
+        ]
+    }
+}
+
+impl Algorithm for Ours {
+    fn name(&self) -> &'static str {
+        "ours"
+    }
+
+    fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
+        let u = union(batches)?;
+        let mut dropout = step_rng(self.seed, self.step, RNG_DROPOUT);
+        let mut losses = Losses::new();
+
+        // 1. Colour discriminator.
+        let d = self.core.discriminator_step(&u.l, &u.ab, &Mode::Train { dropout_seed: dropout.next_u64() })?;
+        losses.insert("d", scalar(&d)?);
+
+        // 2. Class: CE(f_c(E_t(E_h(L))), y) updates E_h, E_t, f_c.
+        if self.use_class {
+            let feats = self.core.generator.encode(&u.l, true)?;
+            let logits = self.class_head.forward(feats.last().expect("depth >= 4"))?; // [B, n_classes]
+            let ce = losses::cross_entropy(&logits, &u.class)?;
+            let grads = ce.backward()?;
+            self.opt_head.step(&grads)?;
+            self.opt_tail.step(&grads)?;
+            self.opt_class.step(&grads)?;
+            losses.insert("class", scalar(&ce)?);
+        }
+
+        // 3. Generator: 100 * L1 + LSGAN updates E_h, E_t, decoder.
+        let fake = self.core.generator.forward(&u.l, &Mode::Train { dropout_seed: dropout.next_u64() })?;
+        let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
+        let grads = task.total.backward()?;
+        self.opt_head.step(&grads)?;
+        self.opt_tail.step(&grads)?;
+        self.opt_decoder.step(&grads)?;
+        losses.insert("g", scalar(&task.total)?);
+        losses.insert("g_l1", scalar(&task.l1)?);
+        losses.insert("g_gan", scalar(&task.gan)?);
+
+        if self.use_adv {
+            // 4. Style discriminator on CR(z); z is detached since only f_s learns here.
+            let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
+            let ce = losses::cross_entropy(&self.style_logits(&z.detach(), RNG_PERM_STYLE)?, &u.domain)?;
+            self.opt_style.step(&ce.backward()?)?;
+            losses.insert("style", scalar(&ce)?);
+
+            // 5. Adversarial: -w_adv * CE, only E_h's BatchNorm gamma and beta move.
+            let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels");
+            let ce = losses::cross_entropy(&self.style_logits(&z, RNG_PERM_ADV)?, &u.domain)?;
+            let adv = (ce * (-self.w_adv))?;
+            self.opt_head_bn.step(&adv.backward()?)?;
+            losses.insert("adv", scalar(&adv)?);
+        }
+
+        self.step += 1;
+        Ok(losses)
+    }
+
+    fn generator(&self) -> &Generator {
+        &self.core.generator
+    }
+
+    fn steps(&self) -> u64 {
+        self.step
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = self.core.checkpoint_base()?;
+        let state = TrainState {
+            step: self.step,
+            ..Default::default()
+        };
+        ckpt.add_state(self.name(), state, &self.optimizers())?;
+        Ok(ckpt)
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        ckpt.restore_varmap(&self.core.varmap)?;
+        let state = ckpt.restore_state(
+            "ours",
+            &mut [
+                ("disc", &mut self.core.opt_disc),
+                ("head", &mut self.opt_head),
+                ("tail", &mut self.opt_tail),
+                ("decoder", &mut self.opt_decoder),
+                ("class", &mut self.opt_class),
+                ("style", &mut self.opt_style),
+                ("head_bn", &mut self.opt_head_bn),
+            ],
+        )?;
+        self.step = state.step;
+        Ok(())
+    }
+}

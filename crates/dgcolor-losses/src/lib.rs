@@ -1,0 +1,86 @@
+//! Losses shared by the algorithms: the pix2pix task loss (L1 + least-squares GAN, Mao et
+//! al. 2017) and classification cross-entropy. Domain-alignment penalties join here.
+
+use candle_core::{bail, Result, Tensor};
+
+/// Weight of L1 in the pix2pix task loss (the reference's `100 * loss_l1`).
+pub const L1_WEIGHT: f64 = 100.0;
+
+/// Mean absolute error.
+pub fn l1(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    same_shape("l1", pred, target)?;
+    (pred - target)?.abs()?.mean_all()
+}
+
+/// Mean squared error.
+pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    same_shape("mse", pred, target)?;
+    (pred - target)?.sqr()?.mean_all()
+}
+
+/// Least-squares GAN loss: mean squared distance of the scores to a constant label
+/// (1 = real, 0 = fake).
+pub fn lsgan(scores: &Tensor, label: f64) -> Result<Tensor> {
+    (scores - label)?.sqr()?.mean_all()
+}
+
+/// Mean cross-entropy of logits `[B, C]` against class ids `[B]` (u32).
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let (b, _) = logits.dims2()?;
+    if labels.dims() != [b] {
+        bail!("cross_entropy: labels {:?} do not match logits {:?}", labels.shape(), logits.shape())
+    }
+    candle_nn::loss::cross_entropy(logits, labels)
+}
+
+/// `100 * L1(fake, real) + LSGAN(scores of fake, 1)`: what every generator minimises.
+pub fn pix2pix_generator(fake_ab: &Tensor, real_ab: &Tensor, fake_scores: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let l1 = l1(fake_ab, real_ab)?;
+    let gan = lsgan(fake_scores, 1.0)?;
+    let total = ((&l1 * L1_WEIGHT)? + &gan)?;
+    Ok((total, l1, gan))
+}
+
+/// `0.5 * (LSGAN(fake, 0) + LSGAN(real, 1))`: the colour discriminator's loss.
+pub fn pix2pix_discriminator(fake_scores: &Tensor, real_scores: &Tensor) -> Result<Tensor> {
+    (lsgan(fake_scores, 0.0)? + lsgan(real_scores, 1.0)?)? * 0.5
+}
+
+fn same_shape(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        bail!("{op}: prediction {:?} and target {:?} differ in shape", a.shape(), b.shape())
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn values_match_hand_computation() -> Result<()> {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[1.0f32, -2.0, 3.0, 0.5], &dev)?;
+        let b = Tensor::new(&[0.0f32, 0.0, 1.0, 0.5], &dev)?;
+        assert!((l1(&a, &b)?.to_scalar::<f32>()? - 5.0 / 4.0).abs() < 1e-6);
+        assert!((mse(&a, &b)?.to_scalar::<f32>()? - 9.0 / 4.0).abs() < 1e-6);
+        // (1-1)^2, (-2-1)^2, (3-1)^2, (0.5-1)^2 -> (0 + 9 + 4 + 0.25) / 4
+        assert!((lsgan(&a, 1.0)?.to_scalar::<f32>()? - 13.25 / 4.0).abs() < 1e-6);
+        // logits [0, ln 3] for label 1: -log(3/4)
+        let logits = Tensor::new(&[[0.0f32, 3f32.ln()]], &dev)?;
+        let labels = Tensor::new(&[1u32], &dev)?;
+        let ce = cross_entropy(&logits, &labels)?.to_scalar::<f32>()?;
+        assert!((ce - (4.0f32 / 3.0).ln()).abs() < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn shape_mismatch_is_named() {
+        let dev = Device::Cpu;
+        let a = Tensor::zeros((2, 3), candle_core::DType::F32, &dev).unwrap();
+        let b = Tensor::zeros((3, 2), candle_core::DType::F32, &dev).unwrap();
+        let err = l1(&a, &b).unwrap_err().to_string();
+        assert!(err.contains("l1") && err.contains("[2, 3]"), "{err}");
+    }
+}

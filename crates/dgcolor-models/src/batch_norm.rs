@@ -1,0 +1,85 @@
+//! BatchNorm2d with PyTorch's training semantics, written out because the running-statistic
+//! update must match the reference exactly (momentum 0.1, running variance from the
+//! *unbiased* batch variance, normalisation with the biased one).
+
+use candle_core::{bail, DType, Result, Tensor, Var, D};
+use candle_nn::{Init, VarBuilder};
+
+const EPS: f64 = 1e-5;
+const MOMENTUM: f64 = 0.1;
+
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    name: String,
+}
+
+/// Fetches `weight`, `bias`, `running_mean`, `running_var` under `vb` (the names of
+/// `torch.nn.BatchNorm2d`). The running statistics are variables so they are checkpointed;
+/// optimizers skip them by name.
+pub fn batch_norm2d(channels: usize, vb: VarBuilder) -> Result<BatchNorm2d> {
+    let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+    let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+    let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
+    let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
+    Ok(BatchNorm2d {
+        weight,
+        bias,
+        running_mean: Var::from_tensor(&running_mean)?,
+        running_var: Var::from_tensor(&running_var)?,
+        name: vb.prefix(),
+    })
+}
+
+impl BatchNorm2d {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if c != self.weight.dim(0)? {
+            bail!("{}: expected {} channels, got input {:?}", self.name, self.weight.dim(0)?, x.shape())
+        }
+        let (mean, var) = if train {
+            let n = b * h * w;
+            if n < 2 {
+                bail!("{}: batch statistics need more than one value per channel, got {:?}", self.name, x.shape())
+            }
+            // [B, C, H, W] -> [C, B*H*W]
+            let flat = x.transpose(0, 1)?.reshape((c, n))?;
+            let mean = flat.mean_keepdim(D::Minus1)?; // [C, 1]
+            let centred = flat.broadcast_sub(&mean)?;
+            let sq_sum = centred.sqr()?.sum_keepdim(D::Minus1)?;
+            let var = (&sq_sum / n as f64)?;
+            let unbiased = (sq_sum / (n - 1) as f64)?.detach();
+            let mean_d = mean.detach().flatten_all()?;
+            let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean_d * MOMENTUM)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased.flatten_all()? * MOMENTUM)?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            (mean.reshape((1, c, 1, 1))?, var.reshape((1, c, 1, 1))?)
+        } else {
+            (
+                self.running_mean.as_tensor().reshape((1, c, 1, 1))?,
+                self.running_var.as_tensor().reshape((1, c, 1, 1))?,
+            )
+        };
+        let inv_std = (var + EPS)?.sqrt()?.recip()?;
+        let scale = inv_std.broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?;
+        x.broadcast_sub(&mean)?
+            .broadcast_mul(&scale)?
+            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)
+    }
+
+    /// Per-channel (scale, shift) of eval mode, for folding into a preceding convolution.
+    pub fn eval_affine(&self) -> Result<(Tensor, Tensor)> {
+        let inv_std = (self.running_var.as_tensor() + EPS)?.sqrt()?.recip()?;
+        let scale = (&self.weight * inv_std)?;
+        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+        Ok((scale, shift))
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.weight.dtype()
+    }
+}

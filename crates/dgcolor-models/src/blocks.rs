@@ -1,0 +1,151 @@
+//! The two U-Net building blocks, as the reference's `DownConv` and `UpConv`.
+
+use candle_core::{bail, Result, Tensor};
+use candle_nn::{conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Module, VarBuilder};
+
+use crate::batch_norm::{batch_norm2d, BatchNorm2d};
+use crate::mode::Mode;
+
+const KERNEL: usize = 4;
+const LEAKY_SLOPE: f64 = 0.2;
+const DROPOUT_P: f32 = 0.5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownConfig {
+    /// LeakyReLU(0.2) before the convolution (absent at level 1).
+    pub activation: bool,
+    /// BatchNorm after the convolution (absent at level 1 and level D).
+    pub batch_norm: bool,
+    pub stride: usize,
+}
+
+impl Default for DownConfig {
+    fn default() -> Self {
+        Self {
+            activation: true,
+            batch_norm: true,
+            stride: 2,
+        }
+    }
+}
+
+/// LeakyReLU(0.2) -> Conv 4x4 (padding 1) -> BatchNorm, each optional as configured.
+#[derive(Clone, Debug)]
+pub struct DownBlock {
+    conv: Conv2d,
+    bn: Option<BatchNorm2d>,
+    activation: bool,
+    in_channels: usize,
+    name: String,
+}
+
+/// Parameters `conv.weight`, `conv.bias`, `bn.*` under `vb`.
+pub fn down_block(in_channels: usize, out_channels: usize, cfg: DownConfig, vb: VarBuilder) -> Result<DownBlock> {
+    let conv_cfg = Conv2dConfig {
+        padding: 1,
+        stride: cfg.stride,
+        ..Default::default()
+    };
+    let conv = conv2d(in_channels, out_channels, KERNEL, conv_cfg, vb.pp("conv"))?;
+    let bn = if cfg.batch_norm {
+        Some(batch_norm2d(out_channels, vb.pp("bn"))?)
+    } else {
+        None
+    };
+    Ok(DownBlock {
+        conv,
+        bn,
+        activation: cfg.activation,
+        in_channels,
+        name: vb.prefix(),
+    })
+}
+
+impl DownBlock {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (_, c, _, _) = x.dims4()?;
+        if c != self.in_channels {
+            bail!("{}: expected {} input channels, got {:?}", self.name, self.in_channels, x.shape())
+        }
+        let x = if self.activation {
+            leaky_relu(x)?
+        } else {
+            x.clone()
+        };
+        let x = self.conv.forward(&x)?;
+        match &self.bn {
+            Some(bn) => bn.forward_t(&x, train),
+            None => Ok(x),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpConfig {
+    /// BatchNorm after the transposed convolution (absent at the last up block).
+    pub batch_norm: bool,
+    /// Dropout(0.5) at the end, in training only (the three innermost up blocks).
+    pub dropout: bool,
+}
+
+/// ReLU -> ConvTranspose 4x4 stride 2 padding 1 -> BatchNorm -> Dropout, as configured.
+#[derive(Clone, Debug)]
+pub struct UpBlock {
+    upconv: ConvTranspose2d,
+    bn: Option<BatchNorm2d>,
+    dropout: bool,
+    in_channels: usize,
+    /// Identifies this block's dropout stream.
+    layer_id: u64,
+    name: String,
+}
+
+/// Parameters `upconv.weight`, `upconv.bias`, `bn.*` under `vb`; `layer_id` keeps the
+/// dropout masks of different blocks independent.
+pub fn up_block(in_channels: usize, out_channels: usize, cfg: UpConfig, layer_id: u64, vb: VarBuilder) -> Result<UpBlock> {
+    let conv_cfg = ConvTranspose2dConfig {
+        padding: 1,
+        stride: 2,
+        ..Default::default()
+    };
+    let upconv = conv_transpose2d(in_channels, out_channels, KERNEL, conv_cfg, vb.pp("upconv"))?;
+    let bn = if cfg.batch_norm {
+        Some(batch_norm2d(out_channels, vb.pp("bn"))?)
+    } else {
+        None
+    };
+    Ok(UpBlock {
+        upconv,
+        bn,
+        dropout: cfg.dropout,
+        in_channels,
+        layer_id,
+        name: vb.prefix(),
+    })
+}
+
+impl UpBlock {
+    pub fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let (_, c, _, _) = x.dims4()?;
+        if c != self.in_channels {
+            bail!("{}: expected {} input channels, got {:?}", self.name, self.in_channels, x.shape())
+        }
+        let x = self.upconv.forward(&x.relu()?)?;
+        let x = match &self.bn {
+            Some(bn) => bn.forward_t(&x, mode.is_train())?,
+            None => x,
+        };
+        if !self.dropout {
+            return Ok(x);
+        }
+        match mode.dropout_mask(self.layer_id, x.elem_count(), DROPOUT_P) {
+            Some(mask) => x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?),
+            None => Ok(x),
+        }
+    }
+}
+
+pub(crate) fn leaky_relu(x: &Tensor) -> Result<Tensor> {
+    // max(x, 0.2 x) == LeakyReLU(0.2) for a slope below one.
+    x.maximum(&(x * LEAKY_SLOPE)?)
+}

@@ -1,0 +1,90 @@
+use candle_core::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// Size of every network of the method. `Config::paper()` is the reference (256 px, nf 64,
+/// depth 8); the quick preset shrinks all three so a CPU trains it in minutes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Training image side S.
+    pub size: usize,
+    /// Base width nf.
+    pub nf: usize,
+    /// Number of encoder levels D (S = 2^D gives a 1x1 bottleneck, as in the reference).
+    pub depth: usize,
+    /// Decoder index k of the AdaIN skip, or `None` for a plain U-Net.
+    ///
+    /// Up block k+1 consumes `concat(o, skip_k)` with `skip_k = x_{D-k}`, k = 1..D-1. So
+    /// the skip carrying the head encoder's output z = x_3 is k = D-3: index 5 at the
+    /// reference depth 8, index 3 at depth 6.
+    pub adain_index: Option<usize>,
+    pub n_classes: usize,
+    pub n_domains: usize,
+}
+
+impl ModelConfig {
+    /// The reference model: 256 px, nf 64, depth 8, AdaIN on the skip of z (index 5).
+    pub fn paper(n_classes: usize, n_domains: usize) -> Self {
+        Self::new(256, 64, 8, n_classes, n_domains)
+    }
+
+    /// A model of the given size with AdaIN on the skip carrying z.
+    pub fn new(size: usize, nf: usize, depth: usize, n_classes: usize, n_domains: usize) -> Self {
+        Self {
+            size,
+            nf,
+            depth,
+            adain_index: depth.checked_sub(3),
+            n_classes,
+            n_domains,
+        }
+    }
+
+    /// The decoder index whose skip carries z = x_3.
+    pub fn z_skip_index(&self) -> usize {
+        self.depth - 3
+    }
+
+    /// Width of encoder level i (1-based): nf, 2nf, 4nf, 8nf, 8nf, ...
+    pub fn width(&self, level: usize) -> usize {
+        level_width(self.nf, level)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.depth < 4 {
+            bail!("model config: depth {} < 4 (the head encoder alone has 3 levels)", self.depth)
+        }
+        if self.nf == 0 {
+            bail!("model config: nf must be positive")
+        }
+        if self.size % (1 << self.depth) != 0 {
+            bail!(
+                "model config: size {} is not divisible by 2^depth = {} (depth {})",
+                self.size,
+                1usize << self.depth,
+                self.depth
+            )
+        }
+        // The colour discriminator shrinks S by 8 then by 2 (two stride-1 4x4 convs).
+        if self.size / 8 < 3 {
+            bail!("model config: size {} is too small for the colour discriminator (need >= 24)", self.size)
+        }
+        if let Some(k) = self.adain_index {
+            if k == 0 || k >= self.depth {
+                bail!(
+                    "model config: adain index {k} out of range 1..={} for depth {}",
+                    self.depth - 1,
+                    self.depth
+                )
+            }
+        }
+        if self.n_classes == 0 || self.n_domains == 0 {
+            bail!("model config: need at least one class and one domain")
+        }
+        Ok(())
+    }
+}
+
+/// Width of encoder level i (1-based) for base width nf: doubles up to 8nf, then stays.
+pub fn level_width(nf: usize, level: usize) -> usize {
+    nf << (level - 1).min(3)
+}

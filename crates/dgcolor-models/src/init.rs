@@ -1,0 +1,47 @@
+//! Seeded initialisation. candle draws `Init::Randn` from an unseedable CPU generator, so
+//! every variable is overwritten here from a ChaCha stream keyed by (seed, variable name):
+//! the same seed gives the same network whatever order variables were created in.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// The reference's rules: every convolution and transposed-convolution weight N(0, 0.02);
+/// conv biases 0 (METHOD.md §2); BatchNorm weight 1, bias 0, running mean 0, variance 1;
+/// linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and
+/// bias, as the reference never re-initialises them.
+pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    for (name, var) in data.iter() {
+        let shape = var.shape().clone();
+        let n = shape.elem_count();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(name));
+        let values: Vec<f32> = if name.ends_with("conv.weight") {
+            let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
+            (0..n).map(|_| normal.sample(&mut rng)).collect()
+        } else if name.ends_with("conv.bias") || name.ends_with("bn.bias") || name.ends_with("running_mean") {
+            vec![0.0; n]
+        } else if name.ends_with("bn.weight") || name.ends_with("running_var") {
+            vec![1.0; n]
+        } else {
+            // Linear layers: weight [out, in], bias [out] share the bound of fan_in.
+            let fan_in = if shape.rank() == 2 { shape.dims()[1] } else { linear_fan_in(&data, name) };
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+/// The fan-in of a linear bias is the input width of the matching weight.
+fn linear_fan_in(data: &std::collections::HashMap<String, candle_core::Var>, bias_name: &str) -> usize {
+    let weight = bias_name.trim_end_matches("bias").to_string() + "weight";
+    data.get(&weight).map(|w| w.dims()[w.dims().len() - 1]).unwrap_or(1)
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
