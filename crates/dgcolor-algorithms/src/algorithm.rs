@@ -34,6 +34,9 @@ pub trait Algorithm {
     /// The generator, for eval-mode prediction and export.
     fn generator(&self) -> &Generator;
 
+    /// Every variable of every network (weights and BatchNorm running statistics).
+    fn varmap(&self) -> &candle_nn::VarMap;
+
     /// Predicted ab `[B, 2, S, S]` in [-1, 1] for L `[B, 1, S, S]`, eval mode.
     fn predict(&self, l: &Tensor) -> Result<Tensor> {
         self.generator().forward(l, &dgcolor_models::Mode::Eval)

@@ -63,6 +63,10 @@ impl Algorithm for Erm {
         &self.core.generator
     }
 
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.core.varmap
+    }
+
     fn steps(&self) -> u64 {
         self.step
     }

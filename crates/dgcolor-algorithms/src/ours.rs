@@ -22,16 +22,17 @@ use dgcolor_models::{content_randomize, prefix, ClassHead, Generator, Mode, Styl
 use rand::seq::SliceRandom;
 use rand::RngCore;
 
-use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
 
 /// RNG purposes within one step.
-const RNG_DROPOUT: u64 = 0;
-const RNG_PERM_STYLE: u64 = 1;
-const RNG_PERM_ADV: u64 = 2;
+const RNG_DROPOUT_DISC: u64 = 0;
+const RNG_DROPOUT_GEN: u64 = 1;
+const RNG_PERM_STYLE: u64 = 2;
+const RNG_PERM_ADV: u64 = 3;
 
 pub struct Ours {
     core: Pix2Pix,
@@ -81,6 +82,64 @@ impl Ours {
         })
     }
 
+    /// Training mode with this step's dropout stream for one purpose.
+    fn train_mode(&self, purpose: u64) -> Mode {
+        Mode::Train {
+            dropout_seed: step_rng(self.seed, self.step, purpose).next_u64(),
+        }
+    }
+
+    /// Update 1: the colour discriminator.
+    pub fn discriminator_update(&mut self, u: &Union) -> Result<f32> {
+        let mode = self.train_mode(RNG_DROPOUT_DISC);
+        scalar(&self.core.discriminator_step(&u.l, &u.ab, &mode)?)
+    }
+
+    /// Update 2: `CE(f_c(E_t(E_h(L))), y)` moves E_h, E_t and f_c.
+    pub fn class_update(&mut self, u: &Union) -> Result<f32> {
+        let feats = self.core.generator.encode(&u.l, true)?;
+        let logits = self.class_head.forward(feats.last().expect("depth >= 4"))?; // [B, n_classes]
+        let ce = losses::cross_entropy(&logits, &u.class)?;
+        let grads = ce.backward()?;
+        self.opt_head.step(&grads)?;
+        self.opt_tail.step(&grads)?;
+        self.opt_class.step(&grads)?;
+        scalar(&ce)
+    }
+
+    /// Update 3: `100 * L1 + LSGAN` moves E_h, E_t and the decoder.
+    pub fn generator_update(&mut self, u: &Union) -> Result<Losses> {
+        let fake = self.core.generator.forward(&u.l, &self.train_mode(RNG_DROPOUT_GEN))?;
+        let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
+        let grads = task.total.backward()?;
+        self.opt_head.step(&grads)?;
+        self.opt_tail.step(&grads)?;
+        self.opt_decoder.step(&grads)?;
+        Ok(Losses::from([
+            ("g", scalar(&task.total)?),
+            ("g_l1", scalar(&task.l1)?),
+            ("g_gan", scalar(&task.gan)?),
+        ]))
+    }
+
+    /// Update 4: f_s learns the source domain from CR(z); z is detached since only f_s
+    /// learns here.
+    pub fn style_update(&mut self, u: &Union) -> Result<f32> {
+        let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
+        let ce = losses::cross_entropy(&self.style_logits(&z.detach(), RNG_PERM_STYLE)?, &u.domain)?;
+        self.opt_style.step(&ce.backward()?)?;
+        scalar(&ce)
+    }
+
+    /// Update 5: `-w_adv * CE(f_s(CR(z)), domain)`; only E_h's BatchNorm gamma and beta move.
+    pub fn adversarial_update(&mut self, u: &Union) -> Result<f32> {
+        let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels");
+        let ce = losses::cross_entropy(&self.style_logits(&z, RNG_PERM_ADV)?, &u.domain)?;
+        let adv = (ce * (-self.w_adv))?;
+        self.opt_head_bn.step(&adv.backward()?)?;
+        scalar(&adv)
+    }
+
     /// A random permutation of the batch for content randomization.
     fn permutation(&self, n: usize, purpose: u64, device: &candle_core::Device) -> Result<Tensor> {
         let mut perm: Vec<u32> = (0..n as u32).collect();
@@ -118,57 +177,26 @@ impl Algorithm for Ours {
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
         let u = union(batches)?;
-        let mut dropout = step_rng(self.seed, self.step, RNG_DROPOUT);
         let mut losses = Losses::new();
-
-        // 1. Colour discriminator.
-        let d = self.core.discriminator_step(&u.l, &u.ab, &Mode::Train { dropout_seed: dropout.next_u64() })?;
-        losses.insert("d", scalar(&d)?);
-
-        // 2. Class: CE(f_c(E_t(E_h(L))), y) updates E_h, E_t, f_c.
+        losses.insert("d", self.discriminator_update(&u)?);
         if self.use_class {
-            let feats = self.core.generator.encode(&u.l, true)?;
-            let logits = self.class_head.forward(feats.last().expect("depth >= 4"))?; // [B, n_classes]
-            let ce = losses::cross_entropy(&logits, &u.class)?;
-            let grads = ce.backward()?;
-            self.opt_head.step(&grads)?;
-            self.opt_tail.step(&grads)?;
-            self.opt_class.step(&grads)?;
-            losses.insert("class", scalar(&ce)?);
+            losses.insert("class", self.class_update(&u)?);
         }
-
-        // 3. Generator: 100 * L1 + LSGAN updates E_h, E_t, decoder.
-        let fake = self.core.generator.forward(&u.l, &Mode::Train { dropout_seed: dropout.next_u64() })?;
-        let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
-        let grads = task.total.backward()?;
-        self.opt_head.step(&grads)?;
-        self.opt_tail.step(&grads)?;
-        self.opt_decoder.step(&grads)?;
-        losses.insert("g", scalar(&task.total)?);
-        losses.insert("g_l1", scalar(&task.l1)?);
-        losses.insert("g_gan", scalar(&task.gan)?);
-
+        losses.extend(self.generator_update(&u)?);
         if self.use_adv {
-            // 4. Style discriminator on CR(z); z is detached since only f_s learns here.
-            let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
-            let ce = losses::cross_entropy(&self.style_logits(&z.detach(), RNG_PERM_STYLE)?, &u.domain)?;
-            self.opt_style.step(&ce.backward()?)?;
-            losses.insert("style", scalar(&ce)?);
-
-            // 5. Adversarial: -w_adv * CE, only E_h's BatchNorm gamma and beta move.
-            let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels");
-            let ce = losses::cross_entropy(&self.style_logits(&z, RNG_PERM_ADV)?, &u.domain)?;
-            let adv = (ce * (-self.w_adv))?;
-            self.opt_head_bn.step(&adv.backward()?)?;
-            losses.insert("adv", scalar(&adv)?);
+            losses.insert("style", self.style_update(&u)?);
+            losses.insert("adv", self.adversarial_update(&u)?);
         }
-
         self.step += 1;
         Ok(losses)
     }
 
     fn generator(&self) -> &Generator {
         &self.core.generator
+    }
+
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.core.varmap
     }
 
     fn steps(&self) -> u64 {

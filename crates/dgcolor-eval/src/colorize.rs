@@ -1,0 +1,142 @@
+//! Colourizing arbitrary files. The network runs at its own size S; its ab prediction is
+//! upsampled (bilinear) to the input's resolution and combined with the input's own
+//! full-resolution L, so the output keeps every detail of the input.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use dgcolor_algorithms::checkpoint::META_MODEL;
+use dgcolor_algorithms::Checkpoint;
+use dgcolor_data::{decode_rgb8, lab_image, lab_planes_to_rgb8, resize_rgb8, rgb8_to_lab_planes, unscale_ab, ResizeFilter, IMAGE_EXTENSIONS};
+use dgcolor_models::{Generator, Mode, ModelConfig};
+
+use crate::error::{EvalError, Result};
+use crate::run::CHECKPOINT;
+
+/// A generator in eval mode from a run directory (its latest checkpoint) or a checkpoint
+/// or model file written by dgcolor.
+pub fn load_generator(path: &Path, device: &Device) -> Result<Generator> {
+    let file = if path.is_dir() { path.join(CHECKPOINT) } else { path.to_path_buf() };
+    if !file.exists() {
+        return Err(EvalError::format(&file, "no checkpoint here (expected a run directory or a .safetensors file)"));
+    }
+    let ckpt = Checkpoint::load(&file, device)?;
+    let cfg: ModelConfig = serde_json::from_str(ckpt.meta(META_MODEL)?).map_err(|e| EvalError::format(&file, e))?;
+    let varmap = VarMap::new();
+    let generator = Generator::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    ckpt.restore_varmap(&varmap).map_err(|e| EvalError::format(&file, e))?;
+    Ok(generator)
+}
+
+/// Colourizes one image file; returns the RGB8 result at the input's resolution.
+pub fn colorize_image(generator: &Generator, input: &Path, filter: ResizeFilter, device: &Device) -> Result<image::RgbImage> {
+    let rgb = decode_rgb8(input)?;
+    let (w, h) = rgb.dimensions();
+    let s = generator.config().size;
+    let small = lab_image(&resize_rgb8(&rgb, s as u32, s as u32, filter));
+    let l = candle_core::Tensor::from_slice(&small.l, (1, 1, s, s), device)?;
+    let ab: Vec<f32> = generator.forward(&l, &Mode::Eval)?.flatten_all()?.to_vec1()?;
+    let (l_full, _) = rgb8_to_lab_planes(rgb.as_raw());
+    let mut ab_full = Vec::with_capacity(2 * (w * h) as usize);
+    for plane in ab.chunks(s * s) {
+        ab_full.extend(resize_bilinear(plane, s, s, w as usize, h as usize).into_iter().map(unscale_ab));
+    }
+    let out = lab_planes_to_rgb8(&l_full, &ab_full);
+    Ok(image::RgbImage::from_raw(w, h, out).expect("buffer of w*h*3 bytes"))
+}
+
+/// Bilinear resampling with half-pixel centres (PyTorch's `align_corners=False`).
+pub fn resize_bilinear(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<f32> {
+    let coords = |d: usize, s: usize| -> Vec<(usize, usize, f32)> {
+        (0..d)
+            .map(|i| {
+                let x = ((i as f32 + 0.5) * s as f32 / d as f32 - 0.5).max(0.0);
+                let x0 = (x.floor() as usize).min(s - 1);
+                let x1 = (x0 + 1).min(s - 1);
+                (x0, x1, x - x0 as f32)
+            })
+            .collect()
+    };
+    let xs = coords(dw, sw);
+    let ys = coords(dh, sh);
+    let mut out = Vec::with_capacity(dw * dh);
+    for &(y0, y1, fy) in &ys {
+        for &(x0, x1, fx) in &xs {
+            let top = src[y0 * sw + x0] * (1.0 - fx) + src[y0 * sw + x1] * fx;
+            let bottom = src[y1 * sw + x0] * (1.0 - fx) + src[y1 * sw + x1] * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
+}
+
+/// Expands inputs (files, or folders searched recursively for images) into
+/// (input, output) pairs; folder structure is kept under `out`.
+pub fn plan_outputs(inputs: &[PathBuf], out: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut pairs = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let base = input.file_name().map(PathBuf::from).unwrap_or_default();
+            let mut files = Vec::new();
+            collect_images(input, &mut files)?;
+            for f in files {
+                let rel = f.strip_prefix(input).expect("walked below input");
+                pairs.push((f.clone(), out.join(&base).join(rel).with_extension("png")));
+            }
+        } else if input.is_file() {
+            let name = input.file_name().ok_or_else(|| EvalError::format(input, "not a file name"))?;
+            pairs.push((input.clone(), out.join(name).with_extension("png")));
+        } else {
+            return Err(EvalError::format(input, "no such file or folder"));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (input, output) in &pairs {
+        if !seen.insert(output.clone()) {
+            return Err(EvalError::format(input, format!("two inputs would both be written to {}", output.display())));
+        }
+    }
+    Ok(pairs)
+}
+
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(EvalError::io(dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(EvalError::io(dir))?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_images(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resize_bilinear;
+
+    #[test]
+    fn bilinear_matches_half_pixel_convention() {
+        // torch.nn.functional.interpolate(torch.tensor([[[[0., 1.], [2., 3.]]]]),
+        //     size=(4, 4), mode="bilinear", align_corners=False)
+        // -> [[0.00, 0.25, 0.75, 1.00], [0.50, 0.75, 1.25, 1.50],
+        //     [1.50, 1.75, 2.25, 2.50], [2.00, 2.25, 2.75, 3.00]]
+        let out = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
+        let want = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
+        for (a, b) in out.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+        // Same size is the identity.
+        assert_eq!(resize_bilinear(&[1.0, 2.0, 3.0], 3, 1, 3, 1), vec![1.0, 2.0, 3.0]);
+    }
+}

@@ -1,0 +1,24 @@
+use candle_core::Device;
+
+use crate::error::{EvalError, Result};
+
+/// `cpu`, `cuda` or `cuda:N`. CUDA needs a build with `--features cuda`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let bad = || EvalError::Config(format!("--device `{spec}`: expected cpu, cuda or cuda:N"));
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = match s.strip_prefix("cuda:") {
+                Some(n) => n.parse().map_err(|_| bad())?,
+                None => 0,
+            };
+            if !candle_core::utils::cuda_is_available() {
+                return Err(EvalError::Config(format!(
+                    "--device {spec}: this binary was built without CUDA support (rebuild with --features cuda)"
+                )));
+            }
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        _ => Err(bad()),
+    }
+}

@@ -1,0 +1,78 @@
+//! Metrics of a generator on a set of images: eval-mode prediction at the model size, the
+//! output built as `lab2rgb(L_input, 100 * ab_pred)` rounded to 8 bits, every metric against
+//! the resized ground truth before anything lossy is written.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor};
+use dgcolor_data::{eval_chunks, host_batch, lab_planes_to_rgb8, unscale_ab, unscale_l, LabImage, OnBadImage, Preprocess, Sample};
+use dgcolor_metrics::{evaluate_pair, MeanMetric, MetricSummary, RgbView};
+use dgcolor_models::{Generator, Mode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Images evaluated per forward pass.
+pub const EVAL_BATCH: usize = 32;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DomainMetrics {
+    pub images: usize,
+    pub skipped: Vec<String>,
+    pub metrics: BTreeMap<String, MetricSummary>,
+}
+
+impl DomainMetrics {
+    /// Mean of each metric, for compact records.
+    pub fn means(&self) -> BTreeMap<String, f64> {
+        self.metrics.iter().map(|(k, v)| (k.clone(), v.mean)).collect()
+    }
+}
+
+/// Predicted RGB8 images (interleaved, S x S) for scaled Lab inputs.
+pub fn predict_rgb(generator: &Generator, images: &[&LabImage], device: &Device) -> Result<Vec<Vec<u8>>> {
+    let Some(first) = images.first() else {
+        return Ok(Vec::new());
+    };
+    let s = first.size;
+    let batch = host_batch(0, images, &vec![0; images.len()]);
+    let l = Tensor::from_slice(&batch.l, (images.len(), 1, s, s), device)?;
+    let ab = generator.forward(&l, &Mode::Eval)?; // [B, 2, S, S]
+    let ab: Vec<f32> = ab.flatten_all()?.to_vec1()?;
+    let plane = s * s;
+    Ok(images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let l: Vec<f32> = img.l.iter().map(|&x| unscale_l(x)).collect();
+            let ab: Vec<f32> = ab[i * 2 * plane..(i + 1) * 2 * plane].iter().map(|&x| unscale_ab(x)).collect();
+            lab_planes_to_rgb8(&l, &ab)
+        })
+        .collect())
+}
+
+/// Every registered metric over `samples`, mean per image.
+pub fn evaluate(generator: &Generator, samples: &[Sample], pre: &Preprocess, on_bad: OnBadImage, device: &Device) -> Result<DomainMetrics> {
+    let mut acc: BTreeMap<String, MeanMetric> = BTreeMap::new();
+    let mut out = DomainMetrics {
+        images: 0,
+        skipped: Vec::new(),
+        metrics: BTreeMap::new(),
+    };
+    for chunk in eval_chunks(samples, pre, EVAL_BATCH, on_bad) {
+        let chunk = chunk?;
+        out.skipped.extend(chunk.skipped.iter().map(|(p, _)| p.display().to_string()));
+        let labs: Vec<&LabImage> = chunk.items.iter().map(|it| &it.lab).collect();
+        let preds = predict_rgb(generator, &labs, device)?;
+        for (item, pred) in chunk.items.iter().zip(&preds) {
+            let s = item.lab.size;
+            let values = evaluate_pair(RgbView::new(pred, s, s)?, RgbView::new(item.rgb.as_raw(), s, s)?)?;
+            for (name, v) in values {
+                acc.entry(name.to_string()).or_default().update(v);
+            }
+            out.images += 1;
+        }
+    }
+    out.metrics = acc.into_iter().filter_map(|(k, m)| m.summary().map(|s| (k, s))).collect();
+    Ok(out)
+}

@@ -1,0 +1,19 @@
+//! Running and measuring: run directories with config, JSONL records, checkpoints and a
+//! done marker; the resumable training driver; metrics of a generator on a domain; and
+//! colourization of arbitrary files.
+
+mod colorize;
+mod dataset;
+mod device;
+mod error;
+mod evaluate;
+pub mod run;
+mod train;
+
+pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};
+pub use dataset::DataSpec;
+pub use device::parse_device;
+pub use error::{EvalError, Result};
+pub use evaluate::{evaluate, predict_rgb, DomainMetrics, EVAL_BATCH};
+pub use run::{read_records, RunDir};
+pub use train::{make_splits, train, Splits, TrainConfig, TrainOptions, TrainOutcome, VAL_FRACTION};
