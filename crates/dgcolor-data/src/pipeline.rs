@@ -1,0 +1,214 @@
+//! From a file to network-ready Lab planes, and evaluation in a fixed order. Everything
+//! that turns pixels into training values lives here, so training, validation and test
+//! images go through literally the same code.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::HostBatch;
+use crate::color::{rgb8_to_lab_planes, scale_ab, scale_l};
+use crate::error::{DataError, Result};
+use crate::folder::Sample;
+use crate::image_io::{decode_rgb8, resize_rgb8, ResizeFilter};
+
+/// Geometry of the network input: every image is resized to `size x size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub size: usize,
+    pub filter: ResizeFilter,
+}
+
+impl Default for Preprocess {
+    /// The reference: 256 x 256, nearest neighbour.
+    fn default() -> Self {
+        Self {
+            size: 256,
+            filter: ResizeFilter::Nearest,
+        }
+    }
+}
+
+/// One image in the reference scaling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabImage {
+    pub size: usize,
+    /// `L/50 - 1`, `[S*S]` row-major.
+    pub l: Vec<f32>,
+    /// `ab/100`, `[2*S*S]`: the a plane then the b plane.
+    pub ab: Vec<f32>,
+}
+
+impl LabImage {
+    /// Bytes held, for the loader's cache budget.
+    pub fn bytes(&self) -> usize {
+        (self.l.len() + self.ab.len()) * std::mem::size_of::<f32>()
+    }
+
+    /// Mirror left-right, in place, on all three planes.
+    pub fn flip_horizontal(&mut self) {
+        let s = self.size;
+        for row in self
+            .l
+            .chunks_exact_mut(s)
+            .chain(self.ab.chunks_exact_mut(s))
+        {
+            row.reverse();
+        }
+    }
+}
+
+/// Scaled Lab planes of an already square image.
+pub fn lab_image(rgb: &RgbImage) -> LabImage {
+    assert_eq!(
+        rgb.width(),
+        rgb.height(),
+        "lab_image: image is {}x{}, expected a square",
+        rgb.width(),
+        rgb.height()
+    );
+    let (mut l, mut ab) = rgb8_to_lab_planes(rgb.as_raw());
+    l.iter_mut().for_each(|v| *v = scale_l(*v));
+    ab.iter_mut().for_each(|v| *v = scale_ab(*v));
+    LabImage {
+        size: rgb.width() as usize,
+        l,
+        ab,
+    }
+}
+
+/// Decode, resize to `pre.size`, convert. Returns the resized RGB8 too: it is the ground
+/// truth that metrics compare against.
+pub fn load_lab(path: &Path, pre: &Preprocess) -> Result<(RgbImage, LabImage)> {
+    let size = pre.size as u32;
+    let rgb = resize_rgb8(&decode_rgb8(path)?, size, size, pre.filter);
+    let lab = lab_image(&rgb);
+    Ok((rgb, lab))
+}
+
+/// What to do with a file that cannot be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum OnBadImage {
+    /// Stop with an error naming the file: a broken dataset should be noticed.
+    #[default]
+    Fail,
+    /// Drop the image and report it; never substitute another image.
+    Skip,
+}
+
+/// Stacks images of one domain into a batch (all images must have the same size).
+pub fn host_batch(domain: usize, items: &[&LabImage], classes: &[u32]) -> HostBatch {
+    assert_eq!(
+        items.len(),
+        classes.len(),
+        "host_batch: {} images but {} class ids",
+        items.len(),
+        classes.len()
+    );
+    let size = items.first().map_or(0, |i| i.size);
+    assert!(
+        items.iter().all(|i| i.size == size),
+        "host_batch: images of different sizes"
+    );
+    HostBatch {
+        domain,
+        size,
+        l: items.iter().flat_map(|i| i.l.iter().copied()).collect(),
+        ab: items.iter().flat_map(|i| i.ab.iter().copied()).collect(),
+        class: classes.to_vec(),
+    }
+}
+
+/// One evaluation image, with its position in the sample list so that outputs and
+/// records can be keyed stably.
+#[derive(Clone, Debug)]
+pub struct EvalItem {
+    pub index: usize,
+    pub sample: Sample,
+    /// The resized `S x S` ground truth.
+    pub rgb: RgbImage,
+    pub lab: LabImage,
+}
+
+/// One chunk of [`eval_chunks`]: the images that loaded, in order, and in `Skip` mode
+/// the ones that did not.
+#[derive(Debug, Default)]
+pub struct EvalChunk {
+    pub items: Vec<EvalItem>,
+    pub skipped: Vec<(PathBuf, DataError)>,
+}
+
+/// Iterator over `chunk`-sized pieces of `samples`, decoded in parallel, in order.
+pub struct EvalChunks<'a> {
+    samples: &'a [Sample],
+    pre: Preprocess,
+    chunk: usize,
+    on_bad: OnBadImage,
+    next: usize,
+}
+
+/// Evaluates a (possibly large) domain without holding it all in memory. In `Fail` mode
+/// the first bad file (in sample order) ends the iteration with its error.
+pub fn eval_chunks<'a>(
+    samples: &'a [Sample],
+    pre: &Preprocess,
+    chunk: usize,
+    on_bad: OnBadImage,
+) -> EvalChunks<'a> {
+    EvalChunks {
+        samples,
+        pre: *pre,
+        chunk: chunk.max(1),
+        on_bad,
+        next: 0,
+    }
+}
+
+impl Iterator for EvalChunks<'_> {
+    type Item = Result<EvalChunk>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.samples.len() {
+            return None;
+        }
+        let start = self.next;
+        let end = (start + self.chunk).min(self.samples.len());
+        self.next = end;
+        let loaded: Vec<_> = self.samples[start..end]
+            .par_iter()
+            .map(|s| load_lab(&s.path, &self.pre))
+            .collect();
+        let mut out = EvalChunk::default();
+        for (offset, (sample, result)) in self.samples[start..end].iter().zip(loaded).enumerate() {
+            match result {
+                Ok((rgb, lab)) => out.items.push(EvalItem {
+                    index: start + offset,
+                    sample: sample.clone(),
+                    rgb,
+                    lab,
+                }),
+                Err(e) if self.on_bad == OnBadImage::Skip => {
+                    out.skipped.push((sample.path.clone(), e))
+                }
+                Err(e) => {
+                    self.next = self.samples.len();
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(Ok(out))
+    }
+}
+
+/// All of [`eval_chunks`] at once, for small sets.
+pub fn eval_items(samples: &[Sample], pre: &Preprocess, on_bad: OnBadImage) -> Result<EvalChunk> {
+    let mut all = EvalChunk::default();
+    for chunk in eval_chunks(samples, pre, 64, on_bad) {
+        let chunk = chunk?;
+        all.items.extend(chunk.items);
+        all.skipped.extend(chunk.skipped);
+    }
+    Ok(all)
+}
