@@ -41,7 +41,9 @@ impl Checkpoint {
         for name in names {
             let var = &data[name];
             let Some(t) = self.tensors.get(name) else {
-                return Err(Error::Msg(format!("checkpoint: variable `{name}` is missing")));
+                return Err(Error::Msg(format!(
+                    "checkpoint: variable `{name}` is missing"
+                )));
             };
             if t.shape() != var.shape() {
                 return Err(Error::Msg(format!(
@@ -65,16 +67,32 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
         meta.insert(META_FORMAT.into(), FORMAT.into());
-        let bytes = safetensors::serialize(self.tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
-            .map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))?;
-        write_atomic(path, &bytes).map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))
+        let bytes = safetensors::serialize(
+            self.tensors.iter().map(|(k, v)| (k.as_str(), v)),
+            Some(meta),
+        )
+        .map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))?;
+        write_atomic(path, &bytes)
+            .map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))?;
-        let not_safetensors = |e| Error::Msg(format!("checkpoint {}: not a safetensors file ({e})", path.display()));
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
-        let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))?;
+        let not_safetensors = |e| {
+            Error::Msg(format!(
+                "checkpoint {}: not a safetensors file ({e})",
+                path.display()
+            ))
+        };
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
+        let meta: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
         if meta.get(META_FORMAT).map(String::as_str) != Some(FORMAT) {
             return Err(Error::Msg(format!(
@@ -93,7 +111,10 @@ impl Checkpoint {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
@@ -117,7 +138,12 @@ pub struct TrainState {
 
 impl Checkpoint {
     /// Saves the optimizers' moments under `optim/<name>` and the scalar state as metadata.
-    pub fn add_state(&mut self, algorithm: &str, mut state: TrainState, optims: &[(&str, &crate::optim::Adam)]) -> Result<()> {
+    pub fn add_state(
+        &mut self,
+        algorithm: &str,
+        mut state: TrainState,
+        optims: &[(&str, &crate::optim::Adam)],
+    ) -> Result<()> {
         for (name, opt) in optims {
             let steps = opt.state(&format!("optim/{name}"), &mut self.tensors);
             state.optim_steps.insert(name.to_string(), steps);
@@ -129,14 +155,19 @@ impl Checkpoint {
     }
 
     /// Inverse of [`Checkpoint::add_state`]; checks the checkpoint belongs to `algorithm`.
-    pub fn restore_state(&self, algorithm: &str, optims: &mut [(&str, &mut crate::optim::Adam)]) -> Result<TrainState> {
+    pub fn restore_state(
+        &self,
+        algorithm: &str,
+        optims: &mut [(&str, &mut crate::optim::Adam)],
+    ) -> Result<TrainState> {
         let saved = self.meta(META_ALGORITHM)?;
         if saved != algorithm {
             return Err(Error::Msg(format!(
                 "checkpoint was written by algorithm `{saved}`, cannot resume `{algorithm}`"
             )));
         }
-        let state: TrainState = serde_json::from_str(self.meta(META_STATE)?).map_err(Error::wrap)?;
+        let state: TrainState =
+            serde_json::from_str(self.meta(META_STATE)?).map_err(Error::wrap)?;
         for (name, opt) in optims.iter_mut() {
             let steps = state.optim_steps.get(*name).copied().unwrap_or(0);
             opt.restore(&format!("optim/{name}"), &self.tensors, steps)?;

@@ -46,8 +46,19 @@ impl Algorithm for Erm {
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
         let u = union(batches)?;
         let mut rng = step_rng(self.seed, self.step, 0);
-        let d = self.core.discriminator_step(&u.l, &u.ab, &Mode::Train { dropout_seed: rng.next_u64() })?;
-        let fake = self.core.generator.forward(&u.l, &Mode::Train { dropout_seed: rng.next_u64() })?;
+        let d = self.core.discriminator_step(
+            &u.l,
+            &u.ab,
+            &Mode::Train {
+                dropout_seed: rng.next_u64(),
+            },
+        )?;
+        let fake = self.core.generator.forward(
+            &u.l,
+            &Mode::Train {
+                dropout_seed: rng.next_u64(),
+            },
+        )?;
         let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
         self.opt_gen.step(&task.total.backward()?)?;
         self.step += 1;
@@ -77,13 +88,23 @@ impl Algorithm for Erm {
             step: self.step,
             ..Default::default()
         };
-        ckpt.add_state(self.name(), state, &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)])?;
+        ckpt.add_state(
+            self.name(),
+            state,
+            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
+        )?;
         Ok(ckpt)
     }
 
     fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
         ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state("erm", &mut [("disc", &mut self.core.opt_disc), ("gen", &mut self.opt_gen)])?;
+        let state = ckpt.restore_state(
+            "erm",
+            &mut [
+                ("disc", &mut self.core.opt_disc),
+                ("gen", &mut self.opt_gen),
+            ],
+        )?;
         self.step = state.step;
         Ok(())
     }

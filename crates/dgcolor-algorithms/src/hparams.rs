@@ -47,7 +47,12 @@ pub struct HParamSpec {
 }
 
 const fn spec(name: &'static str, default: f64, dist: Dist, help: &'static str) -> HParamSpec {
-    HParamSpec { name, default, dist, help }
+    HParamSpec {
+        name,
+        default,
+        dist,
+        help,
+    }
 }
 
 /// Shared by every algorithm.
@@ -65,8 +70,18 @@ const OURS: &[HParamSpec] = &[
         Dist::Choice(&[0.1, 0.3, 1.0, 3.0]),
         "weight of the adversarial style loss (reference CLI 1.0; its yaml's 0.1 is never read)",
     ),
-    spec("use_class", 1.0, Dist::Choice(&[1.0]), "1 = run the class-head update (2), 0 = skip it (ablation)"),
-    spec("use_adv", 1.0, Dist::Choice(&[1.0]), "1 = run the style updates (4, 5), 0 = skip them (ablation)"),
+    spec(
+        "use_class",
+        1.0,
+        Dist::Choice(&[1.0]),
+        "1 = run the class-head update (2), 0 = skip it (ablation)",
+    ),
+    spec(
+        "use_adv",
+        1.0,
+        Dist::Choice(&[1.0]),
+        "1 = run the style updates (4, 5), 0 = skip them (ablation)",
+    ),
     spec(
         "use_cr",
         1.0,
@@ -95,14 +110,23 @@ pub struct HParams(BTreeMap<String, f64>);
 #[derive(Debug, thiserror::Error)]
 pub enum HParamError {
     #[error("unknown hyperparameter `{name}` for {algorithm}; known: {known}")]
-    Unknown { name: String, algorithm: String, known: String },
+    Unknown {
+        name: String,
+        algorithm: String,
+        known: String,
+    },
     #[error("hyperparameter override `{0}` is not of the form name=value with a numeric value")]
     Syntax(String),
 }
 
 impl HParams {
     pub fn defaults(algorithm: &str) -> Self {
-        Self(specs(algorithm).iter().map(|s| (s.name.to_string(), s.default)).collect())
+        Self(
+            specs(algorithm)
+                .iter()
+                .map(|s| (s.name.to_string(), s.default))
+                .collect(),
+        )
     }
 
     /// A random-search draw: each name gets its own stream from (seed, name).
@@ -121,8 +145,13 @@ impl HParams {
     /// Applies `name=value` overrides; unknown names are errors listing the known ones.
     pub fn set(&mut self, algorithm: &str, overrides: &[String]) -> Result<(), HParamError> {
         for o in overrides {
-            let (name, value) = o.split_once('=').ok_or_else(|| HParamError::Syntax(o.clone()))?;
-            let value: f64 = value.trim().parse().map_err(|_| HParamError::Syntax(o.clone()))?;
+            let (name, value) = o
+                .split_once('=')
+                .ok_or_else(|| HParamError::Syntax(o.clone()))?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| HParamError::Syntax(o.clone()))?;
             let name = name.trim();
             if !self.0.contains_key(name) {
                 return Err(HParamError::Unknown {
@@ -138,7 +167,10 @@ impl HParams {
 
     /// A registered value; algorithms only ask for names they registered.
     pub fn get(&self, name: &str) -> f64 {
-        *self.0.get(name).unwrap_or_else(|| panic!("hyperparameter `{name}` is not registered"))
+        *self
+            .0
+            .get(name)
+            .unwrap_or_else(|| panic!("hyperparameter `{name}` is not registered"))
     }
 
     pub fn flag(&self, name: &str) -> bool {
@@ -151,7 +183,9 @@ impl HParams {
 }
 
 fn name_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -60,7 +60,11 @@ impl Adam {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { cfg, slots, steps: 0 })
+        Ok(Self {
+            cfg,
+            slots,
+            steps: 0,
+        })
     }
 
     pub fn steps(&self) -> u64 {
@@ -76,7 +80,12 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.steps += 1;
         let t = self.steps as i32;
-        let AdamConfig { lr, beta1, beta2, eps } = self.cfg;
+        let AdamConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+        } = self.cfg;
         let bias1 = 1.0 - beta1.powi(t);
         let bias2 = 1.0 - beta2.powi(t);
         let step_size = lr / bias1;
@@ -105,7 +114,12 @@ impl Adam {
         self.steps
     }
 
-    pub fn restore(&mut self, prefix: &str, tensors: &BTreeMap<String, Tensor>, steps: u64) -> Result<()> {
+    pub fn restore(
+        &mut self,
+        prefix: &str,
+        tensors: &BTreeMap<String, Tensor>,
+        steps: u64,
+    ) -> Result<()> {
         for s in &self.slots {
             for (kind, var) in [("m", &s.m), ("v", &s.v)] {
                 let key = format!("{prefix}.{kind}.{}", s.name);

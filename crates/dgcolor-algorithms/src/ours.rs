@@ -109,7 +109,10 @@ impl Ours {
 
     /// Update 3: `100 * L1 + LSGAN` moves E_h, E_t and the decoder.
     pub fn generator_update(&mut self, u: &Union) -> Result<Losses> {
-        let fake = self.core.generator.forward(&u.l, &self.train_mode(RNG_DROPOUT_GEN))?;
+        let fake = self
+            .core
+            .generator
+            .forward(&u.l, &self.train_mode(RNG_DROPOUT_GEN))?;
         let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
         let grads = task.total.backward()?;
         self.opt_head.step(&grads)?;
@@ -125,15 +128,28 @@ impl Ours {
     /// Update 4: f_s learns the source domain from CR(z); z is detached since only f_s
     /// learns here.
     pub fn style_update(&mut self, u: &Union) -> Result<f32> {
-        let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
-        let ce = losses::cross_entropy(&self.style_logits(&z.detach(), RNG_PERM_STYLE)?, &u.domain)?;
+        let z = self
+            .core
+            .generator
+            .head
+            .forward_t(&u.l, true)?
+            .pop()
+            .expect("3 levels"); // [B, 4nf, S/8, S/8]
+        let ce =
+            losses::cross_entropy(&self.style_logits(&z.detach(), RNG_PERM_STYLE)?, &u.domain)?;
         self.opt_style.step(&ce.backward()?)?;
         scalar(&ce)
     }
 
     /// Update 5: `-w_adv * CE(f_s(CR(z)), domain)`; only E_h's BatchNorm gamma and beta move.
     pub fn adversarial_update(&mut self, u: &Union) -> Result<f32> {
-        let z = self.core.generator.head.forward_t(&u.l, true)?.pop().expect("3 levels");
+        let z = self
+            .core
+            .generator
+            .head
+            .forward_t(&u.l, true)?
+            .pop()
+            .expect("3 levels");
         let ce = losses::cross_entropy(&self.style_logits(&z, RNG_PERM_ADV)?, &u.domain)?;
         let adv = (ce * (-self.w_adv))?;
         self.opt_head_bn.step(&adv.backward()?)?;

@@ -30,7 +30,10 @@ pub struct TaskLoss {
 impl Pix2Pix {
     /// Builds the networks, lets `extra` add more networks to the same VarMap (heads,
     /// discriminators), then initialises every variable from the seed.
-    pub fn new<T>(spec: &AlgorithmSpec, extra: impl FnOnce(&VarBuilder) -> Result<T>) -> Result<(Self, T)> {
+    pub fn new<T>(
+        spec: &AlgorithmSpec,
+        extra: impl FnOnce(&VarBuilder) -> Result<T>,
+    ) -> Result<(Self, T)> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &spec.device);
         let generator = Generator::new(&spec.model, vb.clone())?;
@@ -74,7 +77,8 @@ impl Pix2Pix {
     pub fn checkpoint_base(&self) -> Result<Checkpoint> {
         let mut ckpt = Checkpoint::default();
         ckpt.add_varmap(&self.varmap);
-        let cfg = serde_json::to_string(self.generator.config()).map_err(candle_core::Error::wrap)?;
+        let cfg =
+            serde_json::to_string(self.generator.config()).map_err(candle_core::Error::wrap)?;
         ckpt.meta.insert(META_MODEL.into(), cfg);
         Ok(ckpt)
     }

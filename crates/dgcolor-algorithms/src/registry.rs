@@ -30,7 +30,11 @@ pub fn info(name: &str) -> Result<&'static AlgorithmInfo> {
         Some(a) => Ok(a),
         None => bail!(
             "unknown algorithm `{name}`; registered: {}",
-            ALGORITHMS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+            ALGORITHMS
+                .iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

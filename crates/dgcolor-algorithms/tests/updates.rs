@@ -12,7 +12,9 @@ fn values(shape: &[usize], seed: u64, scale: f32) -> Vec<f32> {
     let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -31,7 +33,13 @@ fn batches(b: usize, seed: u64) -> Result<Vec<DomainBatch>> {
                 domain: d,
                 l,
                 ab,
-                class: Tensor::from_vec((0..b as u32).map(|i| (i + d as u32) % 3).collect::<Vec<_>>(), b, &dev)?,
+                class: Tensor::from_vec(
+                    (0..b as u32)
+                        .map(|i| (i + d as u32) % 3)
+                        .collect::<Vec<_>>(),
+                    b,
+                    &dev,
+                )?,
             })
         })
         .collect()
@@ -53,12 +61,24 @@ fn spec(algorithm: &str, seed: u64) -> AlgorithmSpec {
 fn snapshot(alg: &dyn Algorithm) -> BTreeMap<String, Vec<f32>> {
     let data = alg.varmap().data().lock().unwrap();
     data.iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
         .collect()
 }
 
 /// Trainable variables whose values differ between two snapshots.
-fn changed(before: &BTreeMap<String, Vec<f32>>, after: &BTreeMap<String, Vec<f32>>) -> BTreeSet<String> {
+fn changed(
+    before: &BTreeMap<String, Vec<f32>>,
+    after: &BTreeMap<String, Vec<f32>>,
+) -> BTreeSet<String> {
     before
         .iter()
         .filter(|(k, v)| params::is_trainable(k) && after[*k] != **v)
@@ -66,34 +86,61 @@ fn changed(before: &BTreeMap<String, Vec<f32>>, after: &BTreeMap<String, Vec<f32
         .collect()
 }
 
-fn trainable_where(snap: &BTreeMap<String, Vec<f32>>, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
-    snap.keys().filter(|k| params::is_trainable(k) && keep(k)).cloned().collect()
+fn trainable_where(
+    snap: &BTreeMap<String, Vec<f32>>,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeSet<String> {
+    snap.keys()
+        .filter(|k| params::is_trainable(k) && keep(k))
+        .cloned()
+        .collect()
 }
 
 #[test]
 fn each_update_changes_exactly_its_parameters() -> Result<()> {
     let mut ours = Ours::new(&spec("ours", 0))?;
     let u = union(&batches(4, 1)?)?;
-    let under = |prefixes: &'static [&'static str]| move |k: &str| prefixes.iter().any(|p| k.starts_with(&format!("{p}.")));
+    let under = |prefixes: &'static [&'static str]| {
+        move |k: &str| prefixes.iter().any(|p| k.starts_with(&format!("{p}.")))
+    };
 
     let s0 = snapshot(&ours);
     ours.discriminator_update(&u)?;
     let s1 = snapshot(&ours);
-    assert_eq!(changed(&s0, &s1), trainable_where(&s0, under(&["color_disc"])), "update 1 (colour discriminator)");
+    assert_eq!(
+        changed(&s0, &s1),
+        trainable_where(&s0, under(&["color_disc"])),
+        "update 1 (colour discriminator)"
+    );
     // BatchNorm running statistics of the generator move too: its forward runs in train mode.
-    assert_ne!(s0["head.down2.bn.running_mean"], s1["head.down2.bn.running_mean"]);
+    assert_ne!(
+        s0["head.down2.bn.running_mean"],
+        s1["head.down2.bn.running_mean"]
+    );
 
     ours.class_update(&u)?;
     let s2 = snapshot(&ours);
-    assert_eq!(changed(&s1, &s2), trainable_where(&s1, under(&["head", "tail", "class_head"])), "update 2 (class)");
+    assert_eq!(
+        changed(&s1, &s2),
+        trainable_where(&s1, under(&["head", "tail", "class_head"])),
+        "update 2 (class)"
+    );
 
     ours.generator_update(&u)?;
     let s3 = snapshot(&ours);
-    assert_eq!(changed(&s2, &s3), trainable_where(&s2, under(&["head", "tail", "decoder"])), "update 3 (generator)");
+    assert_eq!(
+        changed(&s2, &s3),
+        trainable_where(&s2, under(&["head", "tail", "decoder"])),
+        "update 3 (generator)"
+    );
 
     ours.style_update(&u)?;
     let s4 = snapshot(&ours);
-    assert_eq!(changed(&s3, &s4), trainable_where(&s3, under(&["style_disc"])), "update 4 (style discriminator)");
+    assert_eq!(
+        changed(&s3, &s4),
+        trainable_where(&s3, under(&["style_disc"])),
+        "update 4 (style discriminator)"
+    );
 
     ours.adversarial_update(&u)?;
     let s5 = snapshot(&ours);
@@ -115,7 +162,10 @@ fn adversarial_update_pushes_the_style_loss_up() -> Result<()> {
     for _ in 0..5 {
         last = ours.adversarial_update(&u)?;
     }
-    assert!(last < first, "adversarial loss -CE should fall: {first} -> {last}");
+    assert!(
+        last < first,
+        "adversarial loss -CE should fall: {first} -> {last}"
+    );
     Ok(())
 }
 
@@ -164,7 +214,11 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
         for step in 2..4 {
             resumed.update(&batches(2, step)?)?;
         }
-        assert_eq!(snapshot(straight.as_ref()), snapshot(resumed.as_ref()), "{name}: every variable after resume");
+        assert_eq!(
+            snapshot(straight.as_ref()),
+            snapshot(resumed.as_ref()),
+            "{name}: every variable after resume"
+        );
     }
     Ok(())
 }
@@ -182,7 +236,10 @@ fn training_loss_is_finite_and_decreases() -> Result<()> {
         }
         let head: f32 = l1[..5].iter().sum::<f32>() / 5.0;
         let tail: f32 = l1[35..].iter().sum::<f32>() / 5.0;
-        assert!(tail < 0.9 * head, "{name}: L1 should fall on a fixed batch: {head} -> {tail}");
+        assert!(
+            tail < 0.9 * head,
+            "{name}: L1 should fall on a fixed batch: {head} -> {tail}"
+        );
     }
     Ok(())
 }
@@ -202,6 +259,9 @@ fn adam_matches_pytorch() -> Result<()> {
         opt.step(&loss.backward()?)?;
     }
     let v = p.as_tensor().to_vec1::<f32>()?;
-    assert!((v[0] - 0.706_971_35).abs() < 1e-6 && (v[1] + 1.703_216_1).abs() < 1e-6, "{v:?}");
+    assert!(
+        (v[0] - 0.706_971_35).abs() < 1e-6 && (v[1] + 1.703_216_1).abs() < 1e-6,
+        "{v:?}"
+    );
     Ok(())
 }

@@ -7,12 +7,19 @@ use candle_core::Device;
 use dgcolor_algorithms::Checkpoint;
 
 fn dgcolor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dgcolor")).args(args).output().expect("run dgcolor")
+    Command::new(env!("CARGO_BIN_EXE_dgcolor"))
+        .args(args)
+        .output()
+        .expect("run dgcolor")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = dgcolor(args);
-    assert!(out.status.success(), "dgcolor {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dgcolor {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -20,8 +27,24 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn train_args<'a>(algorithm: &'a str, data_root: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["train", "--algorithm", algorithm, "--preset", "smoke", "--quiet", "--data-root", s(data_root), "--out", s(out)];
+fn train_args<'a>(
+    algorithm: &'a str,
+    data_root: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "train",
+        "--algorithm",
+        algorithm,
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--data-root",
+        s(data_root),
+        "--out",
+        s(out),
+    ];
     a.extend_from_slice(extra);
     a
 }
@@ -38,25 +61,52 @@ fn smoke_training_of_both_algorithms_records_everything() {
         let out = json(&ok(&train_args(algorithm, tmp.path(), &run, &[])));
         assert_eq!(out["finished"], true);
         assert_eq!(out["steps"], 6);
-        let psnr = out["target_metrics"]["metrics"]["psnr"]["mean"].as_f64().unwrap();
+        let psnr = out["target_metrics"]["metrics"]["psnr"]["mean"]
+            .as_f64()
+            .unwrap();
         assert!(psnr.is_finite() && psnr > 5.0, "{psnr}");
-        for f in ["config.toml", "records.jsonl", "checkpoint.safetensors", "done"] {
+        for f in [
+            "config.toml",
+            "records.jsonl",
+            "checkpoint.safetensors",
+            "done",
+        ] {
             assert!(run.join(f).exists(), "{algorithm}: missing {f}");
         }
         let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
-        assert!(config.contains(&format!("algorithm = \"{algorithm}\"")) && config.contains("lr = 0.001"), "{config}");
+        assert!(
+            config.contains(&format!("algorithm = \"{algorithm}\""))
+                && config.contains("lr = 0.001"),
+            "{config}"
+        );
         let records = dgcolor_eval::read_records(&run.join("records.jsonl")).unwrap();
         let train: Vec<_> = records.iter().filter(|r| r["kind"] == "train").collect();
-        assert!(!train.is_empty() && train.iter().all(|r| r["losses"]["g_l1"].as_f64().unwrap().is_finite()));
-        assert!(train.iter().all(|r| r["images_per_sec"].as_f64().unwrap() > 0.0));
-        assert!(records.iter().any(|r| r["kind"] == "eval" && r["split"] == "val" && r["domain"] == "photo"));
-        assert!(records.iter().any(|r| r["kind"] == "final" && r["domain"] == "art_painting"));
+        assert!(
+            !train.is_empty()
+                && train
+                    .iter()
+                    .all(|r| r["losses"]["g_l1"].as_f64().unwrap().is_finite())
+        );
+        assert!(train
+            .iter()
+            .all(|r| r["images_per_sec"].as_f64().unwrap() > 0.0));
+        assert!(records
+            .iter()
+            .any(|r| r["kind"] == "eval" && r["split"] == "val" && r["domain"] == "photo"));
+        assert!(records
+            .iter()
+            .any(|r| r["kind"] == "final" && r["domain"] == "art_painting"));
         // Running it again reports the finished run without training.
         let again = json(&ok(&train_args(algorithm, tmp.path(), &run, &[])));
         assert_eq!(again["already_done"], true);
     }
     // A different config in the same directory is refused.
-    let out = dgcolor(&train_args("erm", tmp.path(), &tmp.path().join("erm"), &["--seed", "3"]));
+    let out = dgcolor(&train_args(
+        "erm",
+        tmp.path(),
+        &tmp.path().join("erm"),
+        &["--seed", "3"],
+    ));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("different configuration"));
 }
@@ -65,7 +115,12 @@ fn checkpoint_tensors(run: &Path) -> Vec<(String, Vec<f32>)> {
     let ckpt = Checkpoint::load(&run.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
     ckpt.tensors
         .iter()
-        .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -73,16 +128,39 @@ fn checkpoint_tensors(run: &Path) -> Vec<(String, Vec<f32>)> {
 fn an_interrupted_run_resumes_to_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let straight = tmp.path().join("straight");
-    ok(&train_args("ours", tmp.path(), &straight, &["--steps", "5"]));
+    ok(&train_args(
+        "ours",
+        tmp.path(),
+        &straight,
+        &["--steps", "5"],
+    ));
     let resumed = tmp.path().join("resumed");
-    let first = json(&ok(&train_args("ours", tmp.path(), &resumed, &["--steps", "5", "--stop-after", "2"])));
+    let first = json(&ok(&train_args(
+        "ours",
+        tmp.path(),
+        &resumed,
+        &["--steps", "5", "--stop-after", "2"],
+    )));
     assert_eq!(first["finished"], false);
     assert!(!resumed.join("done").exists());
-    let second = json(&ok(&train_args("ours", tmp.path(), &resumed, &["--steps", "5"])));
+    let second = json(&ok(&train_args(
+        "ours",
+        tmp.path(),
+        &resumed,
+        &["--steps", "5"],
+    )));
     assert_eq!(second["resumed_from"], 2);
     assert_eq!(second["finished"], true);
     assert_eq!(checkpoint_tensors(&straight), checkpoint_tensors(&resumed));
-    assert_eq!(second["target_metrics"], json(&ok(&train_args("ours", tmp.path(), &straight, &["--steps", "5"])))["target_metrics"]);
+    assert_eq!(
+        second["target_metrics"],
+        json(&ok(&train_args(
+            "ours",
+            tmp.path(),
+            &straight,
+            &["--steps", "5"]
+        )))["target_metrics"]
+    );
 }
 
 #[test]
@@ -93,29 +171,79 @@ fn colorize_and_eval_work_on_a_trained_run() {
     // Inputs of assorted sizes and formats: non-square RGB JPEG, 16-bit gray PNG, RGBA PNG.
     let inputs = tmp.path().join("inputs");
     std::fs::create_dir_all(inputs.join("nested")).unwrap();
-    image::RgbImage::from_fn(75, 41, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])).save(inputs.join("wide.jpg")).unwrap();
-    image::ImageBuffer::<image::Luma<u16>, _>::from_fn(20, 33, |x, y| image::Luma([(x * 2000 + y * 300) as u16]))
-        .save(inputs.join("nested/gray16.png"))
+    image::RgbImage::from_fn(75, 41, |x, y| {
+        image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])
+    })
+    .save(inputs.join("wide.jpg"))
+    .unwrap();
+    image::ImageBuffer::<image::Luma<u16>, _>::from_fn(20, 33, |x, y| {
+        image::Luma([(x * 2000 + y * 300) as u16])
+    })
+    .save(inputs.join("nested/gray16.png"))
+    .unwrap();
+    image::RgbaImage::from_fn(32, 32, |x, _| image::Rgba([200, x as u8 * 8, 10, 128]))
+        .save(inputs.join("alpha.png"))
         .unwrap();
-    image::RgbaImage::from_fn(32, 32, |x, _| image::Rgba([200, x as u8 * 8, 10, 128])).save(inputs.join("alpha.png")).unwrap();
     let out = tmp.path().join("colorized");
-    ok(&["colorize", "--checkpoint", s(&run), s(&inputs), "--out", s(&out)]);
-    for (rel, w, h) in [("inputs/wide.png", 75, 41), ("inputs/nested/gray16.png", 20, 33), ("inputs/alpha.png", 32, 32)] {
+    ok(&[
+        "colorize",
+        "--checkpoint",
+        s(&run),
+        s(&inputs),
+        "--out",
+        s(&out),
+    ]);
+    for (rel, w, h) in [
+        ("inputs/wide.png", 75, 41),
+        ("inputs/nested/gray16.png", 20, 33),
+        ("inputs/alpha.png", 32, 32),
+    ] {
         let img = image::open(out.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        assert_eq!((img.width(), img.height()), (w, h), "{rel} keeps the input resolution");
+        assert_eq!(
+            (img.width(), img.height()),
+            (w, h),
+            "{rel} keeps the input resolution"
+        );
     }
     // A single file and the checkpoint file itself work too.
     let single = tmp.path().join("single");
-    ok(&["colorize", "--checkpoint", s(&run.join("checkpoint.safetensors")), s(&inputs.join("wide.jpg")), "--out", s(&single)]);
+    ok(&[
+        "colorize",
+        "--checkpoint",
+        s(&run.join("checkpoint.safetensors")),
+        s(&inputs.join("wide.jpg")),
+        "--out",
+        s(&single),
+    ]);
     assert!(single.join("wide.png").exists());
     // A missing input is named.
-    let err = dgcolor(&["colorize", "--checkpoint", s(&run), "/nonexistent/x.png", "--out", s(&single)]);
+    let err = dgcolor(&[
+        "colorize",
+        "--checkpoint",
+        s(&run),
+        "/nonexistent/x.png",
+        "--out",
+        s(&single),
+    ]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("/nonexistent/x.png"));
 
-    let metrics = json(&ok(&["eval", "--checkpoint", s(&run), "--domain", "sketch", "--data-root", s(tmp.path())]));
+    let metrics = json(&ok(&[
+        "eval",
+        "--checkpoint",
+        s(&run),
+        "--domain",
+        "sketch",
+        "--data-root",
+        s(tmp.path()),
+    ]));
     assert_eq!(metrics["domain"], "sketch");
     assert_eq!(metrics["result"]["images"], 7 * 16);
-    assert!(metrics["result"]["metrics"]["ssim"]["mean"].as_f64().unwrap() > 0.0);
+    assert!(
+        metrics["result"]["metrics"]["ssim"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }
 
 #[test]
@@ -127,16 +255,35 @@ fn broken_images_fail_with_their_path_or_are_skipped_and_recorded() {
             let dir = data.join(domain).join(class);
             std::fs::create_dir_all(&dir).unwrap();
             for i in 0..6u32 {
-                image::RgbImage::from_fn(40, 40, |x, y| image::Rgb([(x * 6) as u8, (y * 6) as u8, (i * 40) as u8]))
-                    .save(dir.join(format!("{i}.png")))
-                    .unwrap();
+                image::RgbImage::from_fn(40, 40, |x, y| {
+                    image::Rgb([(x * 6) as u8, (y * 6) as u8, (i * 40) as u8])
+                })
+                .save(dir.join(format!("{i}.png")))
+                .unwrap();
             }
         }
     }
     let broken: PathBuf = data.join("a/x/broken.jpg");
     std::fs::write(&broken, b"not a jpeg at all").unwrap();
     let run = tmp.path().join("run");
-    let args = ["train", "--algorithm", "erm", "--preset", "smoke", "--quiet", "--data", s(&data), "--sources", "a,b", "--target", "c", "--out", s(&run), "--steps", "12"];
+    let args = [
+        "train",
+        "--algorithm",
+        "erm",
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--data",
+        s(&data),
+        "--sources",
+        "a,b",
+        "--target",
+        "c",
+        "--out",
+        s(&run),
+        "--steps",
+        "12",
+    ];
     let out = dgcolor(&args);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -150,7 +297,10 @@ fn broken_images_fail_with_their_path_or_are_skipped_and_recorded() {
     ok(&skip);
     let records = dgcolor_eval::read_records(&run2.join("records.jsonl")).unwrap();
     assert!(
-        records.iter().any(|r| r["kind"] == "skipped_image" && r["path"].as_str().unwrap().ends_with("broken.jpg")),
+        records
+            .iter()
+            .any(|r| r["kind"] == "skipped_image"
+                && r["path"].as_str().unwrap().ends_with("broken.jpg")),
         "the skipped file is recorded"
     );
 }

@@ -8,7 +8,10 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use dgcolor_algorithms::checkpoint::META_MODEL;
 use dgcolor_algorithms::Checkpoint;
-use dgcolor_data::{decode_rgb8, lab_image, lab_planes_to_rgb8, resize_rgb8, rgb8_to_lab_planes, unscale_ab, ResizeFilter, IMAGE_EXTENSIONS};
+use dgcolor_data::{
+    decode_rgb8, lab_image, lab_planes_to_rgb8, resize_rgb8, rgb8_to_lab_planes, unscale_ab,
+    ResizeFilter, IMAGE_EXTENSIONS,
+};
 use dgcolor_models::{Generator, Mode, ModelConfig};
 
 use crate::error::{EvalError, Result};
@@ -17,30 +20,51 @@ use crate::run::CHECKPOINT;
 /// A generator in eval mode from a run directory (its latest checkpoint) or a checkpoint
 /// or model file written by dgcolor.
 pub fn load_generator(path: &Path, device: &Device) -> Result<Generator> {
-    let file = if path.is_dir() { path.join(CHECKPOINT) } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        path.join(CHECKPOINT)
+    } else {
+        path.to_path_buf()
+    };
     if !file.exists() {
-        return Err(EvalError::format(&file, "no checkpoint here (expected a run directory or a .safetensors file)"));
+        return Err(EvalError::format(
+            &file,
+            "no checkpoint here (expected a run directory or a .safetensors file)",
+        ));
     }
     let ckpt = Checkpoint::load(&file, device)?;
-    let cfg: ModelConfig = serde_json::from_str(ckpt.meta(META_MODEL)?).map_err(|e| EvalError::format(&file, e))?;
+    let cfg: ModelConfig =
+        serde_json::from_str(ckpt.meta(META_MODEL)?).map_err(|e| EvalError::format(&file, e))?;
     let varmap = VarMap::new();
     let generator = Generator::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-    ckpt.restore_varmap(&varmap).map_err(|e| EvalError::format(&file, e))?;
+    ckpt.restore_varmap(&varmap)
+        .map_err(|e| EvalError::format(&file, e))?;
     Ok(generator)
 }
 
 /// Colourizes one image file; returns the RGB8 result at the input's resolution.
-pub fn colorize_image(generator: &Generator, input: &Path, filter: ResizeFilter, device: &Device) -> Result<image::RgbImage> {
+pub fn colorize_image(
+    generator: &Generator,
+    input: &Path,
+    filter: ResizeFilter,
+    device: &Device,
+) -> Result<image::RgbImage> {
     let rgb = decode_rgb8(input)?;
     let (w, h) = rgb.dimensions();
     let s = generator.config().size;
     let small = lab_image(&resize_rgb8(&rgb, s as u32, s as u32, filter));
     let l = candle_core::Tensor::from_slice(&small.l, (1, 1, s, s), device)?;
-    let ab: Vec<f32> = generator.forward(&l, &Mode::Eval)?.flatten_all()?.to_vec1()?;
+    let ab: Vec<f32> = generator
+        .forward(&l, &Mode::Eval)?
+        .flatten_all()?
+        .to_vec1()?;
     let (l_full, _) = rgb8_to_lab_planes(rgb.as_raw());
     let mut ab_full = Vec::with_capacity(2 * (w * h) as usize);
     for plane in ab.chunks(s * s) {
-        ab_full.extend(resize_bilinear(plane, s, s, w as usize, h as usize).into_iter().map(unscale_ab));
+        ab_full.extend(
+            resize_bilinear(plane, s, s, w as usize, h as usize)
+                .into_iter()
+                .map(unscale_ab),
+        );
     }
     let out = lab_planes_to_rgb8(&l_full, &ab_full);
     Ok(image::RgbImage::from_raw(w, h, out).expect("buffer of w*h*3 bytes"))
@@ -85,7 +109,9 @@ pub fn plan_outputs(inputs: &[PathBuf], out: &Path) -> Result<Vec<(PathBuf, Path
                 pairs.push((f.clone(), out.join(&base).join(rel).with_extension("png")));
             }
         } else if input.is_file() {
-            let name = input.file_name().ok_or_else(|| EvalError::format(input, "not a file name"))?;
+            let name = input
+                .file_name()
+                .ok_or_else(|| EvalError::format(input, "not a file name"))?;
             pairs.push((input.clone(), out.join(name).with_extension("png")));
         } else {
             return Err(EvalError::format(input, "no such file or folder"));
@@ -94,7 +120,10 @@ pub fn plan_outputs(inputs: &[PathBuf], out: &Path) -> Result<Vec<(PathBuf, Path
     let mut seen = std::collections::HashSet::new();
     for (input, output) in &pairs {
         if !seen.insert(output.clone()) {
-            return Err(EvalError::format(input, format!("two inputs would both be written to {}", output.display())));
+            return Err(EvalError::format(
+                input,
+                format!("two inputs would both be written to {}", output.display()),
+            ));
         }
     }
     Ok(pairs)
@@ -132,11 +161,16 @@ mod tests {
         // -> [[0.00, 0.25, 0.75, 1.00], [0.50, 0.75, 1.25, 1.50],
         //     [1.50, 1.75, 2.25, 2.50], [2.00, 2.25, 2.75, 3.00]]
         let out = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
-        let want = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
+        let want = [
+            0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
+        ];
         for (a, b) in out.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{out:?}");
         }
         // Same size is the identity.
-        assert_eq!(resize_bilinear(&[1.0, 2.0, 3.0], 3, 1, 3, 1), vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            resize_bilinear(&[1.0, 2.0, 3.0], 3, 1, 3, 1),
+            vec![1.0, 2.0, 3.0]
+        );
     }
 }

@@ -20,17 +20,22 @@ impl DataSpec {
     /// Parses `--data`: `synth` uses `synth` as configured, anything else is a folder path.
     pub fn parse(spec: &str, synth: SynthConfig) -> Result<Self> {
         match spec {
-            "" => Err(EvalError::Config("--data is empty: give `synth` or a dataset folder".into())),
+            "" => Err(EvalError::Config(
+                "--data is empty: give `synth` or a dataset folder".into(),
+            )),
             "synth" => Ok(DataSpec::Synth(synth)),
-            path => Ok(DataSpec::Folder { root: PathBuf::from(path) }),
+            path => Ok(DataSpec::Folder {
+                root: PathBuf::from(path),
+            }),
         }
     }
 
     /// Where the synth set of this config lives under `data_root`.
     pub fn synth_dir(data_root: &Path, cfg: &SynthConfig) -> PathBuf {
-        data_root
-            .join("synth")
-            .join(format!("{}px-{}per-class-seed{}", cfg.size, cfg.per_class, cfg.seed))
+        data_root.join("synth").join(format!(
+            "{}px-{}per-class-seed{}",
+            cfg.size, cfg.per_class, cfg.seed
+        ))
     }
 
     /// Opens the dataset, generating synth under `data_root` if needed.

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
-use dgcolor_data::{eval_chunks, host_batch, lab_planes_to_rgb8, unscale_ab, unscale_l, LabImage, OnBadImage, Preprocess, Sample};
+use dgcolor_data::{
+    eval_chunks, host_batch, lab_planes_to_rgb8, unscale_ab, unscale_l, LabImage, OnBadImage,
+    Preprocess, Sample,
+};
 use dgcolor_metrics::{evaluate_pair, MeanMetric, MetricSummary, RgbView};
 use dgcolor_models::{Generator, Mode};
 use serde::{Deserialize, Serialize};
@@ -25,12 +28,19 @@ pub struct DomainMetrics {
 impl DomainMetrics {
     /// Mean of each metric, for compact records.
     pub fn means(&self) -> BTreeMap<String, f64> {
-        self.metrics.iter().map(|(k, v)| (k.clone(), v.mean)).collect()
+        self.metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), v.mean))
+            .collect()
     }
 }
 
 /// Predicted RGB8 images (interleaved, S x S) for scaled Lab inputs.
-pub fn predict_rgb(generator: &Generator, images: &[&LabImage], device: &Device) -> Result<Vec<Vec<u8>>> {
+pub fn predict_rgb(
+    generator: &Generator,
+    images: &[&LabImage],
+    device: &Device,
+) -> Result<Vec<Vec<u8>>> {
     let Some(first) = images.first() else {
         return Ok(Vec::new());
     };
@@ -45,14 +55,23 @@ pub fn predict_rgb(generator: &Generator, images: &[&LabImage], device: &Device)
         .enumerate()
         .map(|(i, img)| {
             let l: Vec<f32> = img.l.iter().map(|&x| unscale_l(x)).collect();
-            let ab: Vec<f32> = ab[i * 2 * plane..(i + 1) * 2 * plane].iter().map(|&x| unscale_ab(x)).collect();
+            let ab: Vec<f32> = ab[i * 2 * plane..(i + 1) * 2 * plane]
+                .iter()
+                .map(|&x| unscale_ab(x))
+                .collect();
             lab_planes_to_rgb8(&l, &ab)
         })
         .collect())
 }
 
 /// Every registered metric over `samples`, mean per image.
-pub fn evaluate(generator: &Generator, samples: &[Sample], pre: &Preprocess, on_bad: OnBadImage, device: &Device) -> Result<DomainMetrics> {
+pub fn evaluate(
+    generator: &Generator,
+    samples: &[Sample],
+    pre: &Preprocess,
+    on_bad: OnBadImage,
+    device: &Device,
+) -> Result<DomainMetrics> {
     let mut acc: BTreeMap<String, MeanMetric> = BTreeMap::new();
     let mut out = DomainMetrics {
         images: 0,
@@ -61,18 +80,25 @@ pub fn evaluate(generator: &Generator, samples: &[Sample], pre: &Preprocess, on_
     };
     for chunk in eval_chunks(samples, pre, EVAL_BATCH, on_bad) {
         let chunk = chunk?;
-        out.skipped.extend(chunk.skipped.iter().map(|(p, _)| p.display().to_string()));
+        out.skipped
+            .extend(chunk.skipped.iter().map(|(p, _)| p.display().to_string()));
         let labs: Vec<&LabImage> = chunk.items.iter().map(|it| &it.lab).collect();
         let preds = predict_rgb(generator, &labs, device)?;
         for (item, pred) in chunk.items.iter().zip(&preds) {
             let s = item.lab.size;
-            let values = evaluate_pair(RgbView::new(pred, s, s)?, RgbView::new(item.rgb.as_raw(), s, s)?)?;
+            let values = evaluate_pair(
+                RgbView::new(pred, s, s)?,
+                RgbView::new(item.rgb.as_raw(), s, s)?,
+            )?;
             for (name, v) in values {
                 acc.entry(name.to_string()).or_default().update(v);
             }
             out.images += 1;
         }
     }
-    out.metrics = acc.into_iter().filter_map(|(k, m)| m.summary().map(|s| (k, s))).collect();
+    out.metrics = acc
+        .into_iter()
+        .filter_map(|(k, m)| m.summary().map(|s| (k, s)))
+        .collect();
     Ok(out)
 }

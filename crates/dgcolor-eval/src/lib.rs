@@ -16,4 +16,6 @@ pub use device::parse_device;
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, predict_rgb, DomainMetrics, EVAL_BATCH};
 pub use run::{read_records, RunDir};
-pub use train::{make_splits, train, Splits, TrainConfig, TrainOptions, TrainOutcome, VAL_FRACTION};
+pub use train::{
+    make_splits, train, Splits, TrainConfig, TrainOptions, TrainOutcome, VAL_FRACTION,
+};

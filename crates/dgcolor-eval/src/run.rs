@@ -63,7 +63,11 @@ impl RunDir {
         let path = self.file(RECORDS);
         let mut line = serde_json::to_string(record).map_err(|e| EvalError::format(&path, e))?;
         line.push('\n');
-        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(EvalError::io(&path))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(EvalError::io(&path))?;
         f.write_all(line.as_bytes()).map_err(EvalError::io(&path))
     }
 
@@ -81,7 +85,10 @@ impl RunDir {
         }
         let mut text = String::new();
         for r in self.records()? {
-            if r.get("step").and_then(Value::as_u64).is_some_and(|s| s > step) {
+            if r.get("step")
+                .and_then(Value::as_u64)
+                .is_some_and(|s| s > step)
+            {
                 continue;
             }
             text.push_str(&r.to_string());

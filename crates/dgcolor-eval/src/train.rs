@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use candle_core::Device;
 use dgcolor_algorithms::{build, AlgorithmSpec, Checkpoint, HParams, Losses, Preset};
-use dgcolor_data::{reference_split, BatchMode, LoaderConfig, MultiDomainFolder, OnBadImage, Preprocess, Sample, SourceSet, TrainLoader};
+use dgcolor_data::{
+    reference_split, BatchMode, LoaderConfig, MultiDomainFolder, OnBadImage, Preprocess, Sample,
+    SourceSet, TrainLoader,
+};
 use dgcolor_models::ModelConfig;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -46,7 +49,8 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string(self).map_err(|e| EvalError::Config(format!("cannot write the run config as TOML: {e}")))
+        toml::to_string(self)
+            .map_err(|e| EvalError::Config(format!("cannot write the run config as TOML: {e}")))
     }
 
     /// Steps for a preset that states epochs, given the training-set size.
@@ -68,12 +72,22 @@ pub struct Splits {
 }
 
 /// Splits each source per class 90/10 with the run seed; the whole target is the test set.
-pub fn make_splits(folder: &MultiDomainFolder, sources: &[String], target: &str, val_fraction: f64, seed: u64) -> Result<Splits> {
+pub fn make_splits(
+    folder: &MultiDomainFolder,
+    sources: &[String],
+    target: &str,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<Splits> {
     if sources.is_empty() {
-        return Err(EvalError::Config("--sources: at least one source domain is needed".into()));
+        return Err(EvalError::Config(
+            "--sources: at least one source domain is needed".into(),
+        ));
     }
     if sources.iter().any(|s| s == target) {
-        return Err(EvalError::Config(format!("--target {target} is also a source domain")));
+        return Err(EvalError::Config(format!(
+            "--target {target} is also a source domain"
+        )));
     }
     let mut train = Vec::new();
     let mut val = Vec::new();
@@ -125,7 +139,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let run = RunDir::new(&opts.out);
     run.write_or_check_config(&cfg.to_toml()?)?;
     let folder = cfg.data.open(&opts.data_root)?;
-    let splits = make_splits(&folder, &cfg.sources, &cfg.target, cfg.val_fraction, cfg.seed)?;
+    let splits = make_splits(
+        &folder,
+        &cfg.sources,
+        &cfg.target,
+        cfg.val_fraction,
+        cfg.seed,
+    )?;
     let spec = AlgorithmSpec {
         model: cfg.model.clone(),
         hparams: cfg.hparams.clone(),
@@ -136,7 +156,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let mut resumed_from = None;
     if let Some(path) = run.checkpoint() {
         let ckpt = Checkpoint::load(&path, &opts.device)?;
-        alg.restore(&ckpt).map_err(|e| EvalError::format(&path, e))?;
+        alg.restore(&ckpt)
+            .map_err(|e| EvalError::format(&path, e))?;
         run.truncate_records_after(alg.steps())?;
         resumed_from = Some(alg.steps());
     }
@@ -174,14 +195,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
             for path in &batches.skipped {
                 run.append(&json!({"kind": "skipped_image", "step": step, "path": path.display().to_string()}))?;
             }
-            let tensors = batches.batches.iter().map(|b| b.to_device(&opts.device)).collect::<candle_core::Result<Vec<_>>>()?;
+            let tensors = batches
+                .batches
+                .iter()
+                .map(|b| b.to_device(&opts.device))
+                .collect::<candle_core::Result<Vec<_>>>()?;
             let computed = Instant::now();
             let losses = alg.update(&tensors)?;
             if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
-                return Err(EvalError::Config(format!("training diverged at step {step}: loss `{name}` is {v}")));
+                return Err(EvalError::Config(format!(
+                    "training diverged at step {step}: loss `{name}` is {v}"
+                )));
             }
             let images: usize = batches.batches.iter().map(|b| b.len()).sum();
-            window.add(&losses, images, wait, computed.elapsed().as_secs_f64() + wait);
+            window.add(
+                &losses,
+                images,
+                wait,
+                computed.elapsed().as_secs_f64() + wait,
+            );
             let done = step + 1;
             progress.set_position(done);
             if done % cfg.log_every == 0 || done == cfg.steps {
@@ -215,7 +247,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let target_metrics = if already_done {
         final_metrics_from_records(&run)?
     } else {
-        let m = evaluate(alg.generator(), &splits.test, &cfg.preprocess, cfg.on_bad_image, &opts.device)?;
+        let m = evaluate(
+            alg.generator(),
+            &splits.test,
+            &cfg.preprocess,
+            cfg.on_bad_image,
+            &opts.device,
+        )?;
         run.append(&json!({"kind": "final", "step": alg.steps(), "domain": cfg.target, "split": "test", "metrics": m}))?;
         run.mark_done()?;
         m
@@ -233,12 +271,32 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
 
 /// Source-validation and target-test metrics at one step, for model selection by
 /// training-domain validation (DomainBed) or by last step.
-fn evaluate_point(run: &RunDir, alg: &dyn dgcolor_algorithms::Algorithm, splits: &Splits, cfg: &TrainConfig, device: &Device, step: u64, kind: &str) -> Result<()> {
+fn evaluate_point(
+    run: &RunDir,
+    alg: &dyn dgcolor_algorithms::Algorithm,
+    splits: &Splits,
+    cfg: &TrainConfig,
+    device: &Device,
+    step: u64,
+    kind: &str,
+) -> Result<()> {
     for (domain, samples) in &splits.val {
-        let m = evaluate(alg.generator(), samples, &cfg.preprocess, cfg.on_bad_image, device)?;
+        let m = evaluate(
+            alg.generator(),
+            samples,
+            &cfg.preprocess,
+            cfg.on_bad_image,
+            device,
+        )?;
         run.append(&json!({"kind": kind, "step": step, "domain": domain, "split": "val", "metrics": m.means(), "images": m.images}))?;
     }
-    let m = evaluate(alg.generator(), &splits.test, &cfg.preprocess, cfg.on_bad_image, device)?;
+    let m = evaluate(
+        alg.generator(),
+        &splits.test,
+        &cfg.preprocess,
+        cfg.on_bad_image,
+        device,
+    )?;
     run.append(&json!({"kind": kind, "step": step, "domain": cfg.target, "split": "test", "metrics": m.means(), "images": m.images}))
 }
 
@@ -246,16 +304,29 @@ fn final_metrics_from_records(run: &RunDir) -> Result<DomainMetrics> {
     let records = run.records()?;
     let last = records.iter().rev().find(|r| r["kind"] == "final");
     let Some(r) = last else {
-        return Err(EvalError::format(run.file(crate::run::RECORDS), "run is marked done but has no final record"));
+        return Err(EvalError::format(
+            run.file(crate::run::RECORDS),
+            "run is marked done but has no final record",
+        ));
     };
-    serde_json::from_value(r["metrics"].clone()).map_err(|e| EvalError::format(run.file(crate::run::RECORDS), e))
+    serde_json::from_value(r["metrics"].clone())
+        .map_err(|e| EvalError::format(run.file(crate::run::RECORDS), e))
 }
 
 fn progress_bar(enabled: bool, total: u64, start: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), if enabled { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
     );
     bar.set_position(start);
     bar
@@ -283,7 +354,10 @@ impl Window {
     }
 
     fn means(&self) -> std::collections::BTreeMap<&'static str, f64> {
-        self.sums.iter().map(|(k, v)| (*k, v / self.steps.max(1) as f64)).collect()
+        self.sums
+            .iter()
+            .map(|(k, v)| (*k, v / self.steps.max(1) as f64))
+            .collect()
     }
 
     fn record(&self, step: u64) -> serde_json::Value {
@@ -293,7 +367,15 @@ impl Window {
     }
 
     fn message(&self) -> String {
-        let losses: Vec<String> = self.means().iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-        format!("{} | {:.1} img/s", losses.join(" "), self.images as f64 / self.total.max(1e-9))
+        let losses: Vec<String> = self
+            .means()
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.3}"))
+            .collect();
+        format!(
+            "{} | {:.1} img/s",
+            losses.join(" "),
+            self.images as f64 / self.total.max(1e-9)
+        )
     }
 }

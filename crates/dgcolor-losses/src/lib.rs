@@ -28,13 +28,21 @@ pub fn lsgan(scores: &Tensor, label: f64) -> Result<Tensor> {
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let (b, _) = logits.dims2()?;
     if labels.dims() != [b] {
-        bail!("cross_entropy: labels {:?} do not match logits {:?}", labels.shape(), logits.shape())
+        bail!(
+            "cross_entropy: labels {:?} do not match logits {:?}",
+            labels.shape(),
+            logits.shape()
+        )
     }
     candle_nn::loss::cross_entropy(logits, labels)
 }
 
 /// `100 * L1(fake, real) + LSGAN(scores of fake, 1)`: what every generator minimises.
-pub fn pix2pix_generator(fake_ab: &Tensor, real_ab: &Tensor, fake_scores: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn pix2pix_generator(
+    fake_ab: &Tensor,
+    real_ab: &Tensor,
+    fake_scores: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let l1 = l1(fake_ab, real_ab)?;
     let gan = lsgan(fake_scores, 1.0)?;
     let total = ((&l1 * L1_WEIGHT)? + &gan)?;
@@ -48,7 +56,11 @@ pub fn pix2pix_discriminator(fake_scores: &Tensor, real_scores: &Tensor) -> Resu
 
 fn same_shape(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
-        bail!("{op}: prediction {:?} and target {:?} differ in shape", a.shape(), b.shape())
+        bail!(
+            "{op}: prediction {:?} and target {:?} differ in shape",
+            a.shape(),
+            b.shape()
+        )
     }
     Ok(())
 }

@@ -27,7 +27,10 @@ pub fn channel_stats(x: &Tensor) -> Result<ChannelStats> {
     let (b, c, h, w) = x.dims4()?;
     let n = h * w;
     if n < 2 {
-        bail!("channel_stats: the unbiased variance needs at least 2 positions, got {:?}", x.shape())
+        bail!(
+            "channel_stats: the unbiased variance needs at least 2 positions, got {:?}",
+            x.shape()
+        )
     }
     let flat = x.reshape((b, c, n))?;
     let mean = flat.mean_keepdim(D::Minus1)?; // [B, C, 1]
@@ -51,11 +54,17 @@ pub fn adain(content: &Tensor, style: &Tensor) -> Result<Tensor> {
     let (cb, cc, _, _) = content.dims4()?;
     let (sb, sc, _, _) = style.dims4()?;
     if (cb, cc) != (sb, sc) {
-        bail!("adain: content {:?} and style {:?} differ in batch or channels", content.shape(), style.shape())
+        bail!(
+            "adain: content {:?} and style {:?} differ in batch or channels",
+            content.shape(),
+            style.shape()
+        )
     }
     let (normed, _) = normalize(content)?;
     let target = channel_stats(style)?;
-    normed.broadcast_mul(&target.std()?)?.broadcast_add(&target.mean)
+    normed
+        .broadcast_mul(&target.std()?)?
+        .broadcast_add(&target.mean)
 }
 
 /// Content randomization CR: sample i keeps its own statistics but takes the normalised,
@@ -65,7 +74,9 @@ pub fn content_randomize(x: &Tensor, perm: &Tensor) -> Result<Tensor> {
     check_perm("content_randomize", x, perm)?;
     let (normed, stats) = normalize(x)?;
     let swapped = normed.index_select(perm, 0)?.detach();
-    swapped.broadcast_mul(&stats.std()?)?.broadcast_add(&stats.mean)
+    swapped
+        .broadcast_mul(&stats.std()?)?
+        .broadcast_add(&stats.mean)
 }
 
 /// Style randomization SR: own content, statistics mixed `a * own + (1 - a) * partner's`
@@ -80,17 +91,24 @@ pub fn style_randomize(x: &Tensor, perm: &Tensor, alpha: &Tensor) -> Result<Tens
     let a = alpha.reshape((b, 1, 1, 1))?;
     let one_minus = (1.0 - &a)?;
     let mix = |own: &Tensor| -> Result<Tensor> {
-        own.broadcast_mul(&a)?.add(&own.index_select(perm, 0)?.broadcast_mul(&one_minus)?)
+        own.broadcast_mul(&a)?
+            .add(&own.index_select(perm, 0)?.broadcast_mul(&one_minus)?)
     };
     let mean = mix(&stats.mean)?;
     let var = mix(&stats.var)?;
-    normed.broadcast_mul(&(var + EPS)?.sqrt()?)?.broadcast_add(&mean)
+    normed
+        .broadcast_mul(&(var + EPS)?.sqrt()?)?
+        .broadcast_add(&mean)
 }
 
 fn check_perm(op: &str, x: &Tensor, perm: &Tensor) -> Result<()> {
     let b = x.dim(0)?;
     if perm.dims() != [b] {
-        bail!("{op}: permutation {:?} must be [{b}] for input {:?}", perm.shape(), x.shape())
+        bail!(
+            "{op}: permutation {:?} must be [{b}] for input {:?}",
+            perm.shape(),
+            x.shape()
+        )
     }
     Ok(())
 }

@@ -38,12 +38,21 @@ impl BatchNorm2d {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         if c != self.weight.dim(0)? {
-            bail!("{}: expected {} channels, got input {:?}", self.name, self.weight.dim(0)?, x.shape())
+            bail!(
+                "{}: expected {} channels, got input {:?}",
+                self.name,
+                self.weight.dim(0)?,
+                x.shape()
+            )
         }
         let (mean, var) = if train {
             let n = b * h * w;
             if n < 2 {
-                bail!("{}: batch statistics need more than one value per channel, got {:?}", self.name, x.shape())
+                bail!(
+                    "{}: batch statistics need more than one value per channel, got {:?}",
+                    self.name,
+                    x.shape()
+                )
             }
             // [B, C, H, W] -> [C, B*H*W]
             let flat = x.transpose(0, 1)?.reshape((c, n))?;
@@ -54,7 +63,8 @@ impl BatchNorm2d {
             let unbiased = (sq_sum / (n - 1) as f64)?.detach();
             let mean_d = mean.detach().flatten_all()?;
             let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean_d * MOMENTUM)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased.flatten_all()? * MOMENTUM)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))?
+                + (unbiased.flatten_all()? * MOMENTUM)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             (mean.reshape((1, c, 1, 1))?, var.reshape((1, c, 1, 1))?)

@@ -1,14 +1,16 @@
 //! The two U-Net building blocks, as the reference's `DownConv` and `UpConv`.
 
 use candle_core::{bail, Result, Tensor};
-use candle_nn::{conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Module, VarBuilder};
+use candle_nn::{
+    conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Module,
+    VarBuilder,
+};
 
 use crate::batch_norm::{batch_norm2d, BatchNorm2d};
 use crate::mode::Mode;
 
 const KERNEL: usize = 4;
 const LEAKY_SLOPE: f64 = 0.2;
-const DROPOUT_P: f32 = 0.5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DownConfig {
@@ -40,7 +42,12 @@ pub struct DownBlock {
 }
 
 /// Parameters `conv.weight`, `conv.bias`, `bn.*` under `vb`.
-pub fn down_block(in_channels: usize, out_channels: usize, cfg: DownConfig, vb: VarBuilder) -> Result<DownBlock> {
+pub fn down_block(
+    in_channels: usize,
+    out_channels: usize,
+    cfg: DownConfig,
+    vb: VarBuilder,
+) -> Result<DownBlock> {
     let conv_cfg = Conv2dConfig {
         padding: 1,
         stride: cfg.stride,
@@ -65,7 +72,12 @@ impl DownBlock {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (_, c, _, _) = x.dims4()?;
         if c != self.in_channels {
-            bail!("{}: expected {} input channels, got {:?}", self.name, self.in_channels, x.shape())
+            bail!(
+                "{}: expected {} input channels, got {:?}",
+                self.name,
+                self.in_channels,
+                x.shape()
+            )
         }
         let x = if self.activation {
             leaky_relu(x)?
@@ -80,12 +92,13 @@ impl DownBlock {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct UpConfig {
     /// BatchNorm after the transposed convolution (absent at the last up block).
     pub batch_norm: bool,
-    /// Dropout(0.5) at the end, in training only (the three innermost up blocks).
-    pub dropout: bool,
+    /// Dropout probability at the end, in training only (the three innermost up blocks;
+    /// 0 = none).
+    pub dropout: f32,
 }
 
 /// ReLU -> ConvTranspose 4x4 stride 2 padding 1 -> BatchNorm -> Dropout, as configured.
@@ -93,7 +106,7 @@ pub struct UpConfig {
 pub struct UpBlock {
     upconv: ConvTranspose2d,
     bn: Option<BatchNorm2d>,
-    dropout: bool,
+    dropout: f32,
     in_channels: usize,
     /// Identifies this block's dropout stream.
     layer_id: u64,
@@ -102,7 +115,13 @@ pub struct UpBlock {
 
 /// Parameters `upconv.weight`, `upconv.bias`, `bn.*` under `vb`; `layer_id` keeps the
 /// dropout masks of different blocks independent.
-pub fn up_block(in_channels: usize, out_channels: usize, cfg: UpConfig, layer_id: u64, vb: VarBuilder) -> Result<UpBlock> {
+pub fn up_block(
+    in_channels: usize,
+    out_channels: usize,
+    cfg: UpConfig,
+    layer_id: u64,
+    vb: VarBuilder,
+) -> Result<UpBlock> {
     let conv_cfg = ConvTranspose2dConfig {
         padding: 1,
         stride: 2,
@@ -128,17 +147,22 @@ impl UpBlock {
     pub fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
         let (_, c, _, _) = x.dims4()?;
         if c != self.in_channels {
-            bail!("{}: expected {} input channels, got {:?}", self.name, self.in_channels, x.shape())
+            bail!(
+                "{}: expected {} input channels, got {:?}",
+                self.name,
+                self.in_channels,
+                x.shape()
+            )
         }
         let x = self.upconv.forward(&x.relu()?)?;
         let x = match &self.bn {
             Some(bn) => bn.forward_t(&x, mode.is_train())?,
             None => x,
         };
-        if !self.dropout {
+        if self.dropout == 0.0 {
             return Ok(x);
         }
-        match mode.dropout_mask(self.layer_id, x.elem_count(), DROPOUT_P) {
+        match mode.dropout_mask(self.layer_id, x.elem_count(), self.dropout) {
             Some(mask) => x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?),
             None => Ok(x),
         }

@@ -19,6 +19,14 @@ pub struct ModelConfig {
     pub adain_index: Option<usize>,
     pub n_classes: usize,
     pub n_domains: usize,
+    /// Dropout probability of the three innermost up blocks in training (reference 0.5;
+    /// 0 turns it off, e.g. to compare updates with a reference whose masks differ).
+    #[serde(default = "reference_dropout")]
+    pub dropout: f32,
+}
+
+fn reference_dropout() -> f32 {
+    0.5
 }
 
 impl ModelConfig {
@@ -36,6 +44,7 @@ impl ModelConfig {
             adain_index: depth.checked_sub(3),
             n_classes,
             n_domains,
+            dropout: reference_dropout(),
         }
     }
 
@@ -51,7 +60,10 @@ impl ModelConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.depth < 4 {
-            bail!("model config: depth {} < 4 (the head encoder alone has 3 levels)", self.depth)
+            bail!(
+                "model config: depth {} < 4 (the head encoder alone has 3 levels)",
+                self.depth
+            )
         }
         if self.nf == 0 {
             bail!("model config: nf must be positive")
@@ -66,7 +78,10 @@ impl ModelConfig {
         }
         // The colour discriminator shrinks S by 8 then by 2 (two stride-1 4x4 convs).
         if self.size / 8 < 3 {
-            bail!("model config: size {} is too small for the colour discriminator (need >= 24)", self.size)
+            bail!(
+                "model config: size {} is too small for the colour discriminator (need >= 24)",
+                self.size
+            )
         }
         if let Some(k) = self.adain_index {
             if k == 0 || k >= self.depth {
@@ -76,6 +91,9 @@ impl ModelConfig {
                     self.depth
                 )
             }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("model config: dropout {} must be in [0, 1)", self.dropout)
         }
         if self.n_classes == 0 || self.n_domains == 0 {
             bail!("model config: need at least one class and one domain")

@@ -21,13 +21,20 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
         let values: Vec<f32> = if name.ends_with("conv.weight") {
             let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
             (0..n).map(|_| normal.sample(&mut rng)).collect()
-        } else if name.ends_with("conv.bias") || name.ends_with("bn.bias") || name.ends_with("running_mean") {
+        } else if name.ends_with("conv.bias")
+            || name.ends_with("bn.bias")
+            || name.ends_with("running_mean")
+        {
             vec![0.0; n]
         } else if name.ends_with("bn.weight") || name.ends_with("running_var") {
             vec![1.0; n]
         } else {
             // Linear layers: weight [out, in], bias [out] share the bound of fan_in.
-            let fan_in = if shape.rank() == 2 { shape.dims()[1] } else { linear_fan_in(&data, name) };
+            let fan_in = if shape.rank() == 2 {
+                shape.dims()[1]
+            } else {
+                linear_fan_in(&data, name)
+            };
             let bound = 1.0 / (fan_in as f32).sqrt();
             (0..n).map(|_| rng.random_range(-bound..bound)).collect()
         };
@@ -37,11 +44,18 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
 }
 
 /// The fan-in of a linear bias is the input width of the matching weight.
-fn linear_fan_in(data: &std::collections::HashMap<String, candle_core::Var>, bias_name: &str) -> usize {
+fn linear_fan_in(
+    data: &std::collections::HashMap<String, candle_core::Var>,
+    bias_name: &str,
+) -> usize {
     let weight = bias_name.trim_end_matches("bias").to_string() + "weight";
-    data.get(&weight).map(|w| w.dims()[w.dims().len() - 1]).unwrap_or(1)
+    data.get(&weight)
+        .map(|w| w.dims()[w.dims().len() - 1])
+        .unwrap_or(1)
 }
 
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }

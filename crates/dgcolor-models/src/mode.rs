@@ -22,8 +22,13 @@ impl Mode {
         let Mode::Train { dropout_seed } = *self else {
             return None;
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(dropout_seed ^ layer.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(dropout_seed ^ layer.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let scale = 1.0 / (1.0 - p);
-        Some((0..len).map(|_| if rng.random::<f32>() < p { 0.0 } else { scale }).collect())
+        Some(
+            (0..len)
+                .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
+                .collect(),
+        )
     }
 }

@@ -24,11 +24,25 @@ fn level_config(level: usize, depth: usize) -> DownConfig {
 }
 
 /// Builds `down{first}..=down{last}` under `vb`.
-pub(crate) fn encoder_levels(cfg: &ModelConfig, in_channels: usize, levels: std::ops::RangeInclusive<usize>, vb: &VarBuilder) -> Result<Vec<DownBlock>> {
+pub(crate) fn encoder_levels(
+    cfg: &ModelConfig,
+    in_channels: usize,
+    levels: std::ops::RangeInclusive<usize>,
+    vb: &VarBuilder,
+) -> Result<Vec<DownBlock>> {
     levels
         .map(|i| {
-            let c_in = if i == 1 { in_channels } else { cfg.width(i - 1) };
-            down_block(c_in, cfg.width(i), level_config(i, cfg.depth), vb.pp(format!("down{i}")))
+            let c_in = if i == 1 {
+                in_channels
+            } else {
+                cfg.width(i - 1)
+            };
+            down_block(
+                c_in,
+                cfg.width(i),
+                level_config(i, cfg.depth),
+                vb.pp(format!("down{i}")),
+            )
         })
         .collect()
 }
@@ -96,11 +110,15 @@ impl Decoder {
             .map(|k| {
                 // up_1 takes x_D; up_k (k > 1) takes concat(o, skip_{k-1}) where
                 // skip_{k-1} = x_{D-k+1} has the same width as o.
-                let c_in = if k == 1 { cfg.width(d) } else { 2 * cfg.width(d - k + 1) };
+                let c_in = if k == 1 {
+                    cfg.width(d)
+                } else {
+                    2 * cfg.width(d - k + 1)
+                };
                 let c_out = if k == d { 2 } else { cfg.width(d - k) };
                 let up_cfg = UpConfig {
                     batch_norm: k < d,
-                    dropout: k <= 3 && k < d,
+                    dropout: if k <= 3 && k < d { cfg.dropout } else { 0.0 },
                 };
                 up_block(c_in, c_out, up_cfg, k as u64, vb.pp(format!("up{k}")))
             })
@@ -119,7 +137,10 @@ impl Decoder {
     pub fn forward(&self, feats: &[Tensor], mode: &Mode) -> Result<Tensor> {
         let d = self.ups.len();
         if feats.len() != d {
-            bail!("decoder: expected {d} encoder features, got {}", feats.len())
+            bail!(
+                "decoder: expected {d} encoder features, got {}",
+                feats.len()
+            )
         }
         let mut o = self.ups[0].forward(&feats[d - 1], mode)?; // [B, w_{D-1}, 2, 2] at S = 2^D
         for k in 1..d {
@@ -165,7 +186,10 @@ impl Generator {
         let (_, c, h, w) = l.dims4()?;
         let unit = 1usize << self.cfg.depth;
         if c != 1 || h % unit != 0 || w % unit != 0 {
-            bail!("generator: input must be [B, 1, H, W] with H and W multiples of {unit}, got {:?}", l.shape())
+            bail!(
+                "generator: input must be [B, 1, H, W] with H and W multiples of {unit}, got {:?}",
+                l.shape()
+            )
         }
         let mut feats = self.head.forward_t(l, train)?;
         let tail = self.tail.forward_t(&feats[HEAD_LEVELS - 1], train)?;

@@ -7,10 +7,14 @@ use dgcolor_models::*;
 fn random(shape: &[usize], seed: u64) -> Result<Tensor> {
     // A tiny LCG keeps inputs deterministic without candle's unseedable CPU RNG.
     let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let values: Vec<f32> = (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
@@ -50,7 +54,12 @@ fn shapes_at_several_depths() -> Result<()> {
         assert_eq!(feats.len(), depth);
         for (i, f) in feats.iter().enumerate() {
             let side = size >> (i + 1);
-            assert_eq!(f.dims(), &[b, cfg.width(i + 1), side, side], "level {} at depth {depth}", i + 1);
+            assert_eq!(
+                f.dims(),
+                &[b, cfg.width(i + 1), side, side],
+                "level {} at depth {depth}",
+                i + 1
+            );
         }
         for mode in [Mode::Train { dropout_seed: 3 }, Mode::Eval] {
             let ab = nets.generator.forward(&l, &mode)?;
@@ -61,7 +70,10 @@ fn shapes_at_several_depths() -> Result<()> {
         assert_eq!(nets.class_head.forward(&feats[depth - 1])?.dims(), &[b, 7]);
         assert_eq!(nets.style.forward_t(&feats[2], true)?.dims(), &[b, 2]);
         let ab = random(&[b, 2, size, size], 2)?;
-        assert_eq!(nets.color.forward_t(&l, &ab, true)?.dims(), &[b, 1, size / 8 - 2, size / 8 - 2]);
+        assert_eq!(
+            nets.color.forward_t(&l, &ab, true)?.dims(),
+            &[b, 1, size / 8 - 2, size / 8 - 2]
+        );
     }
     Ok(())
 }
@@ -70,7 +82,11 @@ fn shapes_at_several_depths() -> Result<()> {
 fn parameter_names_follow_the_reference_modules() -> Result<()> {
     let nets = build(&ModelConfig::paper(7, 2), 0)?;
     let data = nets.varmap.data().lock().unwrap();
-    let shape = |n: &str| data.get(n).map(|v| v.dims().to_vec()).unwrap_or_else(|| panic!("missing {n}"));
+    let shape = |n: &str| {
+        data.get(n)
+            .map(|v| v.dims().to_vec())
+            .unwrap_or_else(|| panic!("missing {n}"))
+    };
     assert_eq!(shape("head.down1.conv.weight"), [64, 1, 4, 4]);
     assert_eq!(shape("head.down3.bn.running_var"), [256]);
     assert_eq!(shape("tail.down4.conv.weight"), [512, 256, 4, 4]);
@@ -82,18 +98,32 @@ fn parameter_names_follow_the_reference_modules() -> Result<()> {
     assert_eq!(shape("style_disc.linear_layer.0.weight"), [256, 512]);
     assert_eq!(shape("color_disc.conv4.conv.weight"), [512, 256, 4, 4]);
     // Level 1 and level D have no BatchNorm; nor does the last up block.
-    for absent in ["head.down1.bn.weight", "tail.down8.bn.weight", "decoder.up8.bn.weight", "color_disc.conv5.bn.weight"] {
+    for absent in [
+        "head.down1.bn.weight",
+        "tail.down8.bn.weight",
+        "decoder.up8.bn.weight",
+        "color_disc.conv5.bn.weight",
+    ] {
         assert!(!data.contains_key(absent), "{absent} should not exist");
     }
     // The head holds only levels 1..3, the tail only 4..D.
-    assert!(!data.keys().any(|k| k.starts_with("head.down4") || k.starts_with("tail.down3")));
+    assert!(!data
+        .keys()
+        .any(|k| k.starts_with("head.down4") || k.starts_with("tail.down3")));
     Ok(())
 }
 
 #[test]
 fn initialisation_is_seeded_and_follows_the_reference() -> Result<()> {
     let cfg = ModelConfig::new(32, 8, 5, 7, 2);
-    let get = |nets: &Nets, name: &str| nets.varmap.data().lock().unwrap()[name].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let get = |nets: &Nets, name: &str| {
+        nets.varmap.data().lock().unwrap()[name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
     let a = build(&cfg, 1)?;
     let b = build(&cfg, 1)?;
     let c = build(&cfg, 2)?;
@@ -103,7 +133,10 @@ fn initialisation_is_seeded_and_follows_the_reference() -> Result<()> {
     let n = w.len() as f32;
     let mean = w.iter().sum::<f32>() / n;
     let std = (w.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
-    assert!(mean.abs() < 0.002 && (std - 0.02).abs() < 0.002, "N(0, 0.02) expected, got mean {mean} std {std}");
+    assert!(
+        mean.abs() < 0.002 && (std - 0.02).abs() < 0.002,
+        "N(0, 0.02) expected, got mean {mean} std {std}"
+    );
     assert!(get(&a, "tail.down4.conv.bias").iter().all(|&x| x == 0.0));
     assert!(get(&a, "head.down2.bn.weight").iter().all(|&x| x == 1.0));
     let lin = get(&a, "class_head.layer.0.weight");
@@ -118,28 +151,55 @@ fn adain_output_has_the_style_statistics() -> Result<()> {
     let style = ((random(&[2, 3, 2, 2], 2)? * 3.0)? + 0.7)?;
     let out = adain(&content, &style)?;
     let (o, s) = (channel_stats(&out)?, channel_stats(&style)?);
-    let diff = |a: &Tensor, b: &Tensor| -> f32 { (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+    let diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
     assert!(diff(&o.mean, &s.mean) < 1e-5);
     // var(out) = var(style) + eps up to the content's own eps: equal within 1e-4 relative.
     assert!(diff(&o.var, &s.var) < 1e-4 * (1.0 + s.var.max_all()?.to_scalar::<f32>()?));
-    let err = adain(&content, &random(&[2, 4, 2, 2], 3)?).unwrap_err().to_string();
-    assert!(err.contains("adain") && err.contains("[2, 3, 5, 4]"), "{err}");
+    let err = adain(&content, &random(&[2, 4, 2, 2], 3)?)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("adain") && err.contains("[2, 3, 5, 4]"),
+        "{err}"
+    );
     Ok(())
 }
 
 #[test]
 fn content_randomization_keeps_each_samples_statistics_and_swaps_content() -> Result<()> {
-    let x = ((random(&[3, 2, 4, 4], 5)? * 2.0)? + random(&[3, 2, 1, 1], 6)?.broadcast_as((3, 2, 4, 4))?)?;
+    let x = ((random(&[3, 2, 4, 4], 5)? * 2.0)?
+        + random(&[3, 2, 1, 1], 6)?.broadcast_as((3, 2, 4, 4))?)?;
     let perm = Tensor::new(&[2u32, 0, 1], &Device::Cpu)?;
     let out = content_randomize(&x, &perm)?;
     let (sx, so) = (channel_stats(&x)?, channel_stats(&out)?);
-    let max_diff = |a: &Tensor, b: &Tensor| -> f32 { (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
     assert!(max_diff(&sx.mean, &so.mean) < 1e-5);
     assert!(max_diff(&sx.var, &so.var) < 1e-4);
     // Normalised content of out[0] is that of x[2].
     let norm = |t: &Tensor| -> Tensor {
         let s = channel_stats(t).unwrap();
-        t.broadcast_sub(&s.mean).unwrap().broadcast_div(&(s.var + 1e-5).unwrap().sqrt().unwrap()).unwrap()
+        t.broadcast_sub(&s.mean)
+            .unwrap()
+            .broadcast_div(&(s.var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap()
     };
     assert!(max_diff(&norm(&out).get(0)?, &norm(&x).get(2)?) < 1e-4);
     Ok(())
@@ -147,17 +207,39 @@ fn content_randomization_keeps_each_samples_statistics_and_swaps_content() -> Re
 
 #[test]
 fn style_randomization_mixes_statistics() -> Result<()> {
-    let x = ((random(&[2, 2, 4, 4], 7)? * 2.0)? + random(&[2, 2, 1, 1], 8)?.broadcast_as((2, 2, 4, 4))?)?;
+    let x = ((random(&[2, 2, 4, 4], 7)? * 2.0)?
+        + random(&[2, 2, 1, 1], 8)?.broadcast_as((2, 2, 4, 4))?)?;
     let perm = Tensor::new(&[1u32, 0], &Device::Cpu)?;
     let sx = channel_stats(&x)?;
-    let max_diff = |a: &Tensor, b: &Tensor| -> f32 { (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
     // alpha = 1 keeps own statistics, alpha = 0 takes the partner's.
-    let own = channel_stats(&style_randomize(&x, &perm, &Tensor::new(&[1f32, 1.0], &Device::Cpu)?)?)?;
+    let own = channel_stats(&style_randomize(
+        &x,
+        &perm,
+        &Tensor::new(&[1f32, 1.0], &Device::Cpu)?,
+    )?)?;
     assert!(max_diff(&own.mean, &sx.mean) < 1e-5 && max_diff(&own.var, &sx.var) < 1e-4);
-    let swapped = channel_stats(&style_randomize(&x, &perm, &Tensor::new(&[0f32, 0.0], &Device::Cpu)?)?)?;
+    let swapped = channel_stats(&style_randomize(
+        &x,
+        &perm,
+        &Tensor::new(&[0f32, 0.0], &Device::Cpu)?,
+    )?)?;
     assert!(max_diff(&swapped.mean, &sx.mean.index_select(&perm, 0)?) < 1e-5);
     // alpha = 0.25: mean is the convex combination.
-    let mixed = channel_stats(&style_randomize(&x, &perm, &Tensor::new(&[0.25f32, 0.25], &Device::Cpu)?)?)?;
+    let mixed = channel_stats(&style_randomize(
+        &x,
+        &perm,
+        &Tensor::new(&[0.25f32, 0.25], &Device::Cpu)?,
+    )?)?;
     let want = ((&sx.mean * 0.25)? + (sx.mean.index_select(&perm, 0)? * 0.75)?)?;
     assert!(max_diff(&mixed.mean, &want) < 1e-5);
     Ok(())
@@ -169,11 +251,17 @@ fn batch_norm_matches_pytorch_training_semantics() -> Result<()> {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let bn = batch_norm2d(2, vb.pp("bn"))?;
     // Channel 0 holds 1..=8, channel 1 holds 2 * (1..=8), batch 2 x 2x2.
-    let v: Vec<f32> = (0..16).map(|i| {
-        let (b, c, p) = (i / 8, (i / 4) % 2, i % 4);
-        let k = (b * 4 + p + 1) as f32;
-        if c == 0 { k } else { 2.0 * k }
-    }).collect();
+    let v: Vec<f32> = (0..16)
+        .map(|i| {
+            let (b, c, p) = (i / 8, (i / 4) % 2, i % 4);
+            let k = (b * 4 + p + 1) as f32;
+            if c == 0 {
+                k
+            } else {
+                2.0 * k
+            }
+        })
+        .collect();
     let x = Tensor::from_vec(v, (2, 2, 2, 2), &Device::Cpu)?;
     let y = bn.forward_t(&x, true)?;
     // Normalised with the biased variance (mean 4.5, var 5.25 for channel 0).
@@ -183,11 +271,22 @@ fn batch_norm_matches_pytorch_training_semantics() -> Result<()> {
     let data = varmap.data().lock().unwrap();
     let rm: Vec<f32> = data["bn.running_mean"].as_tensor().to_vec1()?;
     let rv: Vec<f32> = data["bn.running_var"].as_tensor().to_vec1()?;
-    assert!((rm[0] - 0.45).abs() < 1e-6 && (rm[1] - 0.9).abs() < 1e-6, "{rm:?}");
-    assert!((rv[0] - (0.9 + 0.6)).abs() < 1e-5 && (rv[1] - (0.9 + 2.4)).abs() < 1e-5, "{rv:?}");
+    assert!(
+        (rm[0] - 0.45).abs() < 1e-6 && (rm[1] - 0.9).abs() < 1e-6,
+        "{rm:?}"
+    );
+    assert!(
+        (rv[0] - (0.9 + 0.6)).abs() < 1e-5 && (rv[1] - (0.9 + 2.4)).abs() < 1e-5,
+        "{rv:?}"
+    );
     drop(data);
     // Eval mode uses the running statistics.
-    let e = bn.forward_t(&x, false)?.get(0)?.get(0)?.flatten_all()?.to_vec1::<f32>()?;
+    let e = bn
+        .forward_t(&x, false)?
+        .get(0)?
+        .get(0)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     assert!((e[0] - (1.0 - 0.45) / (1.5f32 + 1e-5).sqrt()).abs() < 1e-5);
     Ok(())
 }
@@ -196,10 +295,26 @@ fn batch_norm_matches_pytorch_training_semantics() -> Result<()> {
 fn invalid_configs_are_rejected_with_reasons() {
     let mut cfg = ModelConfig::new(64, 8, 6, 7, 2);
     cfg.adain_index = Some(6);
-    assert!(cfg.validate().unwrap_err().to_string().contains("adain index 6"));
-    assert!(ModelConfig::new(48, 8, 6, 7, 2).validate().unwrap_err().to_string().contains("not divisible"));
-    assert!(ModelConfig::new(64, 8, 3, 7, 2).validate().unwrap_err().to_string().contains("depth 3"));
-    assert_eq!(ModelConfig::paper(7, 2).adain_index, Some(5), "reference AdaIN index");
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("adain index 6"));
+    assert!(ModelConfig::new(48, 8, 6, 7, 2)
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("not divisible"));
+    assert!(ModelConfig::new(64, 8, 3, 7, 2)
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("depth 3"));
+    assert_eq!(
+        ModelConfig::paper(7, 2).adain_index,
+        Some(5),
+        "reference AdaIN index"
+    );
     assert_eq!(ModelConfig::new(64, 8, 6, 7, 2).z_skip_index(), 3);
 }
 
@@ -208,9 +323,23 @@ fn dropout_is_seeded_and_off_in_eval() -> Result<()> {
     let cfg = ModelConfig::new(32, 4, 5, 7, 2);
     let nets = build(&cfg, 0)?;
     let l = random(&[2, 1, 32, 32], 9)?;
-    let run = |m: Mode| nets.generator.forward(&l, &m).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(run(Mode::Train { dropout_seed: 1 }), run(Mode::Train { dropout_seed: 1 }));
-    assert_ne!(run(Mode::Train { dropout_seed: 1 }), run(Mode::Train { dropout_seed: 2 }));
+    let run = |m: Mode| {
+        nets.generator
+            .forward(&l, &m)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(
+        run(Mode::Train { dropout_seed: 1 }),
+        run(Mode::Train { dropout_seed: 1 })
+    );
+    assert_ne!(
+        run(Mode::Train { dropout_seed: 1 }),
+        run(Mode::Train { dropout_seed: 2 })
+    );
     assert_eq!(run(Mode::Eval), run(Mode::Eval));
     Ok(())
 }
