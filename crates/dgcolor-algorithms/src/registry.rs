@@ -10,6 +10,8 @@ pub struct AlgorithmInfo {
     pub summary: &'static str,
     /// Whether its generator uses the AdaIN skip by default (only the proposed model does).
     pub adain: bool,
+    /// Whether it needs the same number of images from every source domain per step.
+    pub balanced: bool,
 }
 
 pub const ALGORITHMS: &[AlgorithmInfo] = &[
@@ -17,11 +19,13 @@ pub const ALGORITHMS: &[AlgorithmInfo] = &[
         name: "erm",
         summary: "pix2pix on the union of the sources (the paper's 'None' baseline)",
         adain: false,
+        balanced: false,
     },
     AlgorithmInfo {
         name: "ours",
         summary: "the proposed model: CR + style discriminator + BN-only adversarial update, class head, AdaIN skip",
         adain: true,
+        balanced: false,
     },
 ];
 

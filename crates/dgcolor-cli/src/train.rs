@@ -1,16 +1,12 @@
 //! `dgcolor train` and `dgcolor compare`: the run options shared by every command that
-//! trains, and how they become a [`TrainConfig`].
+//! trains, turned into a [`RunSpec`].
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use dgcolor_algorithms::{info, HParams, Preset};
-use dgcolor_data::{BatchMode, OnBadImage, Preprocess, ResizeFilter, SynthConfig};
-use dgcolor_eval::{
-    parse_device, train, DataSpec, DomainMetrics, TrainConfig, TrainOptions, VAL_FRACTION,
-};
-use dgcolor_models::ModelConfig;
+use dgcolor_data::ResizeFilter;
+use dgcolor_eval::{parse_device, train, DomainMetrics, RunSpec, TrainOptions};
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
@@ -107,80 +103,29 @@ pub fn parse_filter(s: &str) -> Result<ResizeFilter> {
     }
 }
 
+impl RunArgs {
+    pub fn spec(&self, algorithm: &str) -> Result<RunSpec> {
+        Ok(RunSpec {
+            algorithm: algorithm.into(),
+            data: self.data.clone(),
+            sources: self.sources.clone(),
+            target: self.target.clone(),
+            preset: self.preset.clone(),
+            steps: self.steps,
+            seed: self.seed,
+            batch_size: self.batch_size,
+            balanced: self.balanced,
+            set: self.set.clone(),
+            adain: self.adain.clone(),
+            resize: parse_filter(&self.resize)?,
+            skip_bad_images: self.skip_bad_images,
+        })
+    }
+}
+
 pub fn train_options(algorithm: &str, run: &RunArgs, out: PathBuf) -> Result<TrainOptions> {
-    let algo = info(algorithm)?;
-    let preset = Preset::get(&run.preset)?;
-    let synth = SynthConfig {
-        size: preset.size as u32,
-        per_class: preset.synth_per_class,
-        seed: 0,
-    };
-    let data = DataSpec::parse(&run.data, synth)?;
-    let mut hparams = HParams::defaults(algo.name);
-    hparams.set(algo.name, &run.set)?;
-    let mut model = ModelConfig::new(preset.size, preset.nf, preset.depth, 1, run.sources.len());
-    model.adain_index = match run.adain.as_deref() {
-        None => algo.adain.then(|| model.z_skip_index()),
-        Some("none") => None,
-        Some("z") => Some(model.z_skip_index()),
-        Some(k) => Some(k.parse().with_context(|| {
-            format!(
-                "--adain `{k}`: expected none, z or an index 1..{}",
-                preset.depth - 1
-            )
-        })?),
-    };
-    // The class count comes from the data; open it once here so the config is complete.
-    let folder = data.open(&run.data_root)?;
-    model.n_classes = folder.classes.len();
-    model.validate()?;
-    let batch_size = run.batch_size.unwrap_or(preset.batch_size);
-    let train_images: usize = run
-        .sources
-        .iter()
-        .map(|s| folder.domain(s).map(|d| d.len()))
-        .sum::<std::result::Result<_, _>>()?;
-    let steps = run.steps.unwrap_or_else(|| {
-        TrainConfig::steps_for(
-            &Preset {
-                batch_size,
-                ..preset.clone()
-            },
-            train_images,
-        )
-    });
-    let config = TrainConfig {
-        algorithm: algo.name.to_string(),
-        preset: preset.name.clone(),
-        data,
-        sources: run.sources.clone(),
-        target: run.target.clone(),
-        seed: run.seed,
-        steps,
-        batch_size,
-        batch_mode: if run.balanced {
-            BatchMode::Balanced
-        } else {
-            BatchMode::Mixed
-        },
-        preprocess: Preprocess {
-            size: preset.size,
-            filter: parse_filter(&run.resize)?,
-        },
-        flip: true,
-        val_fraction: VAL_FRACTION,
-        eval_every: preset.eval_every.min(steps.max(1)),
-        log_every: 10.min(steps.max(1)),
-        on_bad_image: if run.skip_bad_images {
-            OnBadImage::Skip
-        } else {
-            OnBadImage::Fail
-        },
-        model,
-        hparams,
-    };
     Ok(TrainOptions {
-        config,
+        config: run.spec(algorithm)?.config(&run.data_root)?,
         out,
         data_root: run.data_root.clone(),
         device: parse_device(&run.device)?,

@@ -8,14 +8,14 @@ mod device;
 mod error;
 mod evaluate;
 pub mod run;
+mod spec;
 mod train;
 
 pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};
-pub use dataset::DataSpec;
+pub use dataset::{make_splits, DataSpec, Splits};
 pub use device::parse_device;
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, predict_rgb, DomainMetrics, EVAL_BATCH};
 pub use run::{read_records, RunDir};
-pub use train::{
-    make_splits, train, Splits, TrainConfig, TrainOptions, TrainOutcome, VAL_FRACTION,
-};
+pub use spec::RunSpec;
+pub use train::{train, TrainConfig, TrainOptions, TrainOutcome, VAL_FRACTION};

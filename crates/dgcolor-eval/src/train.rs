@@ -8,16 +8,13 @@ use std::time::Instant;
 
 use candle_core::Device;
 use dgcolor_algorithms::{build, AlgorithmSpec, Checkpoint, HParams, Losses, Preset};
-use dgcolor_data::{
-    reference_split, BatchMode, LoaderConfig, MultiDomainFolder, OnBadImage, Preprocess, Sample,
-    SourceSet, TrainLoader,
-};
+use dgcolor_data::{BatchMode, LoaderConfig, OnBadImage, Preprocess, TrainLoader};
 use dgcolor_models::ModelConfig;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::dataset::DataSpec;
+use crate::dataset::{make_splits, DataSpec, Splits};
 use crate::error::{EvalError, Result};
 use crate::evaluate::{evaluate, DomainMetrics};
 use crate::run::{RunDir, CHECKPOINT};
@@ -61,50 +58,6 @@ impl TrainConfig {
             (None, None) => 1,
         }
     }
-}
-
-/// The train/validation split of each source and the target test set.
-pub struct Splits {
-    pub classes: Vec<String>,
-    pub train: Vec<SourceSet>,
-    pub val: Vec<(String, Vec<Sample>)>,
-    pub test: Vec<Sample>,
-}
-
-/// Splits each source per class 90/10 with the run seed; the whole target is the test set.
-pub fn make_splits(
-    folder: &MultiDomainFolder,
-    sources: &[String],
-    target: &str,
-    val_fraction: f64,
-    seed: u64,
-) -> Result<Splits> {
-    if sources.is_empty() {
-        return Err(EvalError::Config(
-            "--sources: at least one source domain is needed".into(),
-        ));
-    }
-    if sources.iter().any(|s| s == target) {
-        return Err(EvalError::Config(format!(
-            "--target {target} is also a source domain"
-        )));
-    }
-    let mut train = Vec::new();
-    let mut val = Vec::new();
-    for (i, name) in sources.iter().enumerate() {
-        let split = reference_split(folder.domain(name)?, val_fraction, seed);
-        train.push(SourceSet {
-            domain: i,
-            samples: split.train,
-        });
-        val.push((name.clone(), split.val));
-    }
-    Ok(Splits {
-        classes: folder.classes.clone(),
-        train,
-        val,
-        test: folder.domain(target)?.to_vec(),
-    })
 }
 
 pub struct TrainOptions {

@@ -1,0 +1,135 @@
+//! What a researcher asks for (algorithm, data, domains, preset, overrides) and how it
+//! becomes the complete [`TrainConfig`] of a run. The CLI and the experiment binaries both
+//! go through here, so a run means the same thing whichever tool started it.
+
+use std::path::Path;
+
+use dgcolor_algorithms::{info, HParams, Preset};
+use dgcolor_data::{BatchMode, OnBadImage, Preprocess, ResizeFilter, SynthConfig};
+use dgcolor_models::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::DataSpec;
+use crate::error::{EvalError, Result};
+use crate::train::{TrainConfig, VAL_FRACTION};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub algorithm: String,
+    /// `synth` or a dataset folder.
+    pub data: String,
+    pub sources: Vec<String>,
+    pub target: String,
+    pub preset: String,
+    /// Updates (default: the preset's).
+    pub steps: Option<u64>,
+    pub seed: u64,
+    /// Batch size (default: the preset's).
+    pub batch_size: Option<usize>,
+    /// Per-domain balanced batches even if the algorithm does not need them.
+    pub balanced: bool,
+    /// Hyperparameter overrides `name=value`.
+    pub set: Vec<String>,
+    /// AdaIN skip: `none`, `z` or a decoder index; `None` = the algorithm's default.
+    pub adain: Option<String>,
+    pub resize: ResizeFilter,
+    pub skip_bad_images: bool,
+}
+
+impl RunSpec {
+    /// A spec with the defaults of `dgcolor train`.
+    pub fn new(algorithm: &str, sources: &[&str], target: &str, preset: &str) -> Self {
+        Self {
+            algorithm: algorithm.into(),
+            data: "synth".into(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            target: target.into(),
+            preset: preset.into(),
+            steps: None,
+            seed: 0,
+            batch_size: None,
+            balanced: false,
+            set: Vec::new(),
+            adain: None,
+            resize: ResizeFilter::Nearest,
+            skip_bad_images: false,
+        }
+    }
+
+    /// The complete config; opens the dataset (generating synth under `data_root` if needed)
+    /// to learn its classes and size.
+    pub fn config(&self, data_root: &Path) -> Result<TrainConfig> {
+        let algo = info(&self.algorithm)?;
+        let preset = Preset::get(&self.preset)?;
+        let synth = SynthConfig {
+            size: preset.size as u32,
+            per_class: preset.synth_per_class,
+            seed: 0,
+        };
+        let data = DataSpec::parse(&self.data, synth)?;
+        let mut hparams = HParams::defaults(algo.name);
+        hparams
+            .set(algo.name, &self.set)
+            .map_err(|e| EvalError::Config(e.to_string()))?;
+        let mut model =
+            ModelConfig::new(preset.size, preset.nf, preset.depth, 1, self.sources.len());
+        model.adain_index = match self.adain.as_deref() {
+            None => algo.adain.then(|| model.z_skip_index()),
+            Some("none") => None,
+            Some("z") => Some(model.z_skip_index()),
+            Some(k) => Some(k.parse().map_err(|_| {
+                EvalError::Config(format!(
+                    "--adain `{k}`: expected none, z or an index 1..{}",
+                    preset.depth - 1
+                ))
+            })?),
+        };
+        let folder = data.open(data_root)?;
+        model.n_classes = folder.classes.len();
+        model.validate()?;
+        let batch_size = self.batch_size.unwrap_or(preset.batch_size);
+        let mut train_images = 0;
+        for s in &self.sources {
+            train_images += folder.domain(s)?.len();
+        }
+        let steps = self.steps.unwrap_or_else(|| {
+            TrainConfig::steps_for(
+                &Preset {
+                    batch_size,
+                    ..preset.clone()
+                },
+                train_images,
+            )
+        });
+        Ok(TrainConfig {
+            algorithm: algo.name.to_string(),
+            preset: preset.name.clone(),
+            data,
+            sources: self.sources.clone(),
+            target: self.target.clone(),
+            seed: self.seed,
+            steps,
+            batch_size,
+            batch_mode: if self.balanced || algo.balanced {
+                BatchMode::Balanced
+            } else {
+                BatchMode::Mixed
+            },
+            preprocess: Preprocess {
+                size: preset.size,
+                filter: self.resize,
+            },
+            flip: true,
+            val_fraction: VAL_FRACTION,
+            eval_every: preset.eval_every.min(steps.max(1)),
+            log_every: 10.min(steps.max(1)),
+            on_bad_image: if self.skip_bad_images {
+                OnBadImage::Skip
+            } else {
+                OnBadImage::Fail
+            },
+            model,
+            hparams,
+        })
+    }
+}
