@@ -1,17 +1,24 @@
-//! `dgcolor eval`: metrics of a trained model on one domain, as JSON.
+//! `dgcolor eval`: metrics of a trained model (or of the gray baseline) on one domain, as
+//! JSON.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use dgcolor_data::{OnBadImage, Preprocess, ResizeFilter, SynthConfig};
-use dgcolor_eval::{evaluate, load_generator, parse_device, DataSpec, TrainConfig};
+use dgcolor_eval::{evaluate, evaluate_gray, load_generator, parse_device, DataSpec, TrainConfig};
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// A run directory (its data settings are reused) or a .safetensors file.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "gray")]
+    pub checkpoint: Option<PathBuf>,
+    /// Evaluate the no-colour baseline (ab = 0) instead of a model.
+    #[arg(long, conflicts_with = "checkpoint")]
+    pub gray: bool,
+    /// Image side for --gray (a model's own size is used otherwise).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
     #[arg(long, default_value = "synth")]
     pub data: String,
     #[arg(long)]
@@ -22,44 +29,54 @@ pub struct EvalArgs {
     pub device: String,
 }
 
+/// The training config of a run directory, if `path` is one.
+fn run_config(path: &std::path::Path) -> Result<Option<TrainConfig>> {
+    let file = path.join(dgcolor_eval::run::CONFIG);
+    if !file.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(Some(
+        toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?,
+    ))
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let generator = load_generator(&args.checkpoint, &device)?;
-    let model = generator.config();
-    let run_config = args.checkpoint.join(dgcolor_eval::run::CONFIG);
-    let saved: Option<TrainConfig> = if run_config.is_file() {
-        let text = std::fs::read_to_string(&run_config)?;
-        Some(toml::from_str(&text).with_context(|| format!("reading {}", run_config.display()))?)
-    } else {
-        None
+    let generator = match &args.checkpoint {
+        Some(path) => Some(load_generator(path, &device)?),
+        None => None,
     };
+    let saved = match &args.checkpoint {
+        Some(path) => run_config(path)?,
+        None => None,
+    };
+    let size = generator.as_ref().map_or(args.size, |g| g.config().size);
+    if size == 0 {
+        bail!("--size must be positive");
+    }
     let synth = match &saved {
         Some(TrainConfig {
             data: DataSpec::Synth(cfg),
             ..
         }) => *cfg,
         _ => SynthConfig {
-            size: model.size as u32,
+            size: size as u32,
             ..SynthConfig::default()
         },
     };
     let pre = saved.as_ref().map(|c| c.preprocess).unwrap_or(Preprocess {
-        size: model.size,
+        size,
         filter: ResizeFilter::Nearest,
     });
     let folder = DataSpec::parse(&args.data, synth)?.open(&args.data_root)?;
-    let metrics = evaluate(
-        &generator,
-        folder.domain(&args.domain)?,
-        &pre,
-        OnBadImage::Fail,
-        &device,
-    )?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(
-            &serde_json::json!({"domain": args.domain, "result": metrics})
-        )?
-    );
+    let samples = folder.domain(&args.domain)?;
+    let metrics = match &generator {
+        Some(g) => evaluate(g, samples, &pre, OnBadImage::Fail, &device)?,
+        None => evaluate_gray(samples, &pre, OnBadImage::Fail)?,
+    };
+    let result = serde_json::json!({"domain": args.domain, "model": if args.gray { "gray" } else { "checkpoint" }, "result": metrics});
+    println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }

@@ -72,6 +72,35 @@ pub fn evaluate(
     on_bad: OnBadImage,
     device: &Device,
 ) -> Result<DomainMetrics> {
+    evaluate_with(samples, pre, on_bad, |labs| {
+        predict_rgb(generator, labs, device)
+    })
+}
+
+/// The metrics of predicting no colour at all (ab = 0): the floor every model must beat.
+pub fn evaluate_gray(
+    samples: &[Sample],
+    pre: &Preprocess,
+    on_bad: OnBadImage,
+) -> Result<DomainMetrics> {
+    evaluate_with(samples, pre, on_bad, |labs| {
+        Ok(labs
+            .iter()
+            .map(|img| {
+                let l: Vec<f32> = img.l.iter().map(|&x| unscale_l(x)).collect();
+                lab_planes_to_rgb8(&l, &vec![0.0; 2 * l.len()])
+            })
+            .collect())
+    })
+}
+
+/// Metrics of any colouriser given as "scaled Lab inputs -> RGB8 outputs".
+fn evaluate_with(
+    samples: &[Sample],
+    pre: &Preprocess,
+    on_bad: OnBadImage,
+    predict: impl Fn(&[&LabImage]) -> Result<Vec<Vec<u8>>>,
+) -> Result<DomainMetrics> {
     let mut acc: BTreeMap<String, MeanMetric> = BTreeMap::new();
     let mut out = DomainMetrics {
         images: 0,
@@ -83,7 +112,7 @@ pub fn evaluate(
         out.skipped
             .extend(chunk.skipped.iter().map(|(p, _)| p.display().to_string()));
         let labs: Vec<&LabImage> = chunk.items.iter().map(|it| &it.lab).collect();
-        let preds = predict_rgb(generator, &labs, device)?;
+        let preds = predict(&labs)?;
         for (item, pred) in chunk.items.iter().zip(&preds) {
             let s = item.lab.size;
             let values = evaluate_pair(

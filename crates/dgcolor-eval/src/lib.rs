@@ -15,7 +15,7 @@ pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear
 pub use dataset::{make_splits, DataSpec, Splits};
 pub use device::parse_device;
 pub use error::{EvalError, Result};
-pub use evaluate::{evaluate, predict_rgb, DomainMetrics, EVAL_BATCH};
+pub use evaluate::{evaluate, evaluate_gray, predict_rgb, DomainMetrics, EVAL_BATCH};
 pub use run::{read_records, RunDir};
 pub use spec::RunSpec;
 pub use train::{train, TrainConfig, TrainOptions, TrainOutcome, VAL_FRACTION};

@@ -56,6 +56,49 @@ impl RunSpec {
         }
     }
 
+    /// The `dgcolor train` arguments that run this spec (without `--out` and runtime
+    /// options): what the dry-run launcher prints and a cluster launcher would submit.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--algorithm".into(),
+            self.algorithm.clone(),
+            "--data".into(),
+            self.data.clone(),
+            "--sources".into(),
+            self.sources.join(","),
+            "--target".into(),
+            self.target.clone(),
+            "--preset".into(),
+            self.preset.clone(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--resize".into(),
+            match self.resize {
+                ResizeFilter::Nearest => "nearest".into(),
+                ResizeFilter::Antialias => "antialias".into(),
+            },
+        ];
+        if let Some(s) = self.steps {
+            a.extend(["--steps".into(), s.to_string()]);
+        }
+        if let Some(b) = self.batch_size {
+            a.extend(["--batch-size".into(), b.to_string()]);
+        }
+        if self.balanced {
+            a.push("--balanced".into());
+        }
+        for o in &self.set {
+            a.extend(["--set".into(), o.clone()]);
+        }
+        if let Some(x) = &self.adain {
+            a.extend(["--adain".into(), x.clone()]);
+        }
+        if self.skip_bad_images {
+            a.push("--skip-bad-images".into());
+        }
+        a
+    }
+
     /// The complete config; opens the dataset (generating synth under `data_root` if needed)
     /// to learn its classes and size.
     pub fn config(&self, data_root: &Path) -> Result<TrainConfig> {
