@@ -7,8 +7,10 @@ mod dataset;
 mod device;
 mod error;
 mod evaluate;
+pub mod report;
 pub mod run;
 mod spec;
+pub mod sweep;
 mod train;
 
 pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};

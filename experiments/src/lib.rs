@@ -1,0 +1,174 @@
+//! What the experiment binaries share: the sweep options, the paper's settings, and
+//! running a sweep through a launcher followed by the report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::Args;
+use dgcolor_data::ResizeFilter;
+use dgcolor_eval::report::{write_report, ReportFiles};
+use dgcolor_eval::sweep::{DryRun, Job, JobReport, LaunchContext, Launcher, Local};
+use dgcolor_eval::{parse_device, RunSpec};
+
+/// Options every sweep binary takes.
+#[derive(Args, Clone, Debug)]
+pub struct SweepArgs {
+    /// `synth` (generated under --data-root on first use) or a dataset folder.
+    #[arg(long, default_value = "synth")]
+    pub data: String,
+    /// smoke, quick or paper.
+    #[arg(long, default_value = "quick")]
+    pub preset: String,
+    /// Settings `src1+src2:target`, comma-separated (default: the paper's three PACS-style
+    /// two-source settings).
+    #[arg(long, value_delimiter = ',')]
+    pub settings: Vec<String>,
+    /// Seeds per run (default: the preset's).
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Updates per run (default: the preset's).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Sweep name: runs go to results/<sweep>/runs, the report to results/<sweep>/report.
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// Parent of all sweeps.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// local (runs here) or dry-run (prints the commands).
+    #[arg(long, default_value = "local")]
+    pub launcher: String,
+    /// Runs in parallel for the local launcher (default: one per two cores).
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Where `synth` is generated.
+    #[arg(long, default_value = "data")]
+    pub data_root: PathBuf,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Skip the report after the sweep.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// The paper's two-source settings (METHOD.md §5) with PACS domain names, which `synth`
+/// shares: (sources, target).
+pub const PAPER_SETTINGS: [(&[&str], &str); 3] = [
+    (&["art_painting", "cartoon"], "photo"),
+    (&["cartoon", "photo"], "art_painting"),
+    (&["photo", "art_painting"], "cartoon"),
+];
+
+/// Seeds per run of a preset: one on a CPU, three at the paper's scale.
+pub fn preset_seeds(preset: &str) -> u64 {
+    if preset == "paper" {
+        3
+    } else {
+        1
+    }
+}
+
+impl SweepArgs {
+    /// (sources, target) pairs from `--settings` or the paper's defaults.
+    pub fn settings(&self) -> Result<Vec<(Vec<String>, String)>> {
+        if self.settings.is_empty() {
+            return Ok(PAPER_SETTINGS
+                .iter()
+                .map(|(s, t)| (s.iter().map(|x| x.to_string()).collect(), t.to_string()))
+                .collect());
+        }
+        self.settings
+            .iter()
+            .map(|s| {
+                let Some((sources, target)) = s.split_once(':') else {
+                    bail!("--settings `{s}`: expected src1+src2:target");
+                };
+                let sources: Vec<String> = sources.split('+').map(str::to_string).collect();
+                if sources.iter().any(String::is_empty) || target.is_empty() {
+                    bail!("--settings `{s}`: empty domain name");
+                }
+                Ok((sources, target.to_string()))
+            })
+            .collect()
+    }
+
+    pub fn sweep_dir(&self, default_name: &str) -> PathBuf {
+        self.results
+            .join(self.sweep.as_deref().unwrap_or(default_name))
+    }
+
+    /// A spec for one run of this sweep.
+    pub fn spec(&self, algorithm: &str, sources: &[String], target: &str, seed: u64) -> RunSpec {
+        RunSpec {
+            algorithm: algorithm.into(),
+            data: self.data.clone(),
+            sources: sources.to_vec(),
+            target: target.into(),
+            preset: self.preset.clone(),
+            steps: self.steps,
+            seed,
+            batch_size: None,
+            balanced: false,
+            set: Vec::new(),
+            adain: None,
+            resize: ResizeFilter::Nearest,
+            skip_bad_images: false,
+        }
+    }
+
+    pub fn seeds(&self) -> u64 {
+        self.seeds.unwrap_or_else(|| preset_seeds(&self.preset))
+    }
+
+    fn launcher(&self) -> Result<Box<dyn Launcher>> {
+        Ok(match self.launcher.as_str() {
+            "local" => Box::new(match self.parallel {
+                Some(n) => Local { parallel: n.max(1) },
+                None => Local::fitted(),
+            }),
+            "dry-run" => Box::new(DryRun),
+            other => bail!("--launcher `{other}`: expected local or dry-run"),
+        })
+    }
+
+    /// Runs the jobs, then (unless a dry run or --no-report) the report; prints where it is.
+    pub fn execute(&self, jobs: &[Job], sweep_dir: &Path) -> Result<Option<ReportFiles>> {
+        let launcher = self.launcher()?;
+        let ctx = LaunchContext {
+            data_root: self.data_root.clone(),
+            device: parse_device(&self.device)?,
+        };
+        eprintln!(
+            "{}: {} runs under {} ({} launcher)",
+            sweep_dir.display(),
+            jobs.len(),
+            sweep_dir.join("runs").display(),
+            launcher.name()
+        );
+        let reports: Vec<JobReport> = launcher.launch(jobs, &ctx);
+        let failed: Vec<&JobReport> = reports.iter().filter(|r| r.result.is_err()).collect();
+        for r in &failed {
+            eprintln!(
+                "FAILED {} ({}): {}",
+                r.job.label,
+                r.job.dir.display(),
+                r.result.as_ref().unwrap_err()
+            );
+        }
+        if launcher.name() == "dry-run" || self.no_report {
+            return Ok(None);
+        }
+        let files = write_report(sweep_dir, &self.data_root, &ctx.device)?;
+        println!("report: {}", files.index.display());
+        println!("tables: {}", files.dir.join("tables").display());
+        if !failed.is_empty() {
+            bail!(
+                "{} of {} runs failed (re-run the same command to retry them)",
+                failed.len(),
+                jobs.len()
+            );
+        }
+        Ok(Some(files))
+    }
+}

@@ -1,0 +1,198 @@
+//! The sweep end to end on the smoke preset: runs, resume of an interrupted run, skipping of
+//! finished ones, and a report whose files exist and parse.
+
+use std::path::Path;
+use std::process::Command;
+
+use dgcolor_eval::report::FigureLayout;
+use dgcolor_eval::sweep::Job;
+use dgcolor_eval::{train, RunSpec, TrainOptions};
+
+fn compare(results: &Path, data_root: &Path, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args([
+            "--preset",
+            "smoke",
+            "--algorithms",
+            "erm,ours",
+            "--settings",
+            "photo+cartoon:art_painting,cartoon+photo:sketch",
+        ])
+        .args([
+            "--results",
+            results.to_str().unwrap(),
+            "--data-root",
+            data_root.to_str().unwrap(),
+            "--sweep",
+            "t",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn sweep_resumes_skips_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, data_root) = (tmp.path().join("results"), tmp.path().join("data"));
+    let sweep = results.join("t");
+
+    // An interrupted run: `ours` on art_painting stopped after 2 of its 6 smoke steps.
+    let spec = RunSpec {
+        seed: 0,
+        ..RunSpec::new("ours", &["photo", "cartoon"], "art_painting", "smoke")
+    };
+    let job = Job::new("ours", 1, spec.clone(), &sweep);
+    let partial = train(&TrainOptions {
+        config: spec.config(&data_root).unwrap(),
+        out: job.dir.clone(),
+        data_root: data_root.clone(),
+        device: candle_core::Device::Cpu,
+        progress: false,
+        stop_after: Some(2),
+    })
+    .unwrap();
+    assert!(!partial.finished);
+
+    // The dry run lists four `dgcolor train` commands and runs nothing.
+    let (ok, stdout, _) = compare(&results, &data_root, &["--launcher", "dry-run"]);
+    assert!(ok);
+    assert_eq!(stdout.matches("dgcolor train").count(), 4, "{stdout}");
+    assert!(stdout.contains("[Unfinished]") && stdout.contains(job.dir.to_str().unwrap()));
+
+    let (ok, stdout, stderr) = compare(&results, &data_root, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("ours photo+cartoon->art_painting seed 0: resumed and finished"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(": finished").count(), 3, "{stderr}");
+    assert!(stdout.contains("report: "));
+    let records = dgcolor_eval::read_records(&job.dir.join("records.jsonl")).unwrap();
+    assert_eq!(
+        records.iter().filter(|r| r["kind"] == "start").count(),
+        1,
+        "the resumed run keeps its records"
+    );
+
+    // Re-running skips everything.
+    let (ok, _, stderr) = compare(&results, &data_root, &[]);
+    assert!(ok);
+    assert_eq!(stderr.matches("already done").count(), 4, "{stderr}");
+
+    // Report files exist and parse.
+    let report = sweep.join("report");
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("data:image/png;base64,"));
+    assert!(!html.contains("src=\"http"), "the report is self-contained");
+    for selection in ["val", "last"] {
+        let csv =
+            std::fs::read_to_string(report.join(format!("tables/synth_psnr_{selection}.csv")))
+                .unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "method,column,mean,se,n,best");
+        // 2 methods x (2 targets + Avg)
+        assert_eq!(lines.len(), 1 + 6, "{csv}");
+        for line in &lines[1..] {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert!(fields[2].parse::<f64>().unwrap().is_finite());
+        }
+        let md = std::fs::read_to_string(report.join(format!("tables/synth_psnr_{selection}.md")))
+            .unwrap();
+        assert!(
+            md.contains("| method | art_painting | sketch | Avg |"),
+            "{md}"
+        );
+        assert!(
+            std::fs::read_to_string(report.join(format!("tables/synth_psnr_{selection}.tex")))
+                .unwrap()
+                .contains("\\begin{tabular}")
+        );
+    }
+    for plot in [
+        "synth_psnr_bars",
+        "synth_curves_art_painting",
+        "synth_colourfulness_vs_psnr",
+    ] {
+        assert!(
+            image::open(report.join(format!("plots/{plot}.png"))).is_ok(),
+            "{plot}.png"
+        );
+        assert!(
+            std::fs::read_to_string(report.join(format!("plots/{plot}.svg")))
+                .unwrap()
+                .contains("<svg")
+        );
+    }
+    // Golden layout of the figure: 2 settings x 3 images, rows input + 2 methods + ground truth.
+    let figure = image::open(report.join("figure_synth.png")).unwrap();
+    let layout = FigureLayout::new(2, 2, 32);
+    assert_eq!((figure.width(), figure.height()), layout.size());
+    assert_eq!(layout.panels(), 4 * 2 * 3);
+    assert_eq!(layout.size(), (130 + 2 * 3 * 96 + 10, 30 + 4 * 96));
+    // Every panel was drawn: no panel is left blank white.
+    let rgb = figure.to_rgb8();
+    for row in 0..layout.rows {
+        for s in 0..layout.settings {
+            for k in 0..layout.per_setting {
+                let (x, y) = layout.origin(row, s, k);
+                let centre = rgb.get_pixel(x + layout.tile / 2, y + layout.tile / 2);
+                let corner = rgb.get_pixel(x + 1, y + 1);
+                assert!(
+                    centre.0 != [255, 255, 255] || corner.0 != [255, 255, 255],
+                    "panel ({row}, {s}, {k}) is empty"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ablation_lists_every_adain_index_and_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ablate-adain"))
+        .args([
+            "--preset",
+            "smoke",
+            "--settings",
+            "photo+cartoon:art_painting",
+            "--launcher",
+            "dry-run",
+        ])
+        .args([
+            "--results",
+            tmp.path().to_str().unwrap(),
+            "--data-root",
+            tmp.path().join("data").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // smoke depth 5: default, off, indices 1..4, and three component ablations.
+    assert_eq!(
+        stdout.matches("dgcolor train").count(),
+        1 + 1 + 4 + 3,
+        "{stdout}"
+    );
+    for needle in [
+        "--adain none",
+        "--adain 1",
+        "--adain 4",
+        "--set use_adv=0",
+        "--set use_class=0",
+        "--set use_cr=0",
+        "AdaIN at skip 2 (z, default)",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle}:\n{stdout}");
+    }
+}
