@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use dgcolor_data::ResizeFilter;
 use dgcolor_eval::report::{write_report, ReportFiles};
 use dgcolor_eval::sweep::{DryRun, Job, JobReport, LaunchContext, Launcher, Local};
 use dgcolor_eval::{parse_device, RunSpec};
@@ -100,20 +99,12 @@ impl SweepArgs {
 
     /// A spec for one run of this sweep.
     pub fn spec(&self, algorithm: &str, sources: &[String], target: &str, seed: u64) -> RunSpec {
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
         RunSpec {
-            algorithm: algorithm.into(),
             data: self.data.clone(),
-            sources: sources.to_vec(),
-            target: target.into(),
-            preset: self.preset.clone(),
             steps: self.steps,
             seed,
-            batch_size: None,
-            balanced: false,
-            set: Vec::new(),
-            adain: None,
-            resize: ResizeFilter::Nearest,
-            skip_bad_images: false,
+            ..RunSpec::new(algorithm, &sources, target, &self.preset)
         }
     }
 
