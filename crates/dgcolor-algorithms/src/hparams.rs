@@ -90,9 +90,98 @@ const OURS: &[HParamSpec] = &[
     ),
 ];
 
+// The DG baselines. Defaults and search ranges follow DomainBed's `hparams_registry.py`
+// unless noted; every optimizer is the reference Adam (betas 0.5/0.999, no weight decay).
+
+const DANN: &[HParamSpec] = &[
+    spec(
+        "lambda",
+        1.0,
+        Dist::LogUniform(-2.0, 2.0),
+        "weight of the domain-confusion term: G minimises task - lambda * CE_domain",
+    ),
+    spec(
+        "d_steps_per_g",
+        1.0,
+        Dist::Choice(&[1.0, 2.0, 4.0, 8.0]),
+        "domain-discriminator iterations per generator iteration (DomainBed 2^U{0..3})",
+    ),
+    spec(
+        "lr_d",
+        1e-3,
+        Dist::LogUniform(-4.5, -2.5),
+        "Adam learning rate of the domain discriminator",
+    ),
+];
+
+const CORAL: &[HParamSpec] = &[spec(
+    "gamma",
+    1.0,
+    Dist::LogUniform(-1.0, 1.0),
+    "weight of the CORAL penalty (mean over domain pairs)",
+)];
+
+const MMD: &[HParamSpec] = &[spec(
+    "gamma",
+    1.0,
+    Dist::LogUniform(-1.0, 1.0),
+    "weight of the Gaussian-kernel MMD penalty (mean over domain pairs)",
+)];
+
+const GROUP_DRO: &[HParamSpec] = &[spec(
+    "eta",
+    1e-2,
+    Dist::LogUniform(-3.0, -1.0),
+    "step size of the exponentiated-gradient update of the domain weights q",
+)];
+
+const SAGNET: &[HParamSpec] = &[spec(
+    "w_adv",
+    0.1,
+    Dist::LogUniform(-2.0, 1.0),
+    "weight of the adversarial term pushing the style head towards uniform",
+)];
+
+const MLDG: &[HParamSpec] = &[spec(
+    "beta",
+    1.0,
+    Dist::LogUniform(-1.0, 1.0),
+    "weight of the meta-test gradient (first order)",
+)];
+
+const JIGSAW: &[HParamSpec] = &[
+    spec(
+        "jig_weight",
+        0.7,
+        Dist::Uniform(0.1, 1.0),
+        "weight of the jigsaw cross-entropy (JiGen alpha; its paper searches 0.1..1)",
+    ),
+    spec(
+        "bias_whole_image",
+        0.9,
+        Dist::Uniform(0.6, 0.95),
+        "probability that an image is left whole (JiGen beta; its paper uses 0.6..0.9)",
+    ),
+];
+
+const MIXUP: &[HParamSpec] = &[spec(
+    "alpha",
+    0.2,
+    Dist::LogUniform(-1.0, 1.0),
+    "lam ~ Beta(alpha, alpha) mixes each pair of domains",
+)];
+
 /// Algorithm-specific entries (the common ones come first).
 fn specific(algorithm: &str) -> &'static [HParamSpec] {
     match algorithm {
+        "dann" => DANN,
+        "coral" => CORAL,
+        "mmd" => MMD,
+        "group_dro" => GROUP_DRO,
+        "sagnet" => SAGNET,
+        "mldg" => MLDG,
+        "jigsaw" => JIGSAW,
+        "mixup" => MIXUP,
         "ours" => OURS,
         _ => &[],
     }

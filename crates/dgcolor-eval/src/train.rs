@@ -285,10 +285,11 @@ fn progress_bar(enabled: bool, total: u64, start: u64) -> ProgressBar {
     bar
 }
 
-/// Losses and throughput averaged over the steps since the last training record.
+/// Losses and throughput averaged over the steps since the last training record. Each loss
+/// is averaged over the steps that reported it (DANN, for one, alternates loss sets).
 #[derive(Default)]
 struct Window {
-    sums: std::collections::BTreeMap<&'static str, f64>,
+    sums: std::collections::BTreeMap<&'static str, (f64, u64)>,
     steps: u64,
     images: usize,
     wait: f64,
@@ -298,7 +299,9 @@ struct Window {
 impl Window {
     fn add(&mut self, losses: &Losses, images: usize, wait: f64, total: f64) {
         for (k, v) in losses {
-            *self.sums.entry(k).or_default() += *v as f64;
+            let (sum, n) = self.sums.entry(k).or_default();
+            *sum += *v as f64;
+            *n += 1;
         }
         self.steps += 1;
         self.images += images;
@@ -309,7 +312,7 @@ impl Window {
     fn means(&self) -> std::collections::BTreeMap<&'static str, f64> {
         self.sums
             .iter()
-            .map(|(k, v)| (*k, v / self.steps.max(1) as f64))
+            .map(|(k, (sum, n))| (*k, sum / *n as f64))
             .collect()
     }
 

@@ -1,7 +1,13 @@
 //! Losses shared by the algorithms: the pix2pix task loss (L1 + least-squares GAN, Mao et
-//! al. 2017) and classification cross-entropy. Domain-alignment penalties join here.
+//! al. 2017) and classification cross-entropy; the domain-alignment penalties of the DG
+//! baselines (CORAL, MMD, SagNet's uniform target) live in [`alignment`].
 
 use candle_core::{bail, Result, Tensor};
+
+pub mod alignment;
+pub use alignment::{
+    coral, gaussian_kernel, mmd, pairwise_mean, uniform_cross_entropy, MMD_GAMMAS,
+};
 
 /// Weight of L1 in the pix2pix task loss (the reference's `100 * loss_l1`).
 pub const L1_WEIGHT: f64 = 100.0;

@@ -1,0 +1,173 @@
+//! The update CORAL and MMD share (DomainBed's `AbstractMMD`): one generator forward on the
+//! union of the per-domain batches, the mean of the per-domain task losses, and `gamma` times
+//! a feature-alignment penalty averaged over every pair of domains. [`crate::Coral`] and
+//! [`crate::Mmd`] differ only in the penalty.
+
+use candle_core::{Result, Tensor};
+use dgcolor_data::DomainBatch;
+use dgcolor_models::Generator;
+
+use crate::algorithm::{scalar, union, AlgorithmSpec, Losses};
+use crate::baseline::{
+    domain_slices, forward_with_bottleneck, generator_vars, mean_of, per_domain_task, pooled,
+    train_mode,
+};
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::optim::Adam;
+use crate::pix2pix::Pix2Pix;
+
+const RNG_DROPOUT_DISC: u64 = 0;
+const RNG_DROPOUT_GEN: u64 = 1;
+
+/// A pairwise penalty on features `[N, K]`, `[M, K]`.
+pub type Penalty = fn(&Tensor, &Tensor) -> Result<Tensor>;
+
+pub struct AlignedPix2Pix {
+    pub core: Pix2Pix,
+    opt_gen: Adam,
+    gamma: f64,
+    penalty: Penalty,
+    /// Least rows a domain needs to enter the penalty (2 for CORAL's unbiased covariance).
+    min_rows: usize,
+    seed: u64,
+    step: u64,
+}
+
+impl AlignedPix2Pix {
+    pub fn new(spec: &AlgorithmSpec, penalty: Penalty, min_rows: usize) -> Result<Self> {
+        let (core, ()) = Pix2Pix::new(spec, |_| Ok(()))?;
+        let opt_gen = Adam::new(generator_vars(&core.varmap), core.adam)?;
+        Ok(Self {
+            core,
+            opt_gen,
+            gamma: spec.hparams.get("gamma"),
+            penalty,
+            min_rows,
+            seed: spec.seed,
+            step: 0,
+        })
+    }
+
+    /// The mean penalty over every pair of domains among `features` (one `[N_i, K]` per
+    /// domain); domains with fewer than `min_rows` rows are left out.
+    pub fn penalty(&self, features: &[Tensor]) -> Result<Tensor> {
+        let kept: Vec<Tensor> = features
+            .iter()
+            .filter(|f| f.dim(0).is_ok_and(|n| n >= self.min_rows))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            let dev = features.first().map(|f| f.device().clone());
+            return Tensor::zeros(
+                (),
+                candle_core::DType::F32,
+                &dev.unwrap_or(candle_core::Device::Cpu),
+            );
+        }
+        dgcolor_losses::pairwise_mean(&kept, self.penalty)
+    }
+
+    pub fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
+        let u = union(batches)?;
+        let slices = domain_slices(batches)?;
+        let d = self.core.discriminator_step(
+            &u.l,
+            &u.ab,
+            &train_mode(self.seed, self.step, RNG_DROPOUT_DISC),
+        )?;
+        let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
+        let (fake, x_d) = forward_with_bottleneck(&self.core.generator, &u.l, &mode)?;
+        let f = pooled(&x_d)?; // [B, 8nf]
+        let tasks = per_domain_task(&self.core, &u.l, &fake, &u.ab, &slices)?;
+        let features = slices
+            .iter()
+            .map(|&(_, start, len)| f.narrow(0, start, len))
+            .collect::<Result<Vec<_>>>()?;
+        let task = mean_of(&tasks.iter().map(|t| t.total.clone()).collect::<Vec<_>>())?;
+        let penalty = self.penalty(&features)?;
+        let total = (&task + (&penalty * self.gamma)?)?;
+        self.opt_gen.step(&total.backward()?)?;
+        self.step += 1;
+        let l1 = mean_of(&tasks.iter().map(|t| t.l1.clone()).collect::<Vec<_>>())?;
+        let gan = mean_of(&tasks.iter().map(|t| t.gan.clone()).collect::<Vec<_>>())?;
+        Ok(Losses::from([
+            ("d", scalar(&d)?),
+            ("g", scalar(&total)?),
+            ("g_task", scalar(&task)?),
+            ("g_l1", scalar(&l1)?),
+            ("g_gan", scalar(&gan)?),
+            ("penalty", scalar(&penalty)?),
+        ]))
+    }
+
+    pub fn generator(&self) -> &Generator {
+        &self.core.generator
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    pub fn checkpoint(&self, name: &str) -> Result<Checkpoint> {
+        let mut ckpt = self.core.checkpoint_base()?;
+        let state = TrainState {
+            step: self.step,
+            ..Default::default()
+        };
+        ckpt.add_state(
+            name,
+            state,
+            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
+        )?;
+        Ok(ckpt)
+    }
+
+    pub fn restore(&mut self, name: &str, ckpt: &Checkpoint) -> Result<()> {
+        ckpt.restore_varmap(&self.core.varmap)?;
+        let state = ckpt.restore_state(
+            name,
+            &mut [
+                ("disc", &mut self.core.opt_disc),
+                ("gen", &mut self.opt_gen),
+            ],
+        )?;
+        self.step = state.step;
+        Ok(())
+    }
+}
+
+/// Implements [`crate::Algorithm`] for a newtype around [`AlignedPix2Pix`].
+macro_rules! aligned_algorithm {
+    ($ty:ty, $name:literal) => {
+        impl $crate::algorithm::Algorithm for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn update(
+                &mut self,
+                batches: &[dgcolor_data::DomainBatch],
+            ) -> candle_core::Result<$crate::algorithm::Losses> {
+                self.0.update(batches)
+            }
+            fn generator(&self) -> &dgcolor_models::Generator {
+                self.0.generator()
+            }
+            fn varmap(&self) -> &candle_nn::VarMap {
+                &self.0.core.varmap
+            }
+            fn steps(&self) -> u64 {
+                self.0.steps()
+            }
+            fn checkpoint(&self) -> candle_core::Result<$crate::checkpoint::Checkpoint> {
+                self.0.checkpoint($name)
+            }
+            fn restore(
+                &mut self,
+                ckpt: &$crate::checkpoint::Checkpoint,
+            ) -> candle_core::Result<()> {
+                self.0.restore($name, ckpt)
+            }
+        }
+    };
+}
+pub(crate) use aligned_algorithm;

@@ -1,0 +1,128 @@
+//! Pieces the DG baselines share on top of [`Pix2Pix`](crate::Pix2Pix): the generator's
+//! optimizer variables, one generator forward that also yields the DG feature f (the
+//! globally average-pooled bottleneck x_D, METHOD.md §4), per-domain slices of a union batch,
+//! and DomainBed's `random_pairs_of_minibatches`.
+
+use candle_core::{Result, Tensor, Var, D};
+use dgcolor_data::DomainBatch;
+use dgcolor_models::{prefix, Generator, Mode};
+use rand::seq::SliceRandom;
+use rand::RngCore;
+
+use crate::algorithm::step_rng;
+use crate::params;
+
+/// Trainable variables of E_h, E_t and the decoder: what the task loss updates.
+pub fn generator_vars(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
+    [prefix::HEAD, prefix::TAIL, prefix::DECODER]
+        .iter()
+        .flat_map(|p| params::trainable(varmap, p))
+        .collect()
+}
+
+/// Training mode whose dropout masks come from `(seed, step, purpose)`.
+pub fn train_mode(seed: u64, step: u64, purpose: u64) -> Mode {
+    Mode::Train {
+        dropout_seed: step_rng(seed, step, purpose).next_u64(),
+    }
+}
+
+/// f: x_D `[B, 8nf, h, w]` averaged over space, `[B, 8nf]`.
+pub fn pooled(x_d: &Tensor) -> Result<Tensor> {
+    x_d.mean(D::Minus1)?.mean(D::Minus1)
+}
+
+/// One generator forward: predicted ab `[B, 2, S, S]` and the bottleneck x_D
+/// `[B, 8nf, h, w]` (f = [`pooled`] x_D; the MLP heads pool it themselves).
+pub fn forward_with_bottleneck(
+    gen: &Generator,
+    l: &Tensor,
+    mode: &Mode,
+) -> Result<(Tensor, Tensor)> {
+    let feats = gen.encode(l, mode.is_train())?; // [x_1, .., x_D]
+    let x_d = feats.last().expect("depth >= 4").clone(); // [B, 8nf, h, w]
+    let fake = gen.decoder.forward(&feats, mode)?; // [B, 2, S, S]
+    Ok((fake, x_d))
+}
+
+/// `(domain, start, len)` of each batch inside the union of `batches`, in batch order.
+pub fn domain_slices(batches: &[DomainBatch]) -> Result<Vec<(usize, usize, usize)>> {
+    let mut start = 0;
+    batches
+        .iter()
+        .map(|b| {
+            let n = b.l.dim(0)?;
+            let s = (b.domain, start, n);
+            start += n;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// DomainBed's `random_pairs_of_minibatches`: a random order of the batches and each one
+/// paired with the next, cyclically: `(perm[i], perm[i + 1 mod n])`. Every batch is first
+/// once and second once; a single batch is paired with itself.
+pub fn random_pairs(n: usize, rng: &mut impl rand::Rng) -> Vec<(usize, usize)> {
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(rng);
+    (0..n).map(|i| (perm[i], perm[(i + 1) % n])).collect()
+}
+
+/// Copies of the current values of `vars` (independent storage, unlike `Tensor::clone`).
+pub fn snapshot(vars: &[(String, Var)]) -> Result<Vec<Tensor>> {
+    vars.iter().map(|(_, v)| v.as_tensor().copy()).collect()
+}
+
+/// Writes a [`snapshot`] back.
+pub fn restore(vars: &[(String, Var)], saved: &[Tensor]) -> Result<()> {
+    for ((_, v), t) in vars.iter().zip(saved) {
+        v.set(t)?;
+    }
+    Ok(())
+}
+
+/// A gradient store holding exactly `grads` for `vars` (candle's `GradStore::new` is
+/// private: the backward pass of a constant yields a store with no variable in it).
+pub fn grad_store(
+    vars: &[(String, Var)],
+    grads: &[Tensor],
+) -> Result<candle_core::backprop::GradStore> {
+    let Some((_, first)) = vars.first() else {
+        candle_core::bail!("grad_store: no variables")
+    };
+    let mut store = Tensor::zeros((), first.dtype(), first.device())?.backward()?;
+    for ((_, v), g) in vars.iter().zip(grads) {
+        store.insert(v.as_tensor(), g.clone());
+    }
+    Ok(store)
+}
+
+/// Per-domain task losses of one generator forward on the union: D scores the union once (so
+/// its BatchNorm sees the same batch as in every other method) and each domain's
+/// `100 * L1 + LSGAN` is taken over its own slice.
+pub fn per_domain_task(
+    core: &crate::pix2pix::Pix2Pix,
+    l: &Tensor,
+    fake: &Tensor,
+    ab: &Tensor,
+    slices: &[(usize, usize, usize)],
+) -> Result<Vec<crate::pix2pix::TaskLoss>> {
+    let scores = core.disc.forward_t(l, fake, true)?; // [B, 1, h, w]
+    slices
+        .iter()
+        .map(|&(_, start, len)| {
+            let (total, l1, gan) = dgcolor_losses::pix2pix_generator(
+                &fake.narrow(0, start, len)?,
+                &ab.narrow(0, start, len)?,
+                &scores.narrow(0, start, len)?,
+            )?;
+            Ok(crate::pix2pix::TaskLoss { total, l1, gan })
+        })
+        .collect()
+}
+
+/// Mean of scalar tensors.
+pub fn mean_of(values: &[Tensor]) -> Result<Tensor> {
+    let refs: Vec<&Tensor> = values.iter().collect();
+    Tensor::stack(&refs, 0)?.mean_all()
+}

@@ -1,0 +1,32 @@
+//! Deep CORAL: Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
+//! Adaptation", ECCV Workshops 2016, in DomainBed's multi-source form (Gulrajani &
+//! Lopez-Paz, ICLR 2021; `domainbed/algorithms.py`, classes `AbstractMMD` / `CORAL`), on the
+//! pix2pix generator (METHOD.md §4).
+//!
+//! After the colour-discriminator update, the generator minimises
+//! `mean_m task_m + gamma * mean_{i<j} [mean((mu_i - mu_j)^2) + mean((C_i - C_j)^2)]`
+//! where f is the pooled bottleneck x_D, `mu_m`/`C_m` its mean and unbiased covariance over
+//! domain m's images, and `task_m` domain m's `100 * L1 + LSGAN` (see
+//! [`dgcolor_losses::coral`]).
+//!
+//! Deviations from DomainBed's CORAL:
+//! - The task loss replaces classification cross-entropy; D scores the whole union once and
+//!   each domain's LSGAN term is its slice (DomainBed also runs the network on the union).
+//! - A domain with a single image in a step has no unbiased covariance; it is left out of
+//!   that step's penalty (DomainBed would divide by zero). With fewer than two usable
+//!   domains the penalty is 0 and the step is ERM on per-domain mean losses.
+
+use candle_core::Result;
+
+use crate::algorithm::AlgorithmSpec;
+use crate::alignment::{aligned_algorithm, AlignedPix2Pix};
+
+pub struct Coral(pub AlignedPix2Pix);
+
+impl Coral {
+    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
+        Ok(Self(AlignedPix2Pix::new(spec, dgcolor_losses::coral, 2)?))
+    }
+}
+
+aligned_algorithm!(Coral, "coral");

@@ -1,0 +1,213 @@
+//! DANN: Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 2016, in
+//! DomainBed's alternating form (Gulrajani & Lopez-Paz, "In Search of Lost Domain
+//! Generalization", ICLR 2021; `domainbed/algorithms.py`, class `AbstractDANN`), on the
+//! pix2pix generator (METHOD.md §4).
+//!
+//! Every iteration starts with the colour-discriminator update (step 1 of every method).
+//! Then, like DomainBed, an update counter decides the phase: for `d_steps_per_g` iterations
+//! out of every `d_steps_per_g + 1` the domain discriminator (an MLP on the pooled bottleneck
+//! f) learns the source domain, `CE(disc(f), domain)`, updating only itself; in the
+//! remaining one the generator minimises `task - lambda * CE(disc(f), domain)`, updating E_h,
+//! E_t and the decoder only.
+//!
+//! Deviations from DomainBed's DANN:
+//! - No gradient penalty on the discriminator input (DomainBed `grad_penalty`, whose default
+//!   is 0 anyway): it needs second-order gradients, which candle does not have.
+//! - The discriminator is our [`MlpHead`] (Linear 8nf->256, 256->128, 128->n_domains, LeakyReLU
+//!   0.2) instead of DomainBed's MLP (width 256, ReLU, dropout); no weight decay, since our
+//!   Adam (the reference's, betas 0.5/0.999) has none; its learning rate is `lr_d`.
+//! - The task loss replaces classification cross-entropy, and the generator runs once per
+//!   iteration on the union of the per-domain batches (as DomainBed concatenates them).
+//! - No conditional variant (CDANN): colourization has no class-conditional output.
+
+use candle_core::Result;
+use dgcolor_data::DomainBatch;
+use dgcolor_losses as losses;
+use dgcolor_models::{Generator, MlpHead};
+
+use crate::algorithm::{scalar, union, Algorithm, AlgorithmSpec, Losses, Union};
+use crate::baseline::{forward_with_bottleneck, generator_vars, train_mode};
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::optim::{Adam, AdamConfig};
+use crate::params;
+use crate::pix2pix::Pix2Pix;
+
+/// VarMap prefix of the domain discriminator.
+pub const DOMAIN_DISC: &str = "domain_disc";
+
+const RNG_DROPOUT_DISC: u64 = 0;
+const RNG_DROPOUT_GEN: u64 = 1;
+
+/// Which network the second update of an iteration trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    DomainDiscriminator,
+    Generator,
+}
+
+pub struct Dann {
+    core: Pix2Pix,
+    domain_disc: MlpHead,
+    opt_gen: Adam,
+    opt_domain: Adam,
+    lambda: f64,
+    d_steps_per_g: u64,
+    /// DomainBed's `update_count`: iterations completed, checkpointed.
+    update_count: u64,
+    seed: u64,
+    step: u64,
+}
+
+impl Dann {
+    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
+        let m = &spec.model;
+        let (core, domain_disc) = Pix2Pix::new(spec, |vb| {
+            MlpHead::new(m.width(m.depth), m.n_domains, vb.pp(DOMAIN_DISC))
+        })?;
+        let h = &spec.hparams;
+        let d_steps = h.get("d_steps_per_g");
+        if !(d_steps >= 1.0 && d_steps.fract() == 0.0) {
+            candle_core::bail!("dann: d_steps_per_g must be a positive integer, got {d_steps}")
+        }
+        let opt_gen = Adam::new(generator_vars(&core.varmap), core.adam)?;
+        let opt_domain = Adam::new(
+            params::trainable(&core.varmap, DOMAIN_DISC),
+            AdamConfig::reference(h.get("lr_d")),
+        )?;
+        Ok(Self {
+            core,
+            domain_disc,
+            opt_gen,
+            opt_domain,
+            lambda: h.get("lambda"),
+            d_steps_per_g: d_steps as u64,
+            update_count: 0,
+            seed: spec.seed,
+            step: 0,
+        })
+    }
+
+    /// The phase of the next iteration (DomainBed: `update_count % (1 + d_steps) < d_steps`
+    /// trains the discriminator).
+    pub fn phase(&self) -> Phase {
+        if self.update_count % (1 + self.d_steps_per_g) < self.d_steps_per_g {
+            Phase::DomainDiscriminator
+        } else {
+            Phase::Generator
+        }
+    }
+
+    /// `CE(disc(f), domain)` on the current networks (train-mode BatchNorm), for probes.
+    pub fn domain_loss(&self, u: &Union) -> Result<f32> {
+        let feats = self.core.generator.encode(&u.l, true)?;
+        let logits = self
+            .domain_disc
+            .forward(feats.last().expect("depth >= 4"))?;
+        scalar(&losses::cross_entropy(&logits, &u.domain)?)
+    }
+
+    /// The domain discriminator's update on detached features.
+    pub fn discriminator_update(&mut self, u: &Union) -> Result<f32> {
+        let feats = self.core.generator.encode(&u.l, true)?;
+        let x_d = feats.last().expect("depth >= 4").detach(); // [B, 8nf, h, w]
+        let ce = losses::cross_entropy(&self.domain_disc.forward(&x_d)?, &u.domain)?;
+        self.opt_domain.step(&ce.backward()?)?;
+        scalar(&ce)
+    }
+
+    /// The generator's update on `task - lambda * CE(disc(f), domain)`.
+    pub fn generator_update(&mut self, u: &Union) -> Result<Losses> {
+        let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
+        let (fake, x_d) = forward_with_bottleneck(&self.core.generator, &u.l, &mode)?;
+        let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
+        // The MLP head pools x_D itself: its input is f.
+        let ce = losses::cross_entropy(&self.domain_disc.forward(&x_d)?, &u.domain)?;
+        let total = (&task.total - (&ce * self.lambda)?)?;
+        self.opt_gen.step(&total.backward()?)?;
+        Ok(Losses::from([
+            ("g", scalar(&total)?),
+            ("g_task", scalar(&task.total)?),
+            ("g_l1", scalar(&task.l1)?),
+            ("g_gan", scalar(&task.gan)?),
+            ("domain", scalar(&ce)?),
+        ]))
+    }
+}
+
+impl Algorithm for Dann {
+    fn name(&self) -> &'static str {
+        "dann"
+    }
+
+    fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
+        let u = union(batches)?;
+        let mode = train_mode(self.seed, self.step, RNG_DROPOUT_DISC);
+        let d = self.core.discriminator_step(&u.l, &u.ab, &mode)?;
+        let mut out = match self.phase() {
+            Phase::DomainDiscriminator => Losses::from([("disc", self.discriminator_update(&u)?)]),
+            Phase::Generator => self.generator_update(&u)?,
+        };
+        out.insert("d", scalar(&d)?);
+        self.update_count += 1;
+        self.step += 1;
+        Ok(out)
+    }
+
+    fn generator(&self) -> &Generator {
+        &self.core.generator
+    }
+
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.core.varmap
+    }
+
+    fn steps(&self) -> u64 {
+        self.step
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = self.core.checkpoint_base()?;
+        let mut state = TrainState {
+            step: self.step,
+            ..Default::default()
+        };
+        state
+            .extra
+            .insert("update_count".into(), vec![self.update_count as f64]);
+        ckpt.add_state(
+            self.name(),
+            state,
+            &[
+                ("disc", &self.core.opt_disc),
+                ("gen", &self.opt_gen),
+                ("domain", &self.opt_domain),
+            ],
+        )?;
+        Ok(ckpt)
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        ckpt.restore_varmap(&self.core.varmap)?;
+        let state = ckpt.restore_state(
+            "dann",
+            &mut [
+                ("disc", &mut self.core.opt_disc),
+                ("gen", &mut self.opt_gen),
+                ("domain", &mut self.opt_domain),
+            ],
+        )?;
+        self.step = state.step;
+        self.update_count = match state.extra.get("update_count").map(Vec::as_slice) {
+            Some([c]) => *c as u64,
+            _ => candle_core::bail!("checkpoint: dann state lacks `update_count`"),
+        };
+        Ok(())
+    }
+}
+
+impl Dann {
+    /// DomainBed's update counter (iterations done), for tests and logs.
+    pub fn update_count(&self) -> u64 {
+        self.update_count
+    }
+}

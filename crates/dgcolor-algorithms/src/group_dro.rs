@@ -1,0 +1,192 @@
+//! GroupDRO: Sagawa, Koh, Hashimoto & Liang, "Distributionally Robust Neural Networks for
+//! Group Shifts", ICLR 2020, in DomainBed's form (Gulrajani & Lopez-Paz, ICLR 2021;
+//! `domainbed/algorithms.py`, class `GroupDRO`), on the pix2pix generator (METHOD.md §4).
+//!
+//! After the colour-discriminator update, each source domain m gets its task loss
+//! `task_m` (`100 * L1 + LSGAN` on its own images), the persistent domain weights are
+//! updated `q_m <- q_m * exp(eta * task_m)` and renormalised, and the generator minimises
+//! `sum_m q_m task_m`. q is part of the checkpoint.
+//!
+//! Deviations from DomainBed's GroupDRO:
+//! - The task loss replaces classification cross-entropy; D scores the union once and each
+//!   domain's LSGAN term is its slice.
+//! - q is kept as log-weights and renormalised with log-sum-exp. Mathematically this is the
+//!   same exponentiated-gradient update, but task losses are ~100x a cross-entropy, so
+//!   `exp(eta * loss)` would overflow or drive a weight to an absorbing 0.0 within a few
+//!   steps in plain arithmetic. q starts uniform (DomainBed starts at ones, which the first
+//!   renormalisation makes uniform anyway).
+//! - q has one entry per source domain of the model (`n_domains`), indexed by the batch's
+//!   domain id; a domain absent from a step keeps its log-weight (DomainBed assumes every
+//!   domain is in every step).
+
+use candle_core::{bail, Result, Tensor};
+use dgcolor_data::DomainBatch;
+use dgcolor_models::Generator;
+
+use crate::algorithm::{scalar, union, Algorithm, AlgorithmSpec, Losses};
+use crate::baseline::{
+    domain_slices, forward_with_bottleneck, generator_vars, mean_of, per_domain_task, train_mode,
+};
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::optim::Adam;
+use crate::pix2pix::Pix2Pix;
+
+const RNG_DROPOUT_DISC: u64 = 0;
+const RNG_DROPOUT_GEN: u64 = 1;
+
+pub struct GroupDro {
+    core: Pix2Pix,
+    opt_gen: Adam,
+    eta: f64,
+    /// log q, one per source domain, normalised so that `sum exp(log_q) = 1`.
+    log_q: Vec<f64>,
+    seed: u64,
+    step: u64,
+}
+
+impl GroupDro {
+    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
+        let (core, ()) = Pix2Pix::new(spec, |_| Ok(()))?;
+        let opt_gen = Adam::new(generator_vars(&core.varmap), core.adam)?;
+        let n = spec.model.n_domains;
+        if n == 0 {
+            bail!("group_dro: the model has no source domains")
+        }
+        Ok(Self {
+            core,
+            opt_gen,
+            eta: spec.hparams.get("eta"),
+            log_q: vec![-(n as f64).ln(); n],
+            seed: spec.seed,
+            step: 0,
+        })
+    }
+
+    /// The current domain weights q (sum 1).
+    pub fn q(&self) -> Vec<f64> {
+        self.log_q.iter().map(|l| l.exp()).collect()
+    }
+
+    /// `log q_m += eta * loss_m` for the domains present, then renormalise.
+    fn update_weights(&mut self, domain_losses: &[(usize, f64)]) -> Result<()> {
+        for &(m, loss) in domain_losses {
+            let Some(lq) = self.log_q.get_mut(m) else {
+                bail!(
+                    "group_dro: batch of domain {m}, but the model has {} source domains",
+                    self.log_q.len()
+                )
+            };
+            *lq += self.eta * loss;
+        }
+        let max = self.log_q.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + self.log_q.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+        self.log_q.iter_mut().for_each(|l| *l -= lse);
+        Ok(())
+    }
+}
+
+impl Algorithm for GroupDro {
+    fn name(&self) -> &'static str {
+        "group_dro"
+    }
+
+    fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
+        let u = union(batches)?;
+        let slices = domain_slices(batches)?;
+        let d = self.core.discriminator_step(
+            &u.l,
+            &u.ab,
+            &train_mode(self.seed, self.step, RNG_DROPOUT_DISC),
+        )?;
+        let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
+        let (fake, _) = forward_with_bottleneck(&self.core.generator, &u.l, &mode)?;
+        let tasks = per_domain_task(&self.core, &u.l, &fake, &u.ab, &slices)?;
+        let domain_losses = slices
+            .iter()
+            .zip(&tasks)
+            .map(|(&(m, _, _), t)| Ok((m, scalar(&t.total)? as f64)))
+            .collect::<Result<Vec<_>>>()?;
+        self.update_weights(&domain_losses)?;
+        let q = self.q();
+        let weighted = slices
+            .iter()
+            .zip(&tasks)
+            .map(|(&(m, _, _), t)| &t.total * q[m])
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Tensor> = weighted.iter().collect();
+        let total = Tensor::stack(&refs, 0)?.sum_all()?;
+        self.opt_gen.step(&total.backward()?)?;
+        self.step += 1;
+        let mut out = Losses::from([
+            ("d", scalar(&d)?),
+            ("g", scalar(&total)?),
+            (
+                "g_l1",
+                scalar(&mean_of(
+                    &tasks.iter().map(|t| t.l1.clone()).collect::<Vec<_>>(),
+                )?)?,
+            ),
+            (
+                "g_gan",
+                scalar(&mean_of(
+                    &tasks.iter().map(|t| t.gan.clone()).collect::<Vec<_>>(),
+                )?)?,
+            ),
+        ]);
+        const Q_KEYS: [&str; 4] = ["q0", "q1", "q2", "q3"];
+        for (m, qm) in q.iter().enumerate().take(Q_KEYS.len()) {
+            out.insert(Q_KEYS[m], *qm as f32);
+        }
+        Ok(out)
+    }
+
+    fn generator(&self) -> &Generator {
+        &self.core.generator
+    }
+
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.core.varmap
+    }
+
+    fn steps(&self) -> u64 {
+        self.step
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = self.core.checkpoint_base()?;
+        let mut state = TrainState {
+            step: self.step,
+            ..Default::default()
+        };
+        state.extra.insert("log_q".into(), self.log_q.clone());
+        // For readers of the metadata; `log_q` is what is restored.
+        state.extra.insert("q".into(), self.q());
+        ckpt.add_state(
+            self.name(),
+            state,
+            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
+        )?;
+        Ok(ckpt)
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        ckpt.restore_varmap(&self.core.varmap)?;
+        let state = ckpt.restore_state(
+            "group_dro",
+            &mut [
+                ("disc", &mut self.core.opt_disc),
+                ("gen", &mut self.opt_gen),
+            ],
+        )?;
+        match state.extra.get("log_q") {
+            Some(lq) if lq.len() == self.log_q.len() => self.log_q = lq.clone(),
+            other => bail!(
+                "checkpoint: group_dro needs `log_q` with {} entries, found {:?}",
+                self.log_q.len(),
+                other
+            ),
+        }
+        self.step = state.step;
+        Ok(())
+    }
+}

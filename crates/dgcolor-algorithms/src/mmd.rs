@@ -1,0 +1,35 @@
+//! MMD-AAE's alignment term: Li, Pan, Wang & Kot, "Domain Generalization with Adversarial
+//! Feature Learning", CVPR 2018, in DomainBed's form (Gulrajani & Lopez-Paz, ICLR 2021;
+//! `domainbed/algorithms.py`, classes `AbstractMMD` / `MMD`), on the pix2pix generator
+//! (METHOD.md §4).
+//!
+//! After the colour-discriminator update, the generator minimises
+//! `mean_m task_m + gamma * mean_{i<j} MMD^2(f_i, f_j)` with the biased MMD estimate
+//! `mean K(f_i, f_i) + mean K(f_j, f_j) - 2 mean K(f_i, f_j)` and DomainBed's Gaussian
+//! kernel `K(x, y) = sum_g exp(-g ||x - y||^2)`, g in {0.001, 0.01, 0.1, 1, 10, 100, 1000}
+//! (see [`dgcolor_losses::mmd`]); f is the pooled bottleneck x_D.
+//!
+//! Deviations from DomainBed's MMD:
+//! - The task loss replaces classification cross-entropy; D scores the whole union once and
+//!   each domain's LSGAN term is its slice.
+//! - As in DomainBed (and unlike MMD-AAE) there is no autoencoder and no adversarial prior
+//!   on the feature: only the kernel penalty.
+
+use candle_core::{Result, Tensor};
+
+use crate::algorithm::AlgorithmSpec;
+use crate::alignment::{aligned_algorithm, AlignedPix2Pix};
+
+pub struct Mmd(pub AlignedPix2Pix);
+
+fn gaussian_mmd(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    dgcolor_losses::mmd(x, y, &dgcolor_losses::MMD_GAMMAS)
+}
+
+impl Mmd {
+    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
+        Ok(Self(AlignedPix2Pix::new(spec, gaussian_mmd, 1)?))
+    }
+}
+
+aligned_algorithm!(Mmd, "mmd");

@@ -1,0 +1,224 @@
+//! SagNet: Nam, Lee, Park, Yoon & Yoo, "Reducing Domain Gap by Reducing Style Bias",
+//! CVPR 2021 (code hyeonseobnam/sagnet), in DomainBed's three-update form (Gulrajani &
+//! Lopez-Paz, ICLR 2021; `domainbed/algorithms.py`, class `SagNet`), adapted to a
+//! colourization generator as METHOD.md §4 describes.
+//!
+//! The randomization point is z = x_3, the head encoder's output (SagNet randomises a
+//! mid-level feature map). One iteration, each update with a fresh forward pass:
+//! 1. colour discriminator (step 1 of every method);
+//! 2. content: style randomization SR(z) (own normalised content, statistics mixed
+//!    `a * own + (1 - a) * partner's`, a ~ U(0, 1), partner from a random permutation)
+//!    replaces z for the tail encoder *and* the decoder's z skip; the task loss
+//!    `100 * L1 + LSGAN` on that prediction updates E_h, E_t and the decoder;
+//! 3. style: the style head f_s (own copy of levels 4..D + MLP, [`StyleDiscriminator`])
+//!    learns the source domain from content randomization CR(z) (own statistics, another
+//!    image's detached normalised content), z detached: only f_s moves;
+//! 4. adversarial: `w_adv * CE(f_s(CR(z)), uniform)` (minus the mean log-softmax) updates
+//!    E_h only, pushing it to leave no domain-specific style in z.
+//!
+//! E_h has one Adam shared by updates 2 and 4, like DomainBed's `optimizer_f`; E_t and the
+//! decoder share another (DomainBed's `optimizer_c`); f_s has its own. At inference no
+//! randomization happens (eval mode is the plain generator).
+//!
+//! Deviations from SagNet / DomainBed:
+//! - The content-biased network's classification loss is replaced by the colourization task
+//!   loss, and the style-biased head predicts the *source domain* instead of the object class
+//!   (METHOD.md §4: a colourization generator has no class output, and the domain is the
+//!   style label the adversarial term should erase).
+//! - Randomization acts on z at every training step (SagNet's official code randomises with
+//!   a probability; DomainBed always does).
+
+use candle_core::{Device, Result, Tensor};
+use dgcolor_data::DomainBatch;
+use dgcolor_losses as losses;
+use dgcolor_models::{
+    content_randomize, prefix, style_randomize, Generator, Mode, StyleDiscriminator,
+};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses, Union};
+use crate::baseline::train_mode;
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::optim::Adam;
+use crate::params;
+use crate::pix2pix::Pix2Pix;
+
+const RNG_DROPOUT_DISC: u64 = 0;
+const RNG_DROPOUT_GEN: u64 = 1;
+const RNG_SR: u64 = 2;
+const RNG_CR_STYLE: u64 = 3;
+const RNG_CR_ADV: u64 = 4;
+
+pub struct SagNet {
+    core: Pix2Pix,
+    style_head: StyleDiscriminator,
+    opt_head: Adam,
+    opt_content: Adam,
+    opt_style: Adam,
+    w_adv: f64,
+    seed: u64,
+    step: u64,
+}
+
+impl SagNet {
+    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
+        let (core, style_head) = Pix2Pix::new(spec, |vb| {
+            StyleDiscriminator::new(&spec.model, vb.pp(prefix::STYLE_DISC))
+        })?;
+        let adam = core.adam;
+        let content_vars = [prefix::TAIL, prefix::DECODER]
+            .iter()
+            .flat_map(|p| params::trainable(&core.varmap, p))
+            .collect();
+        Ok(Self {
+            opt_head: Adam::new(params::trainable(&core.varmap, prefix::HEAD), adam)?,
+            opt_content: Adam::new(content_vars, adam)?,
+            opt_style: Adam::new(params::trainable(&core.varmap, prefix::STYLE_DISC), adam)?,
+            core,
+            style_head,
+            w_adv: spec.hparams.get("w_adv"),
+            seed: spec.seed,
+            step: 0,
+        })
+    }
+
+    fn permutation(&self, n: usize, purpose: u64, device: &Device) -> Result<Tensor> {
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        perm.shuffle(&mut step_rng(self.seed, self.step, purpose));
+        Tensor::from_vec(perm, n, device)
+    }
+
+    /// SR(z) with this step's permutation and mixing weights a ~ U(0, 1).
+    pub fn style_randomized(&self, z: &Tensor) -> Result<Tensor> {
+        let n = z.dim(0)?;
+        let mut rng = step_rng(self.seed, self.step, RNG_SR);
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        perm.shuffle(&mut rng);
+        let alpha: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+        style_randomize(
+            z,
+            &Tensor::from_vec(perm, n, z.device())?,
+            &Tensor::from_vec(alpha, n, z.device())?,
+        )
+    }
+
+    /// Update 2: task loss on the prediction made from SR(z); E_h, E_t, decoder.
+    pub fn content_update(&mut self, u: &Union) -> Result<Losses> {
+        let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
+        let g = &self.core.generator;
+        let mut feats = g.head.forward_t(&u.l, true)?; // [x_1, x_2, z]
+        let z = feats.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
+        let sr = self.style_randomized(&z)?;
+        let tail = g.tail.forward_t(&sr, true)?; // [x_4, .., x_D]
+        feats.push(sr);
+        feats.extend(tail);
+        let fake = g.decoder.forward(&feats, &mode)?; // [B, 2, S, S]
+        let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
+        let grads = task.total.backward()?;
+        self.opt_head.step(&grads)?;
+        self.opt_content.step(&grads)?;
+        Ok(Losses::from([
+            ("g", scalar(&task.total)?),
+            ("g_l1", scalar(&task.l1)?),
+            ("g_gan", scalar(&task.gan)?),
+        ]))
+    }
+
+    fn style_logits(&self, z: &Tensor, purpose: u64) -> Result<Tensor> {
+        let perm = self.permutation(z.dim(0)?, purpose, z.device())?;
+        self.style_head
+            .forward_t(&content_randomize(z, &perm)?, true)
+    }
+
+    fn z(&self, l: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .core
+            .generator
+            .head
+            .forward_t(l, true)?
+            .pop()
+            .expect("3 levels"))
+    }
+
+    /// Update 3: f_s learns the domain from CR(z), z detached.
+    pub fn style_update(&mut self, u: &Union) -> Result<f32> {
+        let z = self.z(&u.l)?.detach();
+        let ce = losses::cross_entropy(&self.style_logits(&z, RNG_CR_STYLE)?, &u.domain)?;
+        self.opt_style.step(&ce.backward()?)?;
+        scalar(&ce)
+    }
+
+    /// Update 4: `w_adv * CE(f_s(CR(z)), uniform)`, E_h only.
+    pub fn adversarial_update(&mut self, u: &Union) -> Result<f32> {
+        let z = self.z(&u.l)?;
+        let logits = self.style_logits(&z, RNG_CR_ADV)?;
+        let adv = (losses::uniform_cross_entropy(&logits)? * self.w_adv)?;
+        self.opt_head.step(&adv.backward()?)?;
+        scalar(&adv)
+    }
+
+    fn optimizers(&self) -> [(&'static str, &Adam); 4] {
+        [
+            ("disc", &self.core.opt_disc),
+            ("head", &self.opt_head),
+            ("content", &self.opt_content),
+            ("style", &self.opt_style),
+        ]
+    }
+}
+
+impl Algorithm for SagNet {
+    fn name(&self) -> &'static str {
+        "sagnet"
+    }
+
+    fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
+        let u = union(batches)?;
+        let mode: Mode = train_mode(self.seed, self.step, RNG_DROPOUT_DISC);
+        let d = self.core.discriminator_step(&u.l, &u.ab, &mode)?;
+        let mut out = self.content_update(&u)?;
+        out.insert("d", scalar(&d)?);
+        out.insert("style", self.style_update(&u)?);
+        out.insert("adv", self.adversarial_update(&u)?);
+        self.step += 1;
+        Ok(out)
+    }
+
+    fn generator(&self) -> &Generator {
+        &self.core.generator
+    }
+
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.core.varmap
+    }
+
+    fn steps(&self) -> u64 {
+        self.step
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = self.core.checkpoint_base()?;
+        let state = TrainState {
+            step: self.step,
+            ..Default::default()
+        };
+        ckpt.add_state(self.name(), state, &self.optimizers())?;
+        Ok(ckpt)
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        ckpt.restore_varmap(&self.core.varmap)?;
+        let state = ckpt.restore_state(
+            "sagnet",
+            &mut [
+                ("disc", &mut self.core.opt_disc),
+                ("head", &mut self.opt_head),
+                ("content", &mut self.opt_content),
+                ("style", &mut self.opt_style),
+            ],
+        )?;
+        self.step = state.step;
+        Ok(())
+    }
+}
