@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Skip unreadable images (reported in the records) instead of failing.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// Train/validation split: `reference` (seeded 90/10 per class) or `official` (PACS
+    /// `<domain>_{train,crossval}_kfold.txt`), with options `,skip-missing` and `,dir=PATH`.
+    #[arg(long, default_value = "reference")]
+    pub split: String,
     /// Where `synth` is generated.
     #[arg(long, default_value = "data")]
     pub data_root: PathBuf,
@@ -119,6 +123,7 @@ impl RunArgs {
             adain: self.adain.clone(),
             resize: parse_filter(&self.resize)?,
             skip_bad_images: self.skip_bad_images,
+            split: self.split.clone(),
         })
     }
 }

@@ -42,6 +42,9 @@ pub enum DataError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// PACS / Office-Home layouts, split files, parquet copies, the Hub.
+    #[error(transparent)]
+    Benchmark(#[from] crate::benchmark_error::BenchmarkError),
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;
@@ -66,6 +69,7 @@ impl DataError {
             | Self::Manifest { path, .. } => Some(path),
             Self::UnknownDomain { root, .. } => Some(root),
             Self::Config(_) => None,
+            Self::Benchmark(e) => e.path(),
         }
     }
 }

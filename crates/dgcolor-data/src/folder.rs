@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 
+use crate::benchmark::normalize_name;
 use crate::error::{DataError, Result};
 use crate::rng::{derived_rng, Stream};
 
@@ -32,6 +33,26 @@ pub struct MultiDomainFolder {
     pub classes: Vec<String>,
     samples: Vec<Vec<Sample>>,
     ignored: Vec<PathBuf>,
+    /// The directory of each domain (its name may differ from `domains[i]` when a
+    /// [`FolderLayout`] gave it a canonical spelling, e.g. `Real_World` -> `Real World`).
+    domain_dirs: Vec<PathBuf>,
+}
+
+/// What a known benchmark says about a folder, for [`MultiDomainFolder::open_with`].
+/// The default (nothing known) is the generic loader of [`MultiDomainFolder::open`].
+#[derive(Clone, Debug, Default)]
+pub struct FolderLayout {
+    /// Class names in id order. Class directories match them case-insensitively (the
+    /// directory's spelling is kept); directories matching none are appended after them
+    /// in sorted order. Listed classes keep their ids even when no domain has them: PACS
+    /// subsets lack whole classes, and ids must not shift with the subset.
+    pub classes: Vec<String>,
+    /// Canonical domain names; a directory whose [`normalize_name`] equals one's takes
+    /// that name (`Real_World` -> `Real World`). Other directories keep their own name.
+    pub domains: Vec<String>,
+    /// Directories matching none of `domains` are not domains but [`MultiDomainFolder::ignored`]
+    /// entries (a `splits/` folder beside the domains, say).
+    pub only_known_domains: bool,
 }
 
 fn is_hidden(path: &Path) -> bool {
@@ -77,18 +98,31 @@ impl MultiDomainFolder {
     /// [`Self::ignored`] so a caller can warn about them (hidden files are skipped
     /// silently). Only the directory tree is read here; images are decoded later.
     pub fn open(root: &Path) -> Result<Self> {
+        Self::open_with(root, &FolderLayout::default())
+    }
+
+    /// [`Self::open`] with a benchmark's fixed class order and domain spellings.
+    pub fn open_with(root: &Path, layout: &FolderLayout) -> Result<Self> {
         if !root.is_dir() {
             return Err(DataError::MissingRoot {
                 path: root.to_path_buf(),
             });
         }
-        let (domain_dirs, root_files) = list_dir(root)?;
+        let (mut domain_dirs, root_files) = list_dir(root)?;
+        let mut ignored = root_files;
+        if layout.only_known_domains {
+            let known: Vec<String> = layout.domains.iter().map(|d| normalize_name(d)).collect();
+            let (keep, other): (Vec<_>, Vec<_>) = domain_dirs
+                .into_iter()
+                .partition(|d| known.contains(&normalize_name(&file_name(d))));
+            domain_dirs = keep;
+            ignored.extend(other);
+        }
         if domain_dirs.is_empty() {
             return Err(DataError::NoDomains {
                 path: root.to_path_buf(),
             });
         }
-        let mut ignored = root_files;
         let mut listing = Vec::new(); // per domain: (class name, sorted image paths)
         for dir in &domain_dirs {
             let (class_dirs, stray) = list_dir(dir)?;
@@ -104,20 +138,38 @@ impl MultiDomainFolder {
             }
             listing.push(classes);
         }
-        let classes: Vec<String> = listing
+        let found: BTreeSet<String> = listing
             .iter()
             .flatten()
             .map(|(name, _)| name.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
+        // Fixed classes first (in the directory's spelling when one matches), then any
+        // unlisted directories, sorted.
+        let mut classes: Vec<String> = layout
+            .classes
+            .iter()
+            .map(|c| {
+                found
+                    .iter()
+                    .find(|f| f.eq_ignore_ascii_case(c))
+                    .cloned()
+                    .unwrap_or_else(|| c.clone())
+            })
+            .collect();
+        let extra: Vec<String> = found
+            .iter()
+            .filter(|f| !classes.contains(f))
+            .cloned()
+            .collect();
+        classes.extend(extra);
+        let class_index = |name: &str| classes.iter().position(|c| c == name);
         let samples = listing
             .into_iter()
             .map(|domain| {
                 let mut samples: Vec<Sample> = domain
                     .into_iter()
                     .flat_map(|(name, images)| {
-                        let class = classes.binary_search(&name).expect("class is in the union");
+                        let class = class_index(&name).expect("class is in the union");
                         images.into_iter().map(move |path| Sample { path, class })
                     })
                     .collect();
@@ -126,33 +178,72 @@ impl MultiDomainFolder {
             })
             .collect();
         ignored.sort();
+        let domains = domain_dirs
+            .iter()
+            .map(|d| {
+                let dir = file_name(d);
+                let key = normalize_name(&dir);
+                layout
+                    .domains
+                    .iter()
+                    .find(|c| normalize_name(c) == key)
+                    .cloned()
+                    .unwrap_or(dir)
+            })
+            .collect();
         Ok(Self {
             root: root.to_path_buf(),
-            domains: domain_dirs.iter().map(|d| file_name(d)).collect(),
+            domains,
             classes,
             samples,
             ignored,
+            domain_dirs,
         })
     }
 
+    /// Finds a domain by its exact name, else by [`normalize_name`] when that is
+    /// unambiguous, so `Real_World`, `"Real World"` and `realworld` all work.
     fn index(&self, name: &str) -> Result<usize> {
-        self.domains
-            .iter()
-            .position(|d| d == name)
-            .ok_or_else(|| DataError::UnknownDomain {
+        if let Some(i) = self.domains.iter().position(|d| d == name) {
+            return Ok(i);
+        }
+        let key = normalize_name(name);
+        let matches: Vec<usize> = (0..self.domains.len())
+            .filter(|&i| normalize_name(&self.domains[i]) == key)
+            .collect();
+        match matches.as_slice() {
+            [i] => Ok(*i),
+            _ => Err(DataError::UnknownDomain {
                 name: name.to_string(),
                 root: self.root.clone(),
                 available: self.domains.join(", "),
-            })
+            }),
+        }
+    }
+
+    /// The canonical name of a domain given as the user typed it.
+    pub fn domain_name(&self, name: &str) -> Result<&str> {
+        Ok(&self.domains[self.index(name)?])
+    }
+
+    /// The directory holding a domain's class folders.
+    pub fn domain_dir(&self, name: &str) -> Result<&Path> {
+        Ok(&self.domain_dirs[self.index(name)?])
+    }
+
+    /// The samples of a domain, possibly none (where [`Self::domain`] fails on none).
+    pub fn domain_samples(&self, name: &str) -> Result<&[Sample]> {
+        Ok(&self.samples[self.index(name)?])
     }
 
     /// The samples of one domain, sorted by path.
     pub fn domain(&self, name: &str) -> Result<&[Sample]> {
-        let samples = &self.samples[self.index(name)?];
+        let i = self.index(name)?;
+        let samples = &self.samples[i];
         if samples.is_empty() {
             return Err(DataError::EmptyDomain {
                 name: name.to_string(),
-                path: self.root.join(name),
+                path: self.domain_dirs[i].clone(),
             });
         }
         Ok(samples)

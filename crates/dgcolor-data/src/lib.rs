@@ -5,26 +5,57 @@
 //! RGB8 ([`decode_rgb8`], [`resize_rgb8`]) -> scaled Lab planes ([`load_lab`]) ->
 //! per-domain [`HostBatch`]es ([`TrainLoader`], [`eval_chunks`]) -> [`DomainBatch`]
 //! tensors on a device.
+//!
+//! The real benchmarks (PACS, Office-Home) open from the layouts people download
+//! ([`open_pacs`], [`open_office_home`]), from Hugging Face parquet copies
+//! ([`extract_parquet`], [`hub`] behind the `hub` feature), with the official PACS split
+//! files checked line by line ([`kfold`]); [`paper_settings`] lists the paper's
+//! source/target settings.
 
 mod batch;
+mod benchmark;
+mod benchmark_error;
+mod benchmark_tree;
+mod check;
 mod color;
 mod error;
 mod folder;
+#[cfg(feature = "hub")]
+pub mod hub;
 mod image_io;
+pub mod kfold;
 mod loader;
+pub mod parquet;
 mod pipeline;
 mod rng;
 mod synth;
 
 pub use batch::{DomainBatch, HostBatch};
+pub use benchmark::{
+    leave_one_out_settings, normalize_name, paper_settings, Benchmark, Setting,
+    OFFICE_HOME_CLASSES, OFFICE_HOME_COUNTS, OFFICE_HOME_DOMAINS, PACS_CLASSES, PACS_COUNTS,
+    PACS_DOMAINS,
+};
+pub use benchmark_error::BenchmarkError;
+pub use benchmark_tree::{
+    benchmark_layout, locate_tree, open_office_home, open_pacs, open_tree, same_domain,
+};
+pub use check::{check_images, BrokenImage};
 pub use color::{
     lab_planes_to_rgb8, lab_to_srgb, rgb8_to_lab_planes, scale_ab, scale_l, srgb_to_lab,
     unscale_ab, unscale_l,
 };
 pub use error::{DataError, Result};
-pub use folder::{reference_split, MultiDomainFolder, Sample, Split, IMAGE_EXTENSIONS};
+pub use folder::{
+    reference_split, FolderLayout, MultiDomainFolder, Sample, Split, IMAGE_EXTENSIONS,
+};
 pub use image_io::{decode_rgb8, pil_nearest_indices, resize_rgb8, ResizeFilter};
+pub use kfold::{
+    find_split_dir, official_split, read_split_list, LineProblem, LineProblemKind, MissingPolicy,
+    OfficialSplit, SplitList, SplitPart,
+};
 pub use loader::{BatchMode, BatchStream, LoaderConfig, SourceSet, StepBatches, TrainLoader};
+pub use parquet::{extract_parquet, parquet_files, write_hf_parquet, HfImageRow};
 pub use pipeline::{
     eval_chunks, eval_items, host_batch, lab_image, load_lab, EvalChunk, EvalChunks, EvalItem,
     LabImage, OnBadImage, Preprocess,

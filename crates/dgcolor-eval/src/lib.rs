@@ -14,7 +14,7 @@ pub mod sweep;
 mod train;
 
 pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};
-pub use dataset::{make_splits, DataSpec, Splits};
+pub use dataset::{make_splits, make_splits_with, DataSpec, SplitChoice, Splits};
 pub use device::parse_device;
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, evaluate_gray, predict_rgb, DomainMetrics, EVAL_BATCH};

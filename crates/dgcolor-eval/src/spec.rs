@@ -9,7 +9,7 @@ use dgcolor_data::{BatchMode, OnBadImage, Preprocess, ResizeFilter, SynthConfig}
 use dgcolor_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::DataSpec;
+use crate::dataset::{DataSpec, SplitChoice};
 use crate::error::{EvalError, Result};
 use crate::train::{TrainConfig, VAL_FRACTION};
 
@@ -34,6 +34,13 @@ pub struct RunSpec {
     pub adain: Option<String>,
     pub resize: ResizeFilter,
     pub skip_bad_images: bool,
+    /// `reference` (default) or `official[,skip-missing][,dir=PATH]` (PACS split files).
+    #[serde(default = "reference_split_name")]
+    pub split: String,
+}
+
+fn reference_split_name() -> String {
+    "reference".into()
 }
 
 impl RunSpec {
@@ -53,6 +60,7 @@ impl RunSpec {
             adain: None,
             resize: ResizeFilter::Nearest,
             skip_bad_images: false,
+            split: reference_split_name(),
         }
     }
 
@@ -95,6 +103,9 @@ impl RunSpec {
         }
         if self.skip_bad_images {
             a.push("--skip-bad-images".into());
+        }
+        if self.split != reference_split_name() {
+            a.extend(["--split".into(), self.split.clone()]);
         }
         a
     }
@@ -164,6 +175,7 @@ impl RunSpec {
             },
             flip: true,
             val_fraction: VAL_FRACTION,
+            split: SplitChoice::parse(&self.split)?,
             eval_every: preset.eval_every.min(steps.max(1)),
             log_every: 10.min(steps.max(1)),
             on_bad_image: if self.skip_bad_images {

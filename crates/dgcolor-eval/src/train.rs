@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::dataset::{make_splits, DataSpec, Splits};
+use crate::dataset::{make_splits_with, DataSpec, SplitChoice, Splits};
 use crate::error::{EvalError, Result};
 use crate::evaluate::{evaluate, DomainMetrics};
 use crate::run::{RunDir, CHECKPOINT};
@@ -37,6 +37,10 @@ pub struct TrainConfig {
     pub preprocess: Preprocess,
     pub flip: bool,
     pub val_fraction: f64,
+    /// Reference 90/10 split (default; omitted from config.toml so older run directories
+    /// keep their config) or the official PACS lists.
+    #[serde(default, skip_serializing_if = "SplitChoice::is_reference")]
+    pub split: SplitChoice,
     pub eval_every: u64,
     pub log_every: u64,
     pub on_bad_image: OnBadImage,
@@ -92,8 +96,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let run = RunDir::new(&opts.out);
     run.write_or_check_config(&cfg.to_toml()?)?;
     let folder = cfg.data.open(&opts.data_root)?;
-    let splits = make_splits(
+    let splits = make_splits_with(
         &folder,
+        &cfg.split,
         &cfg.sources,
         &cfg.target,
         cfg.val_fraction,
@@ -119,7 +124,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         if resumed_from.is_none() {
             let counts: Vec<_> = splits.train.iter().map(|s| s.samples.len()).collect();
             run.append(&json!({"kind": "start", "step": 0, "classes": splits.classes, "train_images": counts,
-                "test_images": splits.test.len()}))?;
+                "test_images": splits.test.len(), "split_notes": splits.notes}))?;
         }
         let loader = TrainLoader::new(
             splits.train.clone(),
