@@ -128,6 +128,13 @@ impl Ours {
     /// Update 4: f_s learns the source domain from CR(z); z is detached since only f_s
     /// learns here.
     pub fn style_update(&mut self, u: &Union) -> Result<f32> {
+        let perm = self.permutation(u.l.dim(0)?, RNG_PERM_STYLE, u.l.device())?;
+        self.style_update_with_perm(u, &perm)
+    }
+
+    /// Update 4 with a given CR permutation (`[B]` u32; sample i takes the content of
+    /// `perm[i]`), e.g. to compare with a reference run that drew its own.
+    pub fn style_update_with_perm(&mut self, u: &Union, perm: &Tensor) -> Result<f32> {
         let z = self
             .core
             .generator
@@ -135,14 +142,19 @@ impl Ours {
             .forward_t(&u.l, true)?
             .pop()
             .expect("3 levels"); // [B, 4nf, S/8, S/8]
-        let ce =
-            losses::cross_entropy(&self.style_logits(&z.detach(), RNG_PERM_STYLE)?, &u.domain)?;
+        let ce = losses::cross_entropy(&self.style_logits(&z.detach(), perm)?, &u.domain)?;
         self.opt_style.step(&ce.backward()?)?;
         scalar(&ce)
     }
 
     /// Update 5: `-w_adv * CE(f_s(CR(z)), domain)`; only E_h's BatchNorm gamma and beta move.
     pub fn adversarial_update(&mut self, u: &Union) -> Result<f32> {
+        let perm = self.permutation(u.l.dim(0)?, RNG_PERM_ADV, u.l.device())?;
+        self.adversarial_update_with_perm(u, &perm)
+    }
+
+    /// Update 5 with a given CR permutation (see [`Ours::style_update_with_perm`]).
+    pub fn adversarial_update_with_perm(&mut self, u: &Union, perm: &Tensor) -> Result<f32> {
         let z = self
             .core
             .generator
@@ -150,7 +162,7 @@ impl Ours {
             .forward_t(&u.l, true)?
             .pop()
             .expect("3 levels");
-        let ce = losses::cross_entropy(&self.style_logits(&z, RNG_PERM_ADV)?, &u.domain)?;
+        let ce = losses::cross_entropy(&self.style_logits(&z, perm)?, &u.domain)?;
         let adv = (ce * (-self.w_adv))?;
         self.opt_head_bn.step(&adv.backward()?)?;
         scalar(&adv)
@@ -163,10 +175,10 @@ impl Ours {
         Tensor::from_vec(perm, n, device)
     }
 
-    /// f_s's domain logits for z: through CR (with a fresh permutation) unless ablated.
-    fn style_logits(&self, z: &Tensor, purpose: u64) -> Result<Tensor> {
+    /// f_s's domain logits for z: through CR with permutation `perm` unless ablated.
+    fn style_logits(&self, z: &Tensor, perm: &Tensor) -> Result<Tensor> {
         let z = if self.use_cr {
-            content_randomize(z, &self.permutation(z.dim(0)?, purpose, z.device())?)?
+            content_randomize(z, perm)?
         } else {
             z.clone()
         };

@@ -3,6 +3,7 @@
 mod colorize;
 mod data;
 mod eval;
+mod reference;
 mod train;
 
 use anyhow::Result;
@@ -33,6 +34,10 @@ enum Command {
     Colorize(colorize::ColorizeArgs),
     /// Metrics of a trained model on one domain, as JSON on stdout.
     Eval(eval::EvalArgs),
+    /// Convert the reference code's F/C/D .pth state dicts into a dgcolor model file.
+    ImportReference(reference::ImportArgs),
+    /// Write a dgcolor checkpoint's generator as the reference's F.pth, C.pth and D.pth.
+    ExportReference(reference::ExportArgs),
     /// List the registered algorithms, in table order.
     Algorithms,
     /// Print an algorithm's hyperparameters: defaults, or a reproducible random-search draw.
@@ -53,6 +58,8 @@ fn main() -> Result<()> {
         Command::Compare(args) => train::compare(&args)?,
         Command::Colorize(args) => colorize::run(&args)?,
         Command::Eval(args) => eval::run(&args)?,
+        Command::ImportReference(args) => reference::import(&args)?,
+        Command::ExportReference(args) => reference::export(&args)?,
         Command::Algorithms => {
             for a in ALGORITHMS {
                 println!("{:<10} {}", a.name, a.summary);

@@ -14,6 +14,7 @@ mod config;
 mod heads;
 mod init;
 mod mode;
+pub mod reference;
 mod unet;
 
 pub use adain::{adain, channel_stats, content_randomize, style_randomize, ChannelStats};
@@ -23,6 +24,9 @@ pub use config::{level_width, ModelConfig};
 pub use heads::{ClassHead, ColorDiscriminator, MlpHead, StyleDiscriminator};
 pub use init::init_weights;
 pub use mode::Mode;
+pub use reference::{
+    export_reference, import_reference, read_state_dict, reference_layout, write_pth, RefFile,
+};
 pub use unet::{Decoder, Generator, HeadEncoder, TailEncoder};
 
 /// VarMap prefixes of the networks, so each optimizer can take its own sub-network.
