@@ -9,6 +9,7 @@
 //! One iteration is five updates in the reference's order, each with a fresh forward pass:
 //! 1. colour discriminator; 2. class (E_h, E_t, f_c); 3. generator (E_h, E_t, decoder);
 //! 4. style discriminator f_s on CR(z); 5. adversarial `-w_adv * CE` on E_h's BN affine.
+//!
 //! Every network has its own Adam (lr, betas 0.5/0.999), as in the reference, so step counts
 //! and moments match it update for update.
 //!

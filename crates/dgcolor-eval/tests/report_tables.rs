@@ -46,7 +46,7 @@ fn selection_aggregation_and_best_marking() {
     let config = RunSpec::new("erm", &["photo", "cartoon"], "art_painting", "smoke")
         .config(tmp.path())
         .unwrap();
-    let runs = vec![
+    let runs = [
         // erm: validation peaks at step 10 in both seeds.
         run(
             "erm",

@@ -68,7 +68,7 @@ impl ModelConfig {
         if self.nf == 0 {
             bail!("model config: nf must be positive")
         }
-        if self.size % (1 << self.depth) != 0 {
+        if !self.size.is_multiple_of(1 << self.depth) {
             bail!(
                 "model config: size {} is not divisible by 2^depth = {} (depth {})",
                 self.size,
