@@ -12,14 +12,15 @@ use dgcolor_data::{
     decode_rgb8, lab_image, lab_planes_to_rgb8, resize_rgb8, rgb8_to_lab_planes, unscale_ab,
     ResizeFilter, IMAGE_EXTENSIONS,
 };
-use dgcolor_models::{Generator, Mode, ModelConfig};
+use dgcolor_models::{AbPredictor, Generator, InferenceGenerator, ModelConfig};
 
 use crate::error::{EvalError, Result};
 use crate::run::CHECKPOINT;
 
 /// A generator in eval mode from a run directory (its latest checkpoint) or a checkpoint
-/// or model file written by dgcolor.
-pub fn load_generator(path: &Path, device: &Device) -> Result<Generator> {
+/// or model file written by dgcolor: BatchNorm folded into the convolutions, weights as
+/// plain tensors (no autograd graph).
+pub fn load_generator(path: &Path, device: &Device) -> Result<InferenceGenerator> {
     let file = if path.is_dir() {
         path.join(CHECKPOINT)
     } else {
@@ -38,12 +39,12 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<Generator> {
     let generator = Generator::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     ckpt.restore_varmap(&varmap)
         .map_err(|e| EvalError::format(&file, e))?;
-    Ok(generator)
+    Ok(InferenceGenerator::from_generator(&generator, &varmap)?)
 }
 
 /// Colourizes one image file; returns the RGB8 result at the input's resolution.
-pub fn colorize_image(
-    generator: &Generator,
+pub fn colorize_image<G: AbPredictor + ?Sized>(
+    generator: &G,
     input: &Path,
     filter: ResizeFilter,
     device: &Device,
@@ -53,10 +54,7 @@ pub fn colorize_image(
     let s = generator.config().size;
     let small = lab_image(&resize_rgb8(&rgb, s as u32, s as u32, filter));
     let l = candle_core::Tensor::from_slice(&small.l, (1, 1, s, s), device)?;
-    let ab: Vec<f32> = generator
-        .forward(&l, &Mode::Eval)?
-        .flatten_all()?
-        .to_vec1()?;
+    let ab: Vec<f32> = generator.predict_ab(&l)?.flatten_all()?.to_vec1()?;
     let (l_full, _) = rgb8_to_lab_planes(rgb.as_raw());
     let mut ab_full = Vec::with_capacity(2 * (w * h) as usize);
     for plane in ab.chunks(s * s) {

@@ -10,7 +10,7 @@ use dgcolor_data::{
     Preprocess, Sample,
 };
 use dgcolor_metrics::{evaluate_pair, MeanMetric, MetricSummary, RgbView};
-use dgcolor_models::{Generator, Mode};
+use dgcolor_models::AbPredictor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -35,9 +35,11 @@ impl DomainMetrics {
     }
 }
 
-/// Predicted RGB8 images (interleaved, S x S) for scaled Lab inputs.
-pub fn predict_rgb(
-    generator: &Generator,
+/// Predicted RGB8 images (interleaved, S x S) for scaled Lab inputs. `generator` is
+/// normally an `InferenceGenerator` (BatchNorm folded, no graph); a training `Generator`
+/// also works (eval mode).
+pub fn predict_rgb<G: AbPredictor + ?Sized>(
+    generator: &G,
     images: &[&LabImage],
     device: &Device,
 ) -> Result<Vec<Vec<u8>>> {
@@ -47,7 +49,7 @@ pub fn predict_rgb(
     let s = first.size;
     let batch = host_batch(0, images, &vec![0; images.len()]);
     let l = Tensor::from_slice(&batch.l, (images.len(), 1, s, s), device)?;
-    let ab = generator.forward(&l, &Mode::Eval)?; // [B, 2, S, S]
+    let ab = generator.predict_ab(&l)?; // [B, 2, S, S]
     let ab: Vec<f32> = ab.flatten_all()?.to_vec1()?;
     let plane = s * s;
     Ok(images
@@ -65,8 +67,8 @@ pub fn predict_rgb(
 }
 
 /// Every registered metric over `samples`, mean per image.
-pub fn evaluate(
-    generator: &Generator,
+pub fn evaluate<G: AbPredictor + ?Sized>(
+    generator: &G,
     samples: &[Sample],
     pre: &Preprocess,
     on_bad: OnBadImage,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use candle_core::Device;
 use dgcolor_algorithms::{build, AlgorithmSpec, Checkpoint, HParams, Losses, Preset};
 use dgcolor_data::{BatchMode, LoaderConfig, OnBadImage, Preprocess, TrainLoader};
-use dgcolor_models::ModelConfig;
+use dgcolor_models::{InferenceGenerator, ModelConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -206,7 +206,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         final_metrics_from_records(&run)?
     } else {
         let m = evaluate(
-            alg.generator(),
+            &InferenceGenerator::from_generator(alg.generator(), alg.varmap())?,
             &splits.test,
             &cfg.preprocess,
             cfg.on_bad_image,
@@ -238,9 +238,11 @@ fn evaluate_point(
     step: u64,
     kind: &str,
 ) -> Result<()> {
+    // BatchNorm folded, no graph: the eval-mode network as `colorize` runs it.
+    let generator = InferenceGenerator::from_generator(alg.generator(), alg.varmap())?;
     for (domain, samples) in &splits.val {
         let m = evaluate(
-            alg.generator(),
+            &generator,
             samples,
             &cfg.preprocess,
             cfg.on_bad_image,
@@ -249,7 +251,7 @@ fn evaluate_point(
         run.append(&json!({"kind": kind, "step": step, "domain": domain, "split": "val", "metrics": m.means(), "images": m.images}))?;
     }
     let m = evaluate(
-        alg.generator(),
+        &generator,
         &splits.test,
         &cfg.preprocess,
         cfg.on_bad_image,

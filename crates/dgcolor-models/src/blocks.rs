@@ -1,8 +1,12 @@
 //! The two U-Net building blocks, as the reference's `DownConv` and `UpConv`.
+//!
+//! The weights live in candle-nn's `Conv2d` / `ConvTranspose2d` (PyTorch names), but the
+//! convolutions run through `dgcolor_kernels` (im2col/col2im + GEMM custom ops with their
+//! own backward on the CPU; candle's ops on other devices).
 
 use candle_core::{bail, Result, Tensor};
 use candle_nn::{
-    conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Module,
+    conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
     VarBuilder,
 };
 
@@ -84,7 +88,14 @@ impl DownBlock {
         } else {
             x.clone()
         };
-        let x = self.conv.forward(&x)?;
+        let cfg = self.conv.config();
+        let x = dgcolor_kernels::conv2d(
+            &x,
+            self.conv.weight(),
+            self.conv.bias(),
+            cfg.stride,
+            cfg.padding,
+        )?;
         match &self.bn {
             Some(bn) => bn.forward_t(&x, train),
             None => Ok(x),
@@ -154,7 +165,14 @@ impl UpBlock {
                 x.shape()
             )
         }
-        let x = self.upconv.forward(&x.relu()?)?;
+        let cfg = self.upconv.config();
+        let x = dgcolor_kernels::conv_transpose2d(
+            &dgcolor_kernels::leaky_relu(x, 0.0)?, // ReLU
+            self.upconv.weight(),
+            self.upconv.bias(),
+            cfg.stride,
+            cfg.padding,
+        )?;
         let x = match &self.bn {
             Some(bn) => bn.forward_t(&x, mode.is_train())?,
             None => x,
@@ -169,7 +187,8 @@ impl UpBlock {
     }
 }
 
+/// LeakyReLU(0.2) as one fused op (PyTorch's gradient, slope 0.2 for x <= 0); candle's
+/// `max(x, 0.2 x)` off the CPU.
 pub(crate) fn leaky_relu(x: &Tensor) -> Result<Tensor> {
-    // max(x, 0.2 x) == LeakyReLU(0.2) for a slope below one.
-    x.maximum(&(x * LEAKY_SLOPE)?)
+    dgcolor_kernels::leaky_relu(x, LEAKY_SLOPE)
 }

@@ -12,6 +12,7 @@ mod batch_norm;
 mod blocks;
 mod config;
 mod heads;
+mod inference;
 mod init;
 mod mode;
 pub mod reference;
@@ -22,6 +23,7 @@ pub use batch_norm::{batch_norm2d, BatchNorm2d};
 pub use blocks::{down_block, up_block, DownBlock, DownConfig, UpBlock, UpConfig};
 pub use config::{level_width, ModelConfig};
 pub use heads::{ClassHead, ColorDiscriminator, MlpHead, StyleDiscriminator};
+pub use inference::{AbPredictor, InferenceGenerator};
 pub use init::init_weights;
 pub use mode::Mode;
 pub use reference::{

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""PyTorch (CPU, eager) reference of dgcolor's networks and updates, for the side-by-side
+benchmark. One invocation measures one (config, mode) and prints one JSON line, exactly like
+`target/release/bench`; `bench/compare.py` runs both and prints the table.
+
+The networks follow METHOD.md section 2 and the reference code (Lhyejin/DG-Colorization):
+U-Net generator with head/tail encoder and AdaIN skip, PatchGAN colour discriminator, class
+head, style discriminator; Adam(lr 1e-3, betas 0.5/0.999) per network; the five updates of
+the proposed model; pix2pix's D step + G step.
+
+Modes: gstep (G forward in train mode, 100 * L1, backward, Adam), erm (D step + G step),
+ours (five updates), infer (eval mode under torch.inference_mode), data (PIL open -> resize
+NEAREST -> skimage rgb2lab per image, the reference's preprocessing).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+CONFIGS = {
+    "s64-nf32-d6-b16": dict(size=64, nf=32, depth=6, batch=16),
+    "s256-nf64-d8-b4": dict(size=256, nf=64, depth=8, batch=4),
+    "quick": dict(size=64, nf=16, depth=6, batch=16),
+}
+N_CLASSES, N_DOMAINS, HEAD_LEVELS = 7, 2, 3
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def median_time(fn, warmup, iters):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, iters)):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), times
+
+
+def build(torch, nn, F):
+    def width(nf, level):
+        return nf << min(level - 1, 3)
+
+    def leaky(x):
+        return F.leaky_relu(x, 0.2)
+
+    class Down(nn.Module):
+        def __init__(self, cin, cout, act, bn, stride=2):
+            super().__init__()
+            self.act = act
+            self.conv = nn.Conv2d(cin, cout, 4, stride, 1)
+            self.bn = nn.BatchNorm2d(cout) if bn else None
+
+        def forward(self, x):
+            if self.act:
+                x = leaky(x)
+            x = self.conv(x)
+            return self.bn(x) if self.bn is not None else x
+
+    class Up(nn.Module):
+        def __init__(self, cin, cout, bn, dropout):
+            super().__init__()
+            self.upconv = nn.ConvTranspose2d(cin, cout, 4, 2, 1)
+            self.bn = nn.BatchNorm2d(cout) if bn else None
+            self.dropout = dropout
+
+        def forward(self, x):
+            x = self.upconv(F.relu(x))
+            if self.bn is not None:
+                x = self.bn(x)
+            if self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+            return x
+
+    def stats(x):
+        b, c = x.shape[:2]
+        flat = x.reshape(b, c, -1)
+        return flat.mean(-1).reshape(b, c, 1, 1), flat.var(-1, unbiased=True).reshape(b, c, 1, 1)
+
+    def adain(content, style, eps=1e-5):
+        mc, vc = stats(content)
+        ms, vs = stats(style)
+        return (content - mc) / torch.sqrt(vc + eps) * torch.sqrt(vs + eps) + ms
+
+    def content_randomize(z, perm, eps=1e-5):
+        m, v = stats(z)
+        std = torch.sqrt(v + eps)
+        normed = ((z - m) / std).detach()
+        return normed[perm] * std + m
+
+    def levels(nf, depth, first, last):
+        return nn.ModuleList(
+            Down(1 if i == 1 else width(nf, i - 1), width(nf, i), i > 1, 1 < i < depth)
+            for i in range(first, last + 1))
+
+    class Generator(nn.Module):
+        def __init__(self, nf, depth, dropout=0.5):
+            super().__init__()
+            self.depth = depth
+            self.head = levels(nf, depth, 1, HEAD_LEVELS)
+            self.tail = levels(nf, depth, HEAD_LEVELS + 1, depth)
+            d = depth
+            self.ups = nn.ModuleList(
+                Up(width(nf, d) if k == 1 else 2 * width(nf, d - k + 1),
+                   2 if k == d else width(nf, d - k), k < d,
+                   dropout if (k <= 3 and k < d) else 0.0)
+                for k in range(1, d + 1))
+            self.adain_index = d - 3
+
+        def head_forward(self, l):
+            feats, x = [], l
+            for m in self.head:
+                x = m(x)
+                feats.append(x)
+            return feats
+
+        def encode(self, l):
+            feats = self.head_forward(l)
+            x = feats[-1]
+            for m in self.tail:
+                x = m(x)
+                feats.append(x)
+            return feats
+
+        def forward(self, l):
+            feats = self.encode(l)
+            d = self.depth
+            o = self.ups[0](feats[d - 1])
+            for k in range(1, d):
+                skip = leaky(feats[d - 1 - k])
+                if k == self.adain_index:
+                    skip = adain(skip, o)
+                o = self.ups[k](torch.cat([o, skip], 1))
+            return torch.tanh(o)
+
+    class Mlp(nn.Module):
+        def __init__(self, cin, n):
+            super().__init__()
+            self.layer = nn.Sequential(nn.Linear(cin, 256), nn.LeakyReLU(0.2),
+                                       nn.Linear(256, 128), nn.LeakyReLU(0.2), nn.Linear(128, n))
+
+        def forward(self, x):
+            return self.layer(x.mean((2, 3)))
+
+    class StyleDisc(nn.Module):
+        def __init__(self, nf, depth):
+            super().__init__()
+            self.levels = levels(nf, depth, HEAD_LEVELS + 1, depth)
+            self.mlp = Mlp(width(nf, depth), N_DOMAINS)
+
+        def forward(self, z):
+            for m in self.levels:
+                z = m(z)
+            return self.mlp(z)
+
+    class ColorDisc(nn.Module):
+        def __init__(self, nf):
+            super().__init__()
+            spec = [(3, nf, False, False, 2), (nf, 2 * nf, True, True, 2),
+                    (2 * nf, 4 * nf, True, True, 2), (4 * nf, 8 * nf, True, True, 1),
+                    (8 * nf, 1, True, False, 1)]
+            self.convs = nn.Sequential(*[Down(*s) for s in spec])
+
+        def forward(self, l, ab):
+            return self.convs(torch.cat([l, ab], 1))
+
+    def init(module):
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    return dict(Generator=Generator, Mlp=Mlp, StyleDisc=StyleDisc, ColorDisc=ColorDisc,
+                init=init, content_randomize=content_randomize, width=width)
+
+
+def run_model(args, torch, nn, F):
+    cfg = CONFIGS[args.config]
+    S, nf, D, B = cfg["size"], cfg["nf"], cfg["depth"], cfg["batch"]
+    m = build(torch, nn, F)
+    torch.manual_seed(0)
+    gen = m["Generator"](nf, D)
+    m["init"](gen)
+    l = torch.rand(B, 1, S, S) * 2 - 1
+    ab = (torch.rand(B, 2, S, S) * 2 - 1) * 0.5
+    cls = torch.arange(B) % N_CLASSES
+    dom = torch.arange(B) // (B // N_DOMAINS)
+    adam = lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.999))
+    out = {"config": args.config, "batch": B}
+
+    if args.mode == "infer":
+        gen.eval()
+
+        def step():
+            with torch.inference_mode():
+                gen(l)
+    elif args.mode == "gstep":
+        gen.train()
+        opt = adam(gen.parameters())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = 100 * F.l1_loss(gen(l), ab)
+            loss.backward()
+            opt.step()
+    else:
+        disc = m["ColorDisc"](nf)
+        m["init"](disc)
+        opt_d = adam(disc.parameters())
+        gen.train()
+        disc.train()
+
+        def d_update():
+            opt_d.zero_grad(set_to_none=True)
+            fake = gen(l).detach()
+            fs, rs = disc(l, fake), disc(l, ab)
+            loss = 0.5 * (F.mse_loss(fs, torch.zeros_like(fs)) + F.mse_loss(rs, torch.ones_like(rs)))
+            loss.backward()
+            opt_d.step()
+
+        def task_loss():
+            fake = gen(l)
+            scores = disc(l, fake)
+            return 100 * F.l1_loss(fake, ab) + F.mse_loss(scores, torch.ones_like(scores))
+
+        if args.mode == "erm":
+            opt_g = adam(gen.parameters())
+
+            def step():
+                d_update()
+                opt_g.zero_grad(set_to_none=True)
+                opt_d.zero_grad(set_to_none=True)
+                task_loss().backward()
+                opt_g.step()
+        elif args.mode == "ours":
+            head_cls = m["Mlp"](m["width"](nf, D), N_CLASSES)
+            style = m["StyleDisc"](nf, D)
+            m["init"](style)
+            opt_head, opt_tail = adam(gen.head.parameters()), adam(gen.tail.parameters())
+            opt_dec, opt_cls = adam(gen.ups.parameters()), adam(head_cls.parameters())
+            opt_style = adam(style.parameters())
+            bn_affine = [p for mod in gen.head.modules() if isinstance(mod, nn.BatchNorm2d)
+                         for p in mod.parameters()]
+            opt_bn = adam(bn_affine)
+            all_params = list(gen.parameters()) + list(disc.parameters()) + \
+                list(head_cls.parameters()) + list(style.parameters())
+            cr = m["content_randomize"]
+
+            def zero():
+                for p in all_params:
+                    p.grad = None
+
+            def step():
+                d_update()
+                # 2. class: E_h, E_t, f_c
+                zero()
+                F.cross_entropy(head_cls(gen.encode(l)[-1]), cls).backward()
+                opt_head.step(); opt_tail.step(); opt_cls.step()
+                # 3. generator: E_h, E_t, decoder
+                zero()
+                task_loss().backward()
+                opt_head.step(); opt_tail.step(); opt_dec.step()
+                # 4. style discriminator on CR(z), z detached
+                zero()
+                z = gen.head_forward(l)[-1].detach()
+                F.cross_entropy(style(cr(z, torch.randperm(B))), dom).backward()
+                opt_style.step()
+                # 5. adversarial: head BN affine only
+                zero()
+                z = gen.head_forward(l)[-1]
+                (-1.0 * F.cross_entropy(style(cr(z, torch.randperm(B))), dom)).backward()
+                opt_bn.step()
+        else:
+            raise SystemExit(f"unknown mode {args.mode}")
+    t, times = median_time(step, args.warmup, args.iters)
+    out.update(sec_per_iter=t, times=times, images_per_sec=B / t)
+    return out
+
+
+def run_data(args):
+    import numpy as np
+    from PIL import Image
+    from skimage import color
+
+    files = []
+    for root, _, names in os.walk(args.images):
+        files += [os.path.join(root, n) for n in names
+                  if n.lower().endswith((".jpg", ".jpeg", ".png"))]
+    files.sort()
+    reps = -(-200 // len(files))
+    files = files * reps
+    S = args.data_size
+
+    def load(path):
+        img = Image.open(path).convert("RGB").resize((S, S), Image.NEAREST)
+        lab = color.rgb2lab(np.asarray(img))
+        return (lab[..., 0] / 50.0 - 1.0).astype(np.float32), (lab[..., 1:] / 100.0).astype(np.float32)
+
+    def step():
+        for f in files:
+            load(f)
+
+    t, times = median_time(step, 1, args.iters)
+    return {"images": len(files), "images_per_sec": len(files) / t, "size": S, "times": times}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="quick", choices=sorted(CONFIGS))
+    p.add_argument("--mode", default="gstep")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--threads", type=int,
+                   default=int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count() or 1)))
+    p.add_argument("--images", default="/work/shared/data/pacs_mini")
+    p.add_argument("--data-size", type=int, default=256)
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True) (off by default, PyTorch's default)")
+    args = p.parse_args()
+
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    base_rss = peak_rss_mib()
+    if args.mode == "data":
+        out = run_data(args)
+    else:
+        out = run_model(args, torch, nn, F)
+    out.update(framework="pytorch", mode=args.mode, threads=torch.get_num_threads(),
+               torch=torch.__version__, peak_rss_mib=peak_rss_mib(), rss_after_import_mib=base_rss)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+//! LeakyReLU (and ReLU, slope 0) as one custom op with a one-pass backward. As candle ops,
+//! `max(x, 0.2 x)` is two passes forward and about eight backward (the `maximum` gradient
+//! builds two equality masks); it runs on every encoder level, every skip and every
+//! discriminator layer.
+//!
+//! The gradient is PyTorch's: `grad * (x > 0 ? 1 : slope)`, also at x == 0 (where
+//! candle's `maximum` would split the gradient between both arguments).
+
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Below this many elements the work is not split across threads.
+const PAR_MIN: usize = 1 << 15;
+const CHUNK: usize = 1 << 14;
+
+/// `x > 0 ? x : slope * x`, differentiable; candle ops off the CPU or for non-f32.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32) || crate::conv::disabled() {
+        return leaky_relu_reference(x, slope);
+    }
+    x.contiguous()?.apply_op1(LeakyRelu {
+        slope: slope as f32,
+    })
+}
+
+/// `max(x, slope * x)` with candle ops (slope < 1): the fallback and the test reference.
+pub fn leaky_relu_reference(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if slope == 0.0 {
+        x.relu()
+    } else {
+        x.maximum(&(x * slope)?)
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("leaky_relu: expected f32 storage")
+    };
+    if !l.is_contiguous() {
+        bail!("leaky_relu: operand must be contiguous")
+    }
+    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
+}
+
+fn map(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    if out.len() < PAR_MIN {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c));
+    }
+}
+
+struct LeakyRelu {
+    slope: f32,
+}
+
+impl CustomOp1 for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "dgcolor-leaky-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l)?;
+        let slope = self.slope;
+        let mut out = vec![0.0f32; x.len()];
+        map(&mut out, |off, o| {
+            for (o, &v) in o.iter_mut().zip(&x[off..]) {
+                *o = if v > 0.0 { v } else { v * slope };
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &LeakyReluGrad { slope: self.slope },
+        )?))
+    }
+}
+
+/// (x, grad) -> grad * (x > 0 ? 1 : slope).
+struct LeakyReluGrad {
+    slope: f32,
+}
+
+impl CustomOp2 for LeakyReluGrad {
+    fn name(&self) -> &'static str {
+        "dgcolor-leaky-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
+        if x.len() != g.len() {
+            bail!("leaky_relu backward: {:?} vs {:?}", l1.shape(), l2.shape())
+        }
+        let slope = self.slope;
+        let mut out = vec![0.0f32; x.len()];
+        map(&mut out, |off, o| {
+            for ((o, &v), &g) in o.iter_mut().zip(&x[off..]).zip(&g[off..]) {
+                *o = if v > 0.0 { g } else { g * slope };
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}

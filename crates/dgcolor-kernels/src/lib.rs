@@ -1,0 +1,37 @@
+//! Fast CPU kernels for the U-Net's convolutions, as candle custom ops with backward.
+//!
+//! candle 0.11's CPU backend runs `conv2d` as a tiled im2col + gemm, but `conv_transpose2d`
+//! is a direct scatter loop, and the input gradient of every `conv2d` goes through that loop
+//! too. Here all three products of a convolution layer, for both the ordinary and the
+//! transposed convolution, are one im2col or col2im pass around one call of the `gemm` crate
+//! (the GEMM candle itself uses):
+//!
+//! | op                         | GEMM                                  | around it    |
+//! |----------------------------|---------------------------------------|--------------|
+//! | conv forward               | `W[M,K] @ col(x)[K,N]`                | im2col       |
+//! | conv input gradient        | `W^T[K,M] @ dy[M,N]`                  | col2im       |
+//! | conv weight gradient       | `dy[M,N] @ col(x)^T[N,K]`             | im2col       |
+//! | transposed conv forward    | = conv input gradient (+ bias)        | col2im       |
+//! | transposed conv input grad | = conv forward                        | im2col       |
+//! | transposed conv weight grad| = conv weight gradient, roles swapped | im2col       |
+//!
+//! (`M` output channels, `K = C_in * kh * kw`, `N = B * OH * OW`.) Large scratch buffers
+//! (the column matrices) are pooled and reused between calls instead of being allocated and
+//! page-faulted in on every step. Every loop has a fixed reduction order, so results are
+//! bit-identical run to run at a given thread count.
+//!
+//! On any device other than the CPU, or for a dtype other than f32, [`conv2d`] and
+//! [`conv_transpose2d`] fall back to candle's own ops, so `--features cuda` keeps working.
+
+mod activation;
+mod conv;
+mod gemm_f32;
+mod geom;
+mod im2col;
+mod scratch;
+
+pub use activation::{leaky_relu, leaky_relu_reference};
+pub use conv::{conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference};
+pub use gemm_f32::{matmul_f32, num_threads};
+pub use geom::ConvGeom;
+pub use im2col::{col2im, im2col};

@@ -1,0 +1,183 @@
+//! The generator for inference: eval mode (BatchNorm running statistics, no dropout) with
+//! every BatchNorm folded into the convolution before it at load time, and weights held as
+//! plain tensors, so a forward pass records no autograd graph and runs two ops per block
+//! (activation, convolution) instead of nine.
+//!
+//! Folding: eval BatchNorm is `y = x * s + t` per channel with `s = gamma / sqrt(var + eps)`
+//! and `t = beta - mean * s`; for a conv `x -> W * x + b` that is `W' = s W` (scaling output
+//! channel o, dim 0 of a conv weight, dim 1 of a transposed-conv weight) and `b' = s b + t`.
+
+use candle_core::{bail, Result, Tensor};
+use candle_nn::VarMap;
+
+use crate::adain::adain;
+use crate::blocks::leaky_relu;
+use crate::config::ModelConfig;
+use crate::mode::Mode;
+use crate::prefix;
+use crate::unet::{Generator, HEAD_LEVELS};
+
+const BN_EPS: f64 = 1e-5;
+const PADDING: usize = 1;
+const STRIDE: usize = 2;
+
+/// Anything that predicts ab `[B, 2, S, S]` in [-1, 1] from L `[B, 1, S, S]` in eval mode:
+/// the training [`Generator`] (graph-recording, BatchNorm unfolded) or the
+/// [`InferenceGenerator`].
+pub trait AbPredictor {
+    fn config(&self) -> &ModelConfig;
+    fn predict_ab(&self, l: &Tensor) -> Result<Tensor>;
+}
+
+impl AbPredictor for Generator {
+    fn config(&self) -> &ModelConfig {
+        Generator::config(self)
+    }
+
+    fn predict_ab(&self, l: &Tensor) -> Result<Tensor> {
+        self.forward(l, &Mode::Eval)
+    }
+}
+
+/// One convolution with its BatchNorm (if any) folded in.
+#[derive(Clone, Debug)]
+struct FoldedConv {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+/// E_h + E_t + decoder in eval mode, BatchNorm folded, no variables.
+#[derive(Clone, Debug)]
+pub struct InferenceGenerator {
+    /// Levels 1..D.
+    downs: Vec<FoldedConv>,
+    /// Up blocks 1..D.
+    ups: Vec<FoldedConv>,
+    cfg: ModelConfig,
+}
+
+impl InferenceGenerator {
+    /// A snapshot of the generator's weights in `varmap` (names `head.down{i}.*`,
+    /// `tail.down{i}.*`, `decoder.up{k}.*`); later training does not change it.
+    pub fn new(cfg: &ModelConfig, varmap: &VarMap) -> Result<Self> {
+        cfg.validate()?;
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        let get = |name: &str| -> Result<Option<Tensor>> {
+            // detach + copy: a plain tensor with its own storage.
+            data.get(name)
+                .map(|v| v.as_tensor().detach().copy())
+                .transpose()
+        };
+        let need = |name: &str| -> Result<Tensor> {
+            match get(name)? {
+                Some(t) => Ok(t),
+                None => bail!("inference generator: `{name}` is missing from the varmap"),
+            }
+        };
+        let fold = |block: &str, conv: &str, out_dim: usize| -> Result<FoldedConv> {
+            let weight = need(&format!("{block}.{conv}.weight"))?;
+            let bias = need(&format!("{block}.{conv}.bias"))?;
+            let Some(gamma) = get(&format!("{block}.bn.weight"))? else {
+                return Ok(FoldedConv { weight, bias });
+            };
+            let beta = need(&format!("{block}.bn.bias"))?;
+            let mean = need(&format!("{block}.bn.running_mean"))?;
+            let var = need(&format!("{block}.bn.running_var"))?;
+            let scale = (gamma / (var + BN_EPS)?.sqrt()?)?; // [C_out]
+            let shift = (beta - (mean * &scale)?)?;
+            let mut dims = [1usize; 4];
+            dims[out_dim] = scale.elem_count();
+            Ok(FoldedConv {
+                weight: weight.broadcast_mul(&scale.reshape(dims.as_slice())?)?,
+                bias: ((bias * &scale)? + shift)?,
+            })
+        };
+        let downs = (1..=cfg.depth)
+            .map(|i| {
+                let net = if i <= HEAD_LEVELS {
+                    prefix::HEAD
+                } else {
+                    prefix::TAIL
+                };
+                fold(&format!("{net}.down{i}"), "conv", 0)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ups = (1..=cfg.depth)
+            .map(|k| fold(&format!("{}.up{k}", prefix::DECODER), "upconv", 1))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            downs,
+            ups,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// From a generator and the VarMap that holds its weights.
+    pub fn from_generator(generator: &Generator, varmap: &VarMap) -> Result<Self> {
+        Self::new(generator.config(), varmap)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Predicted ab in [-1, 1], `[B, 2, S, S]`, for L `[B, 1, S, S]`; equal to
+    /// `Generator::forward(l, &Mode::Eval)` up to float rounding.
+    pub fn forward(&self, l: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = l.dims4()?;
+        let unit = 1usize << self.cfg.depth;
+        if c != 1 || h % unit != 0 || w % unit != 0 {
+            bail!(
+                "inference generator: input must be [B, 1, H, W] with H and W multiples of {unit}, got {:?}",
+                l.shape()
+            )
+        }
+        let l = l.detach();
+        let d = self.cfg.depth;
+        // acts[i] = LeakyReLU(x_{i+1}): the next level's input and the decoder's skip (the
+        // reference's in-place activation), computed once.
+        let mut acts: Vec<Tensor> = Vec::with_capacity(d);
+        let mut x_d = l.clone();
+        for (i, conv) in self.downs.iter().enumerate() {
+            let input = if i == 0 { &l } else { &acts[i - 1] };
+            let x =
+                dgcolor_kernels::conv2d(input, &conv.weight, Some(&conv.bias), STRIDE, PADDING)?;
+            if i + 1 < d {
+                acts.push(leaky_relu(&x)?);
+            } else {
+                x_d = x; // [B, 8nf, S/2^D, S/2^D]
+            }
+        }
+        let up = |k: usize, x: &Tensor| -> Result<Tensor> {
+            let conv = &self.ups[k];
+            dgcolor_kernels::conv_transpose2d(
+                &x.relu()?,
+                &conv.weight,
+                Some(&conv.bias),
+                STRIDE,
+                PADDING,
+            )
+        };
+        let mut o = up(0, &x_d)?;
+        for k in 1..d {
+            let skip = &acts[d - 1 - k]; // LeakyReLU(x_{D-k})
+            let skip = if self.cfg.adain_index == Some(k) {
+                adain(skip, &o)?
+            } else {
+                skip.clone()
+            };
+            o = up(k, &Tensor::cat(&[&o, &skip], 1)?)?;
+        }
+        o.tanh() // [B, 2, S, S]
+    }
+}
+
+impl AbPredictor for InferenceGenerator {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn predict_ab(&self, l: &Tensor) -> Result<Tensor> {
+        self.forward(l)
+    }
+}
