@@ -1,8 +1,20 @@
 # Common tasks. `just` is optional: every recipe is a plain cargo command.
 
-# The main job: every method on the embedded synthetic benchmark, quick preset.
+# The main job: every method on the embedded synthetic benchmark, quick preset, one setting.
 main:
-    cargo run --release -p dgcolor-cli -- compare --preset quick
+    cargo run --release -p dgcolor-experiments --bin compare -- --settings photo+cartoon:art_painting
+
+# All three paper settings with the quick preset (about three times as long).
+main-all:
+    cargo run --release -p dgcolor-experiments --bin compare
+
+# The AdaIN ablation on one setting.
+ablate:
+    cargo run --release -p dgcolor-experiments --bin ablate-adain -- --settings photo+cartoon:art_painting
+
+# The CPU benchmark against PyTorch (needs `pip install torch`).
+bench:
+    python3 bench/compare.py --threads 2 --runs 3
 
 # The test suite (what CI runs).
 test:

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
+use dgcolor_data::{leave_one_out_settings, paper_settings, SynthConfig};
 use dgcolor_eval::report::{write_report, ReportFiles};
 use dgcolor_eval::sweep::{DryRun, Job, JobReport, LaunchContext, Launcher, Local};
-use dgcolor_eval::{parse_device, RunSpec};
+use dgcolor_eval::{parse_device, DataSpec, RunSpec};
 
 /// Options every sweep binary takes.
 #[derive(Args, Clone, Debug)]
@@ -18,10 +19,13 @@ pub struct SweepArgs {
     /// smoke, quick or paper.
     #[arg(long, default_value = "quick")]
     pub preset: String,
-    /// Settings `src1+src2:target`, comma-separated (default: the paper's three PACS-style
-    /// two-source settings).
+    /// Settings `src1+src2:target`, comma-separated (default: the paper's three two-source
+    /// settings of the dataset: PACS names for synth and pacs, Office-Home's for office-home).
     #[arg(long, value_delimiter = ',')]
     pub settings: Vec<String>,
+    /// Default settings leave one domain out (every other domain is a source) instead.
+    #[arg(long)]
+    pub leave_one_out: bool,
     /// Seeds per run (default: the preset's).
     #[arg(long)]
     pub seeds: Option<u64>,
@@ -51,14 +55,6 @@ pub struct SweepArgs {
     pub no_report: bool,
 }
 
-/// The paper's two-source settings (METHOD.md §5) with PACS domain names, which `synth`
-/// shares: (sources, target).
-pub const PAPER_SETTINGS: [(&[&str], &str); 3] = [
-    (&["art_painting", "cartoon"], "photo"),
-    (&["cartoon", "photo"], "art_painting"),
-    (&["photo", "art_painting"], "cartoon"),
-];
-
 /// Seeds per run of a preset: one on a CPU, three at the paper's scale.
 pub fn preset_seeds(preset: &str) -> u64 {
     if preset == "paper" {
@@ -69,11 +65,20 @@ pub fn preset_seeds(preset: &str) -> u64 {
 }
 
 impl SweepArgs {
-    /// (sources, target) pairs from `--settings` or the paper's defaults.
+    /// (sources, target) pairs from `--settings`, or the dataset's paper settings.
     pub fn settings(&self) -> Result<Vec<(Vec<String>, String)>> {
         if self.settings.is_empty() {
-            return Ok(PAPER_SETTINGS
-                .iter()
+            let spec = DataSpec::parse(&self.data, SynthConfig::default())?;
+            let Some(name) = spec.settings_name() else {
+                bail!("--data {}: a plain folder has no paper settings; give --settings src1+src2:target", self.data);
+            };
+            let settings = if self.leave_one_out {
+                leave_one_out_settings(name)
+            } else {
+                paper_settings(name)
+            };
+            return Ok(settings
+                .into_iter()
                 .map(|(s, t)| (s.iter().map(|x| x.to_string()).collect(), t.to_string()))
                 .collect());
         }

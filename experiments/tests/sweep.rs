@@ -196,3 +196,50 @@ fn ablation_lists_every_adain_index_and_component() {
         assert!(stdout.contains(needle), "missing {needle}:\n{stdout}");
     }
 }
+
+#[test]
+fn default_settings_follow_the_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |data: &str, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_compare"))
+            .args([
+                "--preset",
+                "smoke",
+                "--algorithms",
+                "erm",
+                "--launcher",
+                "dry-run",
+                "--data",
+                data,
+            ])
+            .args([
+                "--results",
+                tmp.path().to_str().unwrap(),
+                "--data-root",
+                tmp.path().join("data").to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, stderr) = run("synth", &[]);
+    assert!(ok, "{stderr}");
+    for s in [
+        "--sources art_painting,cartoon --target photo",
+        "--sources cartoon,photo --target art_painting",
+        "--sources photo,art_painting --target cartoon",
+    ] {
+        assert!(stdout.contains(s), "missing {s}:\n{stdout}");
+    }
+    let (ok, stdout, _) = run("synth", &["--leave-one-out"]);
+    assert!(ok);
+    assert_eq!(stdout.matches("dgcolor train").count(), 4, "{stdout}");
+    // A plain folder has no paper settings: the error says what to give instead.
+    let (ok, _, stderr) = run(tmp.path().to_str().unwrap(), &[]);
+    assert!(!ok && stderr.contains("--settings"), "{stderr}");
+}

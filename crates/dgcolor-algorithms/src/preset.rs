@@ -37,7 +37,7 @@ impl Preset {
         };
         Ok(match name {
             "smoke" => p(32, 4, 5, 4, Some(6), None, 3, 16),
-            "quick" => p(64, 16, 6, 16, Some(200), None, 50, 100),
+            "quick" => p(64, 16, 6, 16, Some(100), None, 25, 100),
             "paper" => p(256, 64, 8, 128, None, Some(50), 500, 100),
             _ => bail!(
                 "unknown preset `{name}`; choose one of {}",
