@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch (CPU, eager) reference of dgcolor's networks and updates, for the side-by-side
-benchmark. One invocation measures one (config, mode) and prints one JSON line, exactly like
+"""PyTorch (eager, CPU or CUDA) reference of dgcolor's networks and updates, for the
+side-by-side benchmark. One invocation measures one (config, mode) and prints one JSON line, exactly like
 `target/release/bench`; `bench/compare.py` runs both and prints the table.
 
 The networks follow METHOD.md section 2 and the reference code (Lhyejin/DG-Colorization):
@@ -11,8 +11,14 @@ the proposed model; pix2pix's D step + G step.
 Modes: gstep (G forward in train mode, 100 * L1, backward, Adam), erm (D step + G step),
 ours (five updates), infer (eval mode under torch.inference_mode), data (PIL open -> resize
 NEAREST -> skimage rgb2lab per image, the reference's preprocessing).
+
+GPU options: --device cuda (timings synchronise the device; peak_gpu_mib is
+torch.cuda.max_memory_reserved), --compile (torch.compile the networks, default mode),
+--amp bf16 (torch.autocast around the forward passes). PyTorch's own defaults are kept:
+cuDNN convolutions may use TF32, matmuls may not.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +30,8 @@ CONFIGS = {
     "s64-nf32-d6-b16": dict(size=64, nf=32, depth=6, batch=16),
     "s256-nf64-d8-b4": dict(size=256, nf=64, depth=8, batch=4),
     "quick": dict(size=64, nf=16, depth=6, batch=16),
+    "s256-nf64-d8-b16": dict(size=256, nf=64, depth=8, batch=16),
+    "s256-nf64-d8-b128": dict(size=256, nf=64, depth=8, batch=128),
 }
 N_CLASSES, N_DOMAINS, HEAD_LEVELS = 7, 2, 3
 
@@ -32,13 +40,15 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def median_time(fn, warmup, iters):
+def median_time(fn, warmup, iters, sync=lambda: None):
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(max(1, iters)):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times), times
 
@@ -184,49 +194,62 @@ def run_model(args, torch, nn, F):
     cfg = CONFIGS[args.config]
     S, nf, D, B = cfg["size"], cfg["nf"], cfg["depth"], cfg["batch"]
     m = build(torch, nn, F)
+    dev = torch.device(args.device)
     torch.manual_seed(0)
-    gen = m["Generator"](nf, D)
+    gen = m["Generator"](nf, D).to(dev)
     m["init"](gen)
-    l = torch.rand(B, 1, S, S) * 2 - 1
-    ab = (torch.rand(B, 2, S, S) * 2 - 1) * 0.5
-    cls = torch.arange(B) % N_CLASSES
-    dom = torch.arange(B) // (B // N_DOMAINS)
+    l = (torch.rand(B, 1, S, S) * 2 - 1).to(dev)
+    ab = ((torch.rand(B, 2, S, S) * 2 - 1) * 0.5).to(dev)
+    cls = (torch.arange(B) % N_CLASSES).to(dev)
+    dom = (torch.arange(B) // (B // N_DOMAINS)).to(dev)
     adam = lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.999))
     out = {"config": args.config, "batch": B}
+    # Forward passes under autocast (--amp bf16) and compiled modules (--compile) if asked;
+    # parameters, optimisers and losses stay f32 as in torch's AMP recipe.
+    amp = (lambda: torch.autocast(args.device, dtype=torch.bfloat16)) if args.amp == "bf16" \
+        else contextlib.nullcontext
+    fwd = (lambda mod: torch.compile(mod)) if args.compile else (lambda mod: mod)
+    run_gen = fwd(gen)
 
     if args.mode == "infer":
         gen.eval()
 
         def step():
-            with torch.inference_mode():
-                gen(l)
+            with torch.inference_mode(), amp():
+                run_gen(l)
     elif args.mode == "gstep":
         gen.train()
         opt = adam(gen.parameters())
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = 100 * F.l1_loss(gen(l), ab)
+            with amp():
+                fake = run_gen(l)
+            loss = 100 * F.l1_loss(fake.float(), ab)
             loss.backward()
             opt.step()
     else:
-        disc = m["ColorDisc"](nf)
+        disc = m["ColorDisc"](nf).to(dev)
         m["init"](disc)
+        run_disc = fwd(disc)
         opt_d = adam(disc.parameters())
         gen.train()
         disc.train()
 
         def d_update():
             opt_d.zero_grad(set_to_none=True)
-            fake = gen(l).detach()
-            fs, rs = disc(l, fake), disc(l, ab)
+            with amp():
+                fake = run_gen(l).detach()
+                fs, rs = run_disc(l, fake).float(), run_disc(l, ab).float()
             loss = 0.5 * (F.mse_loss(fs, torch.zeros_like(fs)) + F.mse_loss(rs, torch.ones_like(rs)))
             loss.backward()
             opt_d.step()
 
         def task_loss():
-            fake = gen(l)
-            scores = disc(l, fake)
+            with amp():
+                fake = run_gen(l)
+                scores = run_disc(l, fake)
+            fake, scores = fake.float(), scores.float()
             return 100 * F.l1_loss(fake, ab) + F.mse_loss(scores, torch.ones_like(scores))
 
         if args.mode == "erm":
@@ -239,8 +262,8 @@ def run_model(args, torch, nn, F):
                 task_loss().backward()
                 opt_g.step()
         elif args.mode == "ours":
-            head_cls = m["Mlp"](m["width"](nf, D), N_CLASSES)
-            style = m["StyleDisc"](nf, D)
+            head_cls = m["Mlp"](m["width"](nf, D), N_CLASSES).to(dev)
+            style = m["StyleDisc"](nf, D).to(dev)
             m["init"](style)
             opt_head, opt_tail = adam(gen.head.parameters()), adam(gen.tail.parameters())
             opt_dec, opt_cls = adam(gen.ups.parameters()), adam(head_cls.parameters())
@@ -260,7 +283,9 @@ def run_model(args, torch, nn, F):
                 d_update()
                 # 2. class: E_h, E_t, f_c
                 zero()
-                F.cross_entropy(head_cls(gen.encode(l)[-1]), cls).backward()
+                with amp():
+                    logits = head_cls(gen.encode(l)[-1])
+                F.cross_entropy(logits.float(), cls).backward()
                 opt_head.step(); opt_tail.step(); opt_cls.step()
                 # 3. generator: E_h, E_t, decoder
                 zero()
@@ -268,18 +293,26 @@ def run_model(args, torch, nn, F):
                 opt_head.step(); opt_tail.step(); opt_dec.step()
                 # 4. style discriminator on CR(z), z detached
                 zero()
-                z = gen.head_forward(l)[-1].detach()
-                F.cross_entropy(style(cr(z, torch.randperm(B))), dom).backward()
+                with amp():
+                    z = gen.head_forward(l)[-1].detach()
+                    logits = style(cr(z, torch.randperm(B, device=dev)))
+                F.cross_entropy(logits.float(), dom).backward()
                 opt_style.step()
                 # 5. adversarial: head BN affine only
                 zero()
-                z = gen.head_forward(l)[-1]
-                (-1.0 * F.cross_entropy(style(cr(z, torch.randperm(B))), dom)).backward()
+                with amp():
+                    z = gen.head_forward(l)[-1]
+                    logits = style(cr(z, torch.randperm(B, device=dev)))
+                (-1.0 * F.cross_entropy(logits.float(), dom)).backward()
                 opt_bn.step()
         else:
             raise SystemExit(f"unknown mode {args.mode}")
-    t, times = median_time(step, args.warmup, args.iters)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    t, times = median_time(step, args.warmup, args.iters, sync)
     out.update(sec_per_iter=t, times=times, images_per_sec=B / t)
+    if dev.type == "cuda":
+        out.update(peak_gpu_mib=torch.cuda.max_memory_reserved() / 2**20,
+                   gpu=torch.cuda.get_device_name(0))
     return out
 
 
@@ -320,6 +353,9 @@ def main():
                    default=int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count() or 1)))
     p.add_argument("--images", default="/work/shared/data/pacs_mini")
     p.add_argument("--data-size", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--amp", default="none", choices=["none", "bf16"])
     p.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True) (off by default, PyTorch's default)")
     args = p.parse_args()
@@ -340,7 +376,8 @@ def main():
         out = run_data(args)
     else:
         out = run_model(args, torch, nn, F)
-    out.update(framework="pytorch", mode=args.mode, threads=torch.get_num_threads(),
+    out.update(framework="pytorch", mode=args.mode, device=args.device, compile=args.compile,
+               amp=args.amp, threads=torch.get_num_threads(),
                torch=torch.__version__, peak_rss_mib=peak_rss_mib(), rss_after_import_mib=base_rss)
     print(json.dumps(out))
 

@@ -8,7 +8,7 @@ use clap::Args;
 use dgcolor_data::{leave_one_out_settings, paper_settings, SynthConfig};
 use dgcolor_eval::report::{write_report, ReportFiles};
 use dgcolor_eval::sweep::{DryRun, Job, JobReport, LaunchContext, Launcher, Local};
-use dgcolor_eval::{parse_device, DataSpec, RunSpec};
+use dgcolor_eval::{parse_device, parse_precision, Precision, DataSpec, RunSpec};
 
 /// Options every sweep binary takes.
 #[derive(Args, Clone, Debug)]
@@ -50,6 +50,9 @@ pub struct SweepArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the convolutions' matrix products: f32, tf32 or bf16 (see `dgcolor train`).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Skip the report after the sweep.
     #[arg(long)]
     pub no_report: bool,
@@ -109,6 +112,7 @@ impl SweepArgs {
             data: self.data.clone(),
             steps: self.steps,
             seed,
+            precision: self.precision,
             ..RunSpec::new(algorithm, &sources, target, &self.preset)
         }
     }

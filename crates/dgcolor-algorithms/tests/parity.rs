@@ -7,6 +7,10 @@
 //! Every check prints `PARITY | check | max abs err | max rel err`; run
 //! `cargo test -p dgcolor-algorithms --test parity -- --nocapture --test-threads=1` to see
 //! the table. The relative error of an element is `|got - want| / max(|want|, 0.01 * max|want|)`.
+//!
+//! `DGCOLOR_TEST_DEVICE=cuda` runs the whole suite on CUDA device 0 (a `--features cuda`
+//! build; `scripts/gpu-check.sh`), with the same fixtures and tolerances: the GPU path must
+//! match PyTorch as closely as the CPU path does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -23,6 +27,18 @@ use dgcolor_models::{
 };
 
 type R<T> = candle_core::Result<T>;
+
+/// The device the networks run on: the CPU, or CUDA with `DGCOLOR_TEST_DEVICE=cuda` (one
+/// device for the whole process: candle does not mix tensors of two `new_cuda` handles).
+fn dev() -> Device {
+    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| match std::env::var("DGCOLOR_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("DGCOLOR_TEST_DEVICE=cuda needs CUDA device 0"),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("DGCOLOR_TEST_DEVICE=`{other}`: expected cpu or cuda"),
+    })
+    .clone()
+}
 
 // ------------------------------------------------------------------ tolerances
 /// Forward values of a single block or op (one or two reductions deep).
@@ -177,7 +193,7 @@ fn det_uniform(name: &str, n: usize, lo: f64, hi: f64) -> Vec<f32> {
 
 fn det_tensor(name: &str, shape: &[usize], lo: f64, hi: f64) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_vec(det_uniform(name, n, lo, hi), shape, &Device::Cpu).unwrap()
+    Tensor::from_vec(det_uniform(name, n, lo, hi), shape, &dev()).unwrap()
 }
 
 /// The range of each fixture parameter, as `param_range` in make_fixtures.py.
@@ -261,7 +277,7 @@ fn lab_conversion_matches_skimage() {
 fn blocks_adain_cr_and_adam() {
     let f = Fixture::load("blocks.safetensors");
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev());
     let down = down_block(4, 8, DownConfig::default(), vb.pp("blk.down")).unwrap();
     let up_cfg = UpConfig {
         batch_norm: true,
@@ -316,7 +332,7 @@ fn blocks_adain_cr_and_adam() {
 
     let x = Var::from_tensor(&det_tensor("cr.x", &[4, 3, 6, 6], -1.0, 2.0)).unwrap();
     let w = det_tensor("cr.w", &[4, 3, 6, 6], -1.0, 1.0);
-    let perm = Tensor::new(&[2u32, 0, 3, 1], &Device::Cpu).unwrap();
+    let perm = Tensor::new(&[2u32, 0, 3, 1], &dev()).unwrap();
     let y = content_randomize(x.as_tensor(), &perm).unwrap();
     f.expect("cr", &y, TOL_OP);
     let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
@@ -352,7 +368,7 @@ fn generators_at_depth_8_and_6() {
     for (depth, size, ai) in [(8, 256, 5), (6, 64, 3)] {
         let key = format!("gen{depth}");
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev());
         let g = Generator::new(&config(size, depth, Some(ai)), vb).unwrap();
         init_varmap(&varmap);
         let l = det_tensor(&format!("{key}.l"), &[2, 1, size, size], -1.0, 1.0);
@@ -378,7 +394,7 @@ fn discriminators_and_heads() {
     let f = Fixture::load("networks.safetensors");
     let cfg = config(64, 6, Some(3));
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev());
     let color = ColorDiscriminator::new(&cfg, vb.pp("color_disc")).unwrap();
     let class = ClassHead::new(&cfg, vb.pp("class_head")).unwrap();
     let style = StyleDiscriminator::new(&cfg, vb.pp("style_disc")).unwrap();
@@ -434,7 +450,7 @@ fn batches() -> Vec<DomainBatch> {
             domain: d,
             l: l.narrow(0, 2 * d, 2).unwrap(),
             ab: ab.narrow(0, 2 * d, 2).unwrap(),
-            class: Tensor::new(&CLASSES[2 * d..2 * d + 2], &Device::Cpu).unwrap(),
+            class: Tensor::new(&CLASSES[2 * d..2 * d + 2], &dev()).unwrap(),
         })
         .collect()
 }
@@ -444,7 +460,7 @@ fn spec(algorithm: &str, adain_index: Option<usize>) -> AlgorithmSpec {
         model: config(64, 6, adain_index),
         hparams: HParams::defaults(algorithm),
         seed: 0,
-        device: Device::Cpu,
+        device: dev(),
     }
 }
 
@@ -571,7 +587,7 @@ fn ours_iteration_update_by_update() {
     let mut ours = Ours::new(&spec("ours", Some(3))).unwrap();
     init_varmap(ours.varmap());
     let u = union(&batches()).unwrap();
-    let dev = Device::Cpu;
+    let dev = dev();
     let initial = snapshot(ours.varmap());
     let mut before = initial.clone();
 
@@ -680,7 +696,7 @@ fn imported_reference_checkpoint_matches_pytorch_eval() {
     let varmap = VarMap::new();
     let g = Generator::new(
         &cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev()),
     )
     .unwrap();
     let ckpt = Checkpoint {

@@ -16,7 +16,8 @@ pub struct BenchConfig {
     pub batch: usize,
 }
 
-/// The two configurations and the quick preset (64 px, nf 16, depth 6, batch 16).
+/// The CPU issue's two configurations, the quick preset (64 px, nf 16, depth 6, batch 16),
+/// and the paper's scale for the GPU (256 px, nf 64, depth 8, batch 16 and 128).
 pub const CONFIGS: &[BenchConfig] = &[
     BenchConfig {
         name: "s64-nf32-d6-b16",
@@ -38,6 +39,20 @@ pub const CONFIGS: &[BenchConfig] = &[
         nf: 16,
         depth: 6,
         batch: 16,
+    },
+    BenchConfig {
+        name: "s256-nf64-d8-b16",
+        size: 256,
+        nf: 64,
+        depth: 8,
+        batch: 16,
+    },
+    BenchConfig {
+        name: "s256-nf64-d8-b128",
+        size: 256,
+        nf: 64,
+        depth: 8,
+        batch: 128,
     },
 ];
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use dgcolor_data::ResizeFilter;
-use dgcolor_eval::{parse_device, train, DomainMetrics, RunSpec, TrainOptions};
+use dgcolor_eval::{parse_precision, Precision, parse_device, train, DomainMetrics, RunSpec, TrainOptions};
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the convolutions' matrix products: f32; tf32 (CUDA: TF32 tensor cores,
+    /// PyTorch's default for convolutions; same as f32 on the CPU); bf16 (autocast: operands
+    /// rounded to bfloat16, everything else f32).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -124,6 +129,7 @@ impl RunArgs {
             resize: parse_filter(&self.resize)?,
             skip_bad_images: self.skip_bad_images,
             split: self.split.clone(),
+            precision: self.precision,
         })
     }
 }
@@ -180,3 +186,4 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     }
     Ok(())
 }
+

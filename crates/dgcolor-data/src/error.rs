@@ -43,6 +43,8 @@ pub enum DataError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// PACS / Office-Home layouts, split files, parquet copies, the Hub.
+    #[error("copying a batch to the device: {0}")]
+    Device(#[from] candle_core::Error),
     #[error(transparent)]
     Benchmark(#[from] crate::benchmark_error::BenchmarkError),
 }
@@ -68,7 +70,7 @@ impl DataError {
             | Self::EmptyDomain { path, .. }
             | Self::Manifest { path, .. } => Some(path),
             Self::UnknownDomain { root, .. } => Some(root),
-            Self::Config(_) => None,
+            Self::Config(_) | Self::Device(_) => None,
             Self::Benchmark(e) => e.path(),
         }
     }

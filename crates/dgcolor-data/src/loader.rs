@@ -19,7 +19,9 @@ use rand::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::HostBatch;
+use candle_core::Device;
+
+use crate::batch::{DomainBatch, HostBatch};
 use crate::error::{DataError, Result};
 use crate::folder::Sample;
 use crate::pipeline::{host_batch, load_lab, LabImage, OnBadImage, Preprocess};
@@ -83,6 +85,9 @@ pub struct StepBatches {
     pub batches: Vec<HostBatch>,
     /// Bad images dropped from this step (`Skip` mode).
     pub skipped: Vec<PathBuf>,
+    /// `batches` as tensors on the stream's device, copied by the loader thread so the
+    /// trainer never waits for the host-to-device transfer (empty from `batch_at`).
+    pub tensors: Vec<DomainBatch>,
 }
 
 /// An image slot: (source index, sample index).
@@ -161,16 +166,24 @@ impl TrainLoader {
     }
 
     /// Batches `start_step, start_step + 1, ...` computed by a background thread, up to
-    /// `prefetch` ahead. The stream ends after the first error; dropping it stops the
-    /// thread (after the batch in progress).
-    pub fn stream(&self, start_step: u64) -> BatchStream {
+    /// `prefetch` ahead and already copied to `device` (`StepBatches::tensors`). The stream
+    /// ends after the first error; dropping it stops the thread (after the batch in progress).
+    pub fn stream(&self, start_step: u64, device: &Device) -> BatchStream {
         let (tx, rx) = sync_channel(self.inner.cfg.prefetch.max(1));
         let inner = Arc::clone(&self.inner);
+        let device = device.clone();
         let handle = std::thread::Builder::new()
             .name("dgcolor-loader".into())
             .spawn(move || {
                 for step in start_step.. {
-                    let batch = inner.batch_at(step);
+                    let batch = inner.batch_at(step).and_then(|mut b| {
+                        b.tensors = b
+                            .batches
+                            .iter()
+                            .map(|h| h.to_device(&device))
+                            .collect::<candle_core::Result<_>>()?;
+                        Ok(b)
+                    });
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         break;
@@ -283,6 +296,7 @@ impl Inner {
             step,
             batches,
             skipped,
+            tensors: Vec::new(),
         })
     }
 }

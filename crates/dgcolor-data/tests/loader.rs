@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
+
 use dgcolor_data::{
     generate_synth, load_lab, BatchMode, DataError, HostBatch, LoaderConfig, MultiDomainFolder,
     OnBadImage, Preprocess, ResizeFilter, Sample, SourceSet, SynthConfig, TrainLoader,
@@ -128,14 +130,20 @@ fn batch_at_is_a_pure_function_of_seed_and_step() {
 fn stream_yields_batch_at_in_order_and_stops_when_dropped() {
     let (_dir, src) = sources();
     let loader = TrainLoader::new(src, config(6, BatchMode::Balanced, true)).unwrap();
-    let streamed: Vec<_> = loader.stream(4).take(6).map(Result::unwrap).collect();
+    let streamed: Vec<_> = loader.stream(4, &Device::Cpu).take(6).map(Result::unwrap).collect();
     for (k, got) in streamed.iter().enumerate() {
         let want = loader.batch_at(4 + k as u64).unwrap();
         assert_eq!(got.step, want.step);
         assert_eq!(got.batches, want.batches);
+        // The loader thread also made the device tensors, equal to the host batches.
+        assert_eq!(got.tensors.len(), got.batches.len());
+        for (t, h) in got.tensors.iter().zip(&got.batches) {
+            assert_eq!(t.ab.flatten_all().unwrap().to_vec1::<f32>().unwrap(), h.ab);
+            assert_eq!(t.domain, h.domain);
+        }
     }
     // Dropping a stream that is blocked on a full channel returns (the thread exits).
-    let stream = loader.stream(0);
+    let stream = loader.stream(0, &Device::Cpu);
     std::thread::sleep(std::time::Duration::from_millis(50));
     drop(stream);
 }
@@ -313,7 +321,7 @@ fn bad_images_fail_with_their_path_or_are_skipped_and_reported() {
         .expect("the bad file is drawn");
     assert_eq!(err.path(), Some(bad.as_path()));
     // The stream reports the error and ends.
-    let mut stream = fail.stream(0);
+    let mut stream = fail.stream(0, &Device::Cpu);
     assert!(stream.by_ref().take(3).any(|r| r.is_err()));
 
     let skip = TrainLoader::new(

@@ -15,7 +15,8 @@ mod train;
 
 pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};
 pub use dataset::{make_splits, make_splits_with, DataSpec, SplitChoice, Splits};
-pub use device::parse_device;
+pub use device::{parse_device, parse_precision};
+pub use dgcolor_kernels::Precision;
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, evaluate_gray, predict_rgb, DomainMetrics, EVAL_BATCH};
 pub use run::{read_records, RunDir};

@@ -2,6 +2,7 @@
 //! becomes the complete [`TrainConfig`] of a run. The CLI and the experiment binaries both
 //! go through here, so a run means the same thing whichever tool started it.
 
+use dgcolor_kernels::Precision;
 use std::path::Path;
 
 use dgcolor_algorithms::{info, HParams, Preset};
@@ -37,6 +38,10 @@ pub struct RunSpec {
     /// `reference` (default) or `official[,skip-missing][,dir=PATH]` (PACS split files).
     #[serde(default = "reference_split_name")]
     pub split: String,
+    /// Convolution GEMM precision: `f32` (default), `tf32` or `bf16` (autocast). Left out of
+    /// the JSON when f32, so the spec hashes (run directory names) of older sweeps hold.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn reference_split_name() -> String {
@@ -61,6 +66,7 @@ impl RunSpec {
             resize: ResizeFilter::Nearest,
             skip_bad_images: false,
             split: reference_split_name(),
+            precision: Precision::F32,
         }
     }
 
@@ -106,6 +112,9 @@ impl RunSpec {
         }
         if self.split != reference_split_name() {
             a.extend(["--split".into(), self.split.clone()]);
+        }
+        if !self.precision.is_f32() {
+            a.extend(["--precision".into(), self.precision.as_str().into()]);
         }
         a
     }
@@ -185,6 +194,7 @@ impl RunSpec {
             },
             model,
             hparams,
+            precision: self.precision,
         })
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use dgcolor_algorithms::{build, AlgorithmSpec, Checkpoint, HParams, Losses, Preset};
+use dgcolor_kernels::Precision;
 use dgcolor_data::{BatchMode, LoaderConfig, OnBadImage, Preprocess, TrainLoader};
 use dgcolor_models::{InferenceGenerator, ModelConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -46,6 +47,10 @@ pub struct TrainConfig {
     pub on_bad_image: OnBadImage,
     pub model: ModelConfig,
     pub hparams: HParams,
+    /// Convolution GEMM precision (autocast); omitted from config.toml when f32, so older
+    /// run directories keep their config.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -93,6 +98,7 @@ pub struct TrainOutcome {
 /// Runs (or resumes, or just re-reports) one training run.
 pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let cfg = &opts.config;
+    dgcolor_kernels::set_precision(cfg.precision);
     let run = RunDir::new(&opts.out);
     run.write_or_check_config(&cfg.to_toml()?)?;
     let folder = cfg.data.open(&opts.data_root)?;
@@ -142,7 +148,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         let start = alg.steps();
         let progress = progress_bar(opts.progress, cfg.steps, start);
         let mut window = Window::default();
-        let mut stream = loader.stream(start);
+        let mut stream = loader.stream(start, &opts.device);
         for step in start..cfg.steps {
             let waited = Instant::now();
             let Some(batches) = stream.next() else {
@@ -153,13 +159,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
             for path in &batches.skipped {
                 run.append(&json!({"kind": "skipped_image", "step": step, "path": path.display().to_string()}))?;
             }
-            let tensors = batches
-                .batches
-                .iter()
-                .map(|b| b.to_device(&opts.device))
-                .collect::<candle_core::Result<Vec<_>>>()?;
             let computed = Instant::now();
-            let losses = alg.update(&tensors)?;
+            let losses = alg.update(&batches.tensors)?;
             if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
                 return Err(EvalError::Config(format!(
                     "training diverged at step {step}: loss `{name}` is {v}"

@@ -1,5 +1,5 @@
 //! `conv2d` and `conv_transpose2d` as candle custom ops: f32 CPU kernels for the forward pass
-//! and for the input, weight and bias gradients; candle's own ops everywhere else.
+//! and for the input, weight and bias gradients; the lowered GEMM path everywhere else.
 
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
@@ -8,6 +8,7 @@ use candle_core::{
 use crate::gemm_f32::{gemm_into, Mat};
 use crate::geom::ConvGeom;
 use crate::im2col::{col2im, im2col};
+use crate::lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 use crate::scratch::Scratch;
 
 /// Below this many output positions per image, one GEMM over the whole batch (and a
@@ -23,8 +24,10 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    if !fast_path(&[Some(x), Some(weight), bias]) {
-        return conv2d_reference(x, weight, bias, stride, padding);
+    match backend(&[Some(x), Some(weight), bias]) {
+        Backend::Candle => return conv2d_reference(x, weight, bias, stride, padding),
+        Backend::Lowered(p) => return conv2d_lowered(x, weight, bias, stride, padding, p),
+        Backend::CpuOps => {}
     }
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
@@ -45,8 +48,12 @@ pub fn conv_transpose2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    if !fast_path(&[Some(x), Some(weight), bias]) {
-        return conv_transpose2d_reference(x, weight, bias, stride, padding);
+    match backend(&[Some(x), Some(weight), bias]) {
+        Backend::Candle => return conv_transpose2d_reference(x, weight, bias, stride, padding),
+        Backend::Lowered(p) => {
+            return conv_transpose2d_lowered(x, weight, bias, stride, padding, p)
+        }
+        Backend::CpuOps => {}
     }
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
@@ -88,19 +95,60 @@ pub fn conv_transpose2d_reference(
     }
 }
 
-/// `DGCOLOR_KERNELS=candle` turns the custom ops off (candle's own ops everywhere), for
-/// before/after benchmarks.
+/// Which implementation runs a convolution.
+enum Backend {
+    /// This crate's f32 CPU custom ops.
+    CpuOps,
+    /// [`crate::lowered`]: GEMMs and copies on any device, at the given precision.
+    Lowered(Precision),
+    /// candle's own `conv2d` / `conv_transpose2d`.
+    Candle,
+}
+
+/// `DGCOLOR_KERNELS` overrides the choice for before/after benchmarks: `candle` (candle's own
+/// ops everywhere, f32), `lowered` (the lowered path everywhere, also on the CPU); unset or
+/// `auto` picks the CPU ops for f32 on the CPU and the lowered path otherwise.
+fn backend(ts: &[Option<&Tensor>]) -> Backend {
+    static CHOICE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let choice = CHOICE.get_or_init(|| std::env::var("DGCOLOR_KERNELS").unwrap_or_default());
+    let precision = precision();
+    match choice.as_str() {
+        "candle" => Backend::Candle,
+        "lowered" => Backend::Lowered(precision),
+        _ if precision != Precision::Bf16
+            && ts
+                .iter()
+                .flatten()
+                .all(|t| t.device().is_cpu() && t.dtype() == DType::F32) =>
+        {
+            Backend::CpuOps
+        }
+        _ => Backend::Lowered(precision),
+    }
+}
+
+/// True when `DGCOLOR_KERNELS=candle` turns every custom op off.
 pub(crate) fn disabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OFF.get_or_init(|| std::env::var("DGCOLOR_KERNELS").is_ok_and(|v| v == "candle"))
 }
 
-fn fast_path(ts: &[Option<&Tensor>]) -> bool {
-    !disabled()
-        && ts
-            .iter()
-            .flatten()
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+thread_local! {
+    static PRECISION: std::cell::Cell<Precision> = const { std::cell::Cell::new(Precision::F32) };
+}
+
+/// Sets the precision of the matrix products of every convolution this thread runs from now
+/// on (autocast; per thread, as `torch.autocast`): `Bf16` routes convolutions through the
+/// lowered path with bf16 GEMM operands. `Tf32` switches candle's process-wide cuBLAS flag
+/// for f32 GEMMs (so it also covers linear layers, as PyTorch's `allow_tf32` would).
+pub fn set_precision(p: Precision) {
+    PRECISION.with(|c| c.set(p));
+    candle_core::cuda::set_gemm_reduced_precision_f32(p == Precision::Tf32);
+}
+
+/// This thread's precision set by [`set_precision`] (f32 unless changed).
+pub fn precision() -> Precision {
+    PRECISION.with(|c| c.get())
 }
 
 fn bias_or_zeros(bias: Option<&Tensor>, n: usize, like: &Tensor) -> Result<Tensor> {

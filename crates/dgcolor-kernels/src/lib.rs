@@ -20,18 +20,25 @@
 //! page-faulted in on every step. Every loop has a fixed reduction order, so results are
 //! bit-identical run to run at a given thread count.
 //!
-//! On any device other than the CPU, or for a dtype other than f32, [`conv2d`] and
-//! [`conv_transpose2d`] fall back to candle's own ops, so `--features cuda` keeps working.
+//! On any device other than the CPU (CUDA), or at bf16 precision ([`set_precision`]),
+//! [`conv2d`] and [`conv_transpose2d`] take the [`lowered`] path instead: the same
+//! convolutions expressed as candle copies around GEMMs (cuBLAS on CUDA), differentiable on
+//! every backend, which avoids candle's naive CUDA transposed convolution.
 
 mod activation;
 mod conv;
 mod gemm_f32;
 mod geom;
 mod im2col;
+pub mod lowered;
 mod scratch;
 
 pub use activation::{leaky_relu, leaky_relu_reference};
-pub use conv::{conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference};
+pub use conv::{
+    conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference, precision,
+    set_precision,
+};
+pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use im2col::{col2im, im2col};

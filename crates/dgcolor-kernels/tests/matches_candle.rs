@@ -1,9 +1,13 @@
-//! The custom ops against candle's own `conv2d` / `conv_transpose2d` (+ bias): outputs and
-//! all three gradients within 1e-4 relative, on random shapes with odd sizes, batch 1,
-//! stride 1 and 2, and a 1x1 input as at the U-Net bottleneck.
+//! The custom ops and the lowered (GEMM + copies) path against candle's own `conv2d` /
+//! `conv_transpose2d` (+ bias): outputs and all three gradients within 1e-4 relative, on
+//! random shapes with odd sizes, batch 1, stride 1 and 2, and a 1x1 input as at the U-Net
+//! bottleneck; the lowered path at bf16 within bfloat16's rounding.
 
 use candle_core::{Device, Result, Tensor, Var};
-use dgcolor_kernels::{conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference};
+use dgcolor_kernels::{
+    conv2d, conv2d_lowered, conv2d_reference, conv_transpose2d, conv_transpose2d_lowered,
+    conv_transpose2d_reference, Precision,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -30,6 +34,22 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
 
 type Op = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>;
 
+fn conv2d_low(x: &Tensor, w: &Tensor, b: Option<&Tensor>, s: usize, p: usize) -> Result<Tensor> {
+    conv2d_lowered(x, w, b, s, p, Precision::F32)
+}
+
+fn conv_t_low(x: &Tensor, w: &Tensor, b: Option<&Tensor>, s: usize, p: usize) -> Result<Tensor> {
+    conv_transpose2d_lowered(x, w, b, s, p, Precision::F32)
+}
+
+fn conv2d_bf16(x: &Tensor, w: &Tensor, b: Option<&Tensor>, s: usize, p: usize) -> Result<Tensor> {
+    conv2d_lowered(x, w, b, s, p, Precision::Bf16)
+}
+
+fn conv_t_bf16(x: &Tensor, w: &Tensor, b: Option<&Tensor>, s: usize, p: usize) -> Result<Tensor> {
+    conv_transpose2d_lowered(x, w, b, s, p, Precision::Bf16)
+}
+
 /// Runs `fast` and `reference` on the same operands with a random upstream gradient and
 /// compares the output and the gradients of input, weight and bias.
 fn check(
@@ -42,6 +62,7 @@ fn check(
     s: usize,
     p: usize,
     seed: u64,
+    tol: f32,
 ) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = Var::from_tensor(&randn(&mut rng, x)?)?;
@@ -53,14 +74,15 @@ fn check(
     let g_ref = (&y_ref * &up)?.sum_all()?.backward()?;
     let g = (&y * &up)?.sum_all()?.backward()?;
     let e = rel_err(&y, &y_ref)?;
-    assert!(e < TOL, "{case}: output rel err {e}");
+    assert_eq!(y.dtype(), y_ref.dtype(), "{case}: output dtype");
+    assert!(e < tol, "{case}: output rel err {e}");
     for (name, v) in [("input", &x), ("weight", &w), ("bias", &b)] {
         let a = g
             .get(v)
             .unwrap_or_else(|| panic!("{case}: no {name} gradient"));
         let r = g_ref.get(v).expect("reference gradient");
         let e = rel_err(a, r)?;
-        assert!(e < TOL, "{case}: {name} gradient rel err {e}");
+        assert!(e < tol, "{case}: {name} gradient rel err {e}");
     }
     Ok(())
 }
@@ -80,19 +102,18 @@ fn conv2d_matches_candle() -> Result<()> {
         ([5, 4, 2, 2], [3, 4, 4], 2, 1), // 2x2 -> 1x1, the bottleneck
         ([2, 3, 10, 10], [4, 3, 5], 2, 2),
     ];
-    for (i, &(x, [m, kh, kw], s, p)) in cases.iter().enumerate() {
-        let case = format!("conv2d {x:?} w [{m}, {}, {kh}, {kw}] s {s} p {p}", x[1]);
-        check(
-            &case,
-            conv2d,
-            conv2d_reference,
-            &x,
-            &[m, x[1], kh, kw],
-            m,
-            s,
-            p,
-            i as u64,
-        )?;
+    // bf16 keeps 8 significant bits: a relative error of a few 2^-8 on sums of ~100 terms.
+    let paths: [(&str, Op, f32); 3] = [
+        ("custom", conv2d, TOL),
+        ("lowered", conv2d_low, TOL),
+        ("lowered bf16", conv2d_bf16, 3e-2),
+    ];
+    for (path, op, tol) in paths {
+        for (i, &(x, [m, kh, kw], s, p)) in cases.iter().enumerate() {
+            let case = format!("{path} conv2d {x:?} w [{m}, {}, {kh}, {kw}] s {s} p {p}", x[1]);
+            let w = [m, x[1], kh, kw];
+            check(&case, op, conv2d_reference, &x, &w, m, s, p, i as u64, tol)?;
+        }
     }
     Ok(())
 }
@@ -110,22 +131,20 @@ fn conv_transpose2d_matches_candle() -> Result<()> {
         ([2, 3, 6, 6], [5, 4, 4], 1, 0),
         ([1, 2, 9, 5], [2, 4, 4], 2, 1),
     ];
-    for (i, &(x, [c, kh, kw], s, p)) in cases.iter().enumerate() {
-        let case = format!(
-            "conv_transpose2d {x:?} w [{}, {c}, {kh}, {kw}] s {s} p {p}",
-            x[1]
-        );
-        check(
-            &case,
-            conv_transpose2d,
-            conv_transpose2d_reference,
-            &x,
-            &[x[1], c, kh, kw],
-            c,
-            s,
-            p,
-            100 + i as u64,
-        )?;
+    let paths: [(&str, Op, f32); 3] = [
+        ("custom", conv_transpose2d, TOL),
+        ("lowered", conv_t_low, TOL),
+        ("lowered bf16", conv_t_bf16, 3e-2),
+    ];
+    for (path, op, tol) in paths {
+        for (i, &(x, [c, kh, kw], s, p)) in cases.iter().enumerate() {
+            let case = format!(
+                "{path} conv_transpose2d {x:?} w [{}, {c}, {kh}, {kw}] s {s} p {p}",
+                x[1]
+            );
+            let (w, seed) = ([x[1], c, kh, kw], 100 + i as u64);
+            check(&case, op, conv_transpose2d_reference, &x, &w, c, s, p, seed, tol)?;
+        }
     }
     Ok(())
 }
@@ -146,6 +165,16 @@ fn non_contiguous_input_and_no_bias() -> Result<()> {
         &conv_transpose2d_reference(&x, &wt, None, 2, 1)?,
     )?;
     assert!(e < TOL, "conv_transpose2d strided input: {e}");
+    let e = rel_err(
+        &conv2d_low(&x, &w, None, 2, 1)?,
+        &conv2d_reference(&x, &w, None, 2, 1)?,
+    )?;
+    assert!(e < TOL, "lowered conv2d strided input: {e}");
+    let e = rel_err(
+        &conv_t_low(&x, &wt, None, 2, 1)?,
+        &conv_transpose2d_reference(&x, &wt, None, 2, 1)?,
+    )?;
+    assert!(e < TOL, "lowered conv_transpose2d strided input: {e}");
     Ok(())
 }
 
@@ -200,4 +229,76 @@ fn leaky_relu_matches_candle() -> Result<()> {
         assert!(e < TOL, "{dims:?} slope {slope}: gradient rel err {e}");
     }
     Ok(())
+}
+
+/// The GPU path against the CPU one: convolutions at the U-Net's layer shapes on CUDA (the
+/// lowered path on cuBLAS) give the CPU custom ops' outputs and gradients. Needs a CUDA
+/// device; `scripts/gpu-check.sh` runs them on the GPU machine.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    fn gpu() -> Device {
+        Device::new_cuda(0).expect("these tests need CUDA device 0")
+    }
+
+    /// Output and gradients of `op` on the CPU and on the GPU, compared.
+    fn same_on_gpu(case: &str, op: Op, x: &[usize], w: &[usize], nb: usize, prec: Precision) {
+        let tol = match prec {
+            Precision::F32 => TOL,
+            Precision::Tf32 => 5e-3,
+            Precision::Bf16 => 3e-2,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(x.iter().sum::<usize>() as u64);
+        let x = randn(&mut rng, x).unwrap();
+        let w = (randn(&mut rng, w).unwrap() * 0.1).unwrap();
+        let b = randn(&mut rng, &[nb]).unwrap();
+        let run = |dev: &Device, prec: Precision| -> Result<Vec<Tensor>> {
+            dgcolor_kernels::set_precision(prec);
+            let vars = [&x, &w, &b].map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
+            let y = op(&vars[0], &vars[1], Some(&vars[2]), 2, 1)?;
+            let up = y.ones_like()?.affine(0.5, 0.25)?;
+            let g = (&y * &up)?.sum_all()?.backward()?;
+            let mut out = vec![y.to_device(&Device::Cpu)?];
+            for v in &vars {
+                out.push(g.get(v).expect("gradient").to_device(&Device::Cpu)?);
+            }
+            Ok(out)
+        };
+        // The reference is the CPU at f32 (the custom ops), whatever the GPU's precision.
+        let cpu = run(&Device::Cpu, Precision::F32).unwrap();
+        let gpu = run(&gpu(), prec).unwrap();
+        dgcolor_kernels::set_precision(Precision::F32);
+        for (name, (a, r)) in ["output", "input grad", "weight grad", "bias grad"]
+            .iter()
+            .zip(gpu.iter().zip(&cpu))
+        {
+            let e = rel_err(a, r).unwrap();
+            assert!(e < tol, "{case}: {name} rel err {e} (tolerance {tol})");
+        }
+    }
+
+    /// Encoder and decoder layers of the 256 px, nf 64 U-Net at batch 2.
+    #[test]
+    fn unet_layers_match_cpu() {
+        for prec in [Precision::F32, Precision::Tf32, Precision::Bf16] {
+            for (x, m) in [([2, 1, 256, 256], 64), ([2, 64, 128, 128], 128), ([2, 512, 2, 2], 512)] {
+                let case = format!("{prec:?} conv2d {x:?} -> {m}");
+                same_on_gpu(&case, conv2d, &x, &[m, x[1], 4, 4], m, prec);
+            }
+            for (x, c) in [([2, 512, 1, 1], 512), ([2, 256, 32, 32], 64), ([2, 128, 128, 128], 2)] {
+                let case = format!("{prec:?} conv_transpose2d {x:?} -> {c}");
+                same_on_gpu(&case, conv_transpose2d, &x, &[x[1], c, 4, 4], c, prec);
+            }
+        }
+    }
+
+    #[test]
+    fn leaky_relu_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = randn(&mut rng, &[2, 8, 33, 31]).unwrap();
+        let cpu = dgcolor_kernels::leaky_relu(&x, 0.2).unwrap();
+        let gpu = dgcolor_kernels::leaky_relu(&x.to_device(&gpu()).unwrap(), 0.2).unwrap();
+        assert!(rel_err(&gpu.to_device(&Device::Cpu).unwrap(), &cpu).unwrap() < TOL);
+    }
 }

@@ -7,6 +7,9 @@
 //! model: five updates), `infer` (eval-mode forward through the BatchNorm-folded, graph-free
 //! `InferenceGenerator`), `infer_graph` (the same through `Generator::forward(Eval)`),
 //! `data` (decode + resize + Lab of image files), `gemm` (peak f32 GEMM GFLOP/s).
+//!
+//! `--device cuda` runs the model modes on GPU 0 (a `--features cuda` build), synchronising
+//! after every timed call; `--precision tf32|bf16` sets the convolutions' GEMM precision.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,6 +21,7 @@ use clap::Parser;
 use dgcolor_algorithms::{params, Adam, AdamConfig, Algorithm, AlgorithmSpec, Erm, HParams, Ours};
 use dgcolor_bench::{domain_batches, generator_conv_flops, uniform, BenchConfig};
 use dgcolor_data::{load_lab, Preprocess, ResizeFilter};
+use dgcolor_kernels::Precision;
 use dgcolor_models::{init_weights, prefix, Generator, InferenceGenerator, Mode};
 use rayon::prelude::*;
 
@@ -39,6 +43,12 @@ struct Args {
     /// Side the `data` mode resizes to.
     #[arg(long, default_value_t = 256)]
     data_size: usize,
+    /// cpu or cuda (device 0).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, tf32 or bf16: the convolutions' GEMM precision.
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -51,15 +61,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Seconds per call of `f`: `warmup` untimed calls, then the median of `iters` timed ones.
-fn time(warmup: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, Vec<f64>)> {
+/// Seconds per call of `f`: `warmup` untimed calls, then the median of `iters` timed ones,
+/// each ended by a device synchronisation (GPU work is asynchronous).
+fn time(
+    device: &Device,
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<(f64, Vec<f64>)> {
     for _ in 0..warmup {
         f()?;
     }
+    device.synchronize()?;
     let times = (0..iters.max(1))
         .map(|_| {
             let t = Instant::now();
             f()?;
+            device.synchronize()?;
             Ok(t.elapsed().as_secs_f64())
         })
         .collect::<Result<Vec<_>>>()?;
@@ -80,14 +98,14 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn spec(cfg: &BenchConfig, algorithm: &str) -> AlgorithmSpec {
+fn spec(cfg: &BenchConfig, algorithm: &str, device: &Device) -> AlgorithmSpec {
     let mut model = cfg.model();
     model.dropout = 0.5;
     AlgorithmSpec {
         model,
         hparams: HParams::defaults(algorithm),
         seed: 0,
-        device: Device::Cpu,
+        device: device.clone(),
     }
 }
 
@@ -116,11 +134,20 @@ fn collect_images(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let threads = dgcolor_kernels::num_threads();
-    let device = Device::Cpu;
+    let device = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0)?,
+        other => bail!("--device `{other}`: expected cpu or cuda"),
+    };
+    let precision = Precision::parse(&args.precision)
+        .with_context(|| format!("--precision `{}`: expected f32, tf32 or bf16", args.precision))?;
+    dgcolor_kernels::set_precision(precision);
     let mut out = serde_json::json!({
         "framework": "candle",
         "mode": args.mode,
         "threads": threads,
+        "device": args.device,
+        "precision": precision.as_str(),
     });
     match args.mode.as_str() {
         "gemm" => {
@@ -128,7 +155,7 @@ fn main() -> Result<()> {
             let a = vec![0.5f32; n * n];
             let b = vec![0.25f32; n * n];
             let mut c = vec![0.0f32; n * n];
-            let (t, _) = time(1, args.iters, || {
+            let (t, _) = time(&device, 1, args.iters, || {
                 dgcolor_kernels::matmul_f32(&a, &b, &mut c, n, n, n);
                 Ok(())
             })?;
@@ -148,13 +175,13 @@ fn main() -> Result<()> {
             // The same file list the torch script reads: every image, repeated to >= 200.
             let reps = 200usize.div_ceil(files.len());
             let list: Vec<PathBuf> = (0..reps).flat_map(|_| files.iter().cloned()).collect();
-            let (t_par, _) = time(1, args.iters, || {
+            let (t_par, _) = time(&device, 1, args.iters, || {
                 list.par_iter()
                     .map(|p| load_lab(p, &pre).map(|_| ()))
                     .collect::<std::result::Result<Vec<()>, _>>()?;
                 Ok(())
             })?;
-            let (t_seq, _) = time(1, args.iters, || {
+            let (t_seq, _) = time(&device, 1, args.iters, || {
                 for p in &list {
                     load_lab(p, &pre)?;
                 }
@@ -173,15 +200,15 @@ fn main() -> Result<()> {
             let batches = domain_batches(&cfg, 1, &device)?;
             let (t, times) = match mode {
                 "erm" => {
-                    let mut alg = Erm::new(&spec(&cfg, "erm"))?;
-                    time(args.warmup, args.iters, || {
+                    let mut alg = Erm::new(&spec(&cfg, "erm", &device))?;
+                    time(&device, args.warmup, args.iters, || {
                         alg.update(&batches)?;
                         Ok(())
                     })?
                 }
                 "ours" => {
-                    let mut alg = Ours::new(&spec(&cfg, "ours"))?;
-                    time(args.warmup, args.iters, || {
+                    let mut alg = Ours::new(&spec(&cfg, "ours", &device))?;
+                    time(&device, args.warmup, args.iters, || {
                         alg.update(&batches)?;
                         Ok(())
                     })?
@@ -208,7 +235,7 @@ fn main() -> Result<()> {
                             let mut step = 0u64;
                             out["conv_gflop_per_iter"] =
                                 (3.0 * generator_conv_flops(&cfg) / 1e9).into();
-                            time(args.warmup, args.iters, || {
+                            time(&device, args.warmup, args.iters, || {
                                 step += 1;
                                 let fake = g.forward(&l, &Mode::Train { dropout_seed: step })?;
                                 let loss = (dgcolor_losses::l1(&fake, &ab)? * 100.0)?;
@@ -219,12 +246,12 @@ fn main() -> Result<()> {
                         "infer" => {
                             let fast = InferenceGenerator::from_generator(&g, &varmap)?;
                             out["conv_gflop_per_iter"] = (generator_conv_flops(&cfg) / 1e9).into();
-                            time(args.warmup, args.iters, || {
+                            time(&device, args.warmup, args.iters, || {
                                 fast.forward(&l)?;
                                 Ok(())
                             })?
                         }
-                        _ => time(args.warmup, args.iters, || {
+                        _ => time(&device, args.warmup, args.iters, || {
                             g.forward(&l, &Mode::Eval)?;
                             Ok(())
                         })?,
