@@ -8,7 +8,7 @@ use clap::Args;
 use dgcolor_data::{leave_one_out_settings, paper_settings, SynthConfig};
 use dgcolor_eval::report::{write_report, ReportFiles};
 use dgcolor_eval::sweep::{DryRun, Job, JobReport, LaunchContext, Launcher, Local};
-use dgcolor_eval::{parse_device, parse_precision, Precision, DataSpec, RunSpec};
+use dgcolor_eval::{parse_device, parse_precision, DataSpec, Precision, RunSpec};
 
 /// Options every sweep binary takes.
 #[derive(Args, Clone, Debug)]

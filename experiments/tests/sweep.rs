@@ -249,15 +249,31 @@ fn precision_reaches_the_run_commands_and_bad_values_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |precision: &str| {
         Command::new(env!("CARGO_BIN_EXE_compare"))
-            .args(["--preset", "smoke", "--algorithms", "erm", "--launcher", "dry-run"])
-            .args(["--settings", "photo+cartoon:art_painting", "--precision", precision])
+            .args([
+                "--preset",
+                "smoke",
+                "--algorithms",
+                "erm",
+                "--launcher",
+                "dry-run",
+            ])
+            .args([
+                "--settings",
+                "photo+cartoon:art_painting",
+                "--precision",
+                precision,
+            ])
             .args(["--results", tmp.path().to_str().unwrap()])
             .args(["--data-root", tmp.path().join("data").to_str().unwrap()])
             .output()
             .unwrap()
     };
     let out = run("bf16");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("--precision bf16"));
     // f32 is the default and stays out of the command (older run hashes are unchanged).
     let out = run("f32");
@@ -265,5 +281,8 @@ fn precision_reaches_the_run_commands_and_bad_values_are_named() {
     let out = run("fp8");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--precision") && err.contains("expected f32, tf32 or bf16"), "{err}");
+    assert!(
+        err.contains("--precision") && err.contains("expected f32, tf32 or bf16"),
+        "{err}"
+    );
 }

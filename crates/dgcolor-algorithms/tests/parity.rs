@@ -94,8 +94,13 @@ fn values(t: &Tensor) -> Vec<f32> {
 }
 
 // ------------------------------------------------------------------ fixtures
+/// `DGCOLOR_PARITY_DIR` when set (a test binary carried to another machine, as
+/// `scripts/gpu-check.sh` does), else this crate's `tests/parity`.
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity")
+    match std::env::var_os("DGCOLOR_PARITY_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity"),
+    }
 }
 
 struct Fixture {
@@ -694,11 +699,7 @@ fn imported_reference_checkpoint_matches_pytorch_eval() {
     let cfg = ModelConfig::new(256, nf, depth, 1, 1);
     assert_eq!(cfg.adain_index, Some(5));
     let varmap = VarMap::new();
-    let g = Generator::new(
-        &cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &dev()),
-    )
-    .unwrap();
+    let g = Generator::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev())).unwrap();
     let ckpt = Checkpoint {
         tensors: vars,
         ..Default::default()

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use dgcolor_data::ResizeFilter;
-use dgcolor_eval::{parse_precision, Precision, parse_device, train, DomainMetrics, RunSpec, TrainOptions};
+use dgcolor_eval::{
+    parse_device, parse_precision, train, DomainMetrics, Precision, RunSpec, TrainOptions,
+};
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
@@ -186,4 +188,3 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     }
     Ok(())
 }
-

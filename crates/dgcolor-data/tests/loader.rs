@@ -130,7 +130,11 @@ fn batch_at_is_a_pure_function_of_seed_and_step() {
 fn stream_yields_batch_at_in_order_and_stops_when_dropped() {
     let (_dir, src) = sources();
     let loader = TrainLoader::new(src, config(6, BatchMode::Balanced, true)).unwrap();
-    let streamed: Vec<_> = loader.stream(4, &Device::Cpu).take(6).map(Result::unwrap).collect();
+    let streamed: Vec<_> = loader
+        .stream(4, &Device::Cpu)
+        .take(6)
+        .map(Result::unwrap)
+        .collect();
     for (k, got) in streamed.iter().enumerate() {
         let want = loader.batch_at(4 + k as u64).unwrap();
         assert_eq!(got.step, want.step);

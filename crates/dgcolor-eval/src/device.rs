@@ -18,7 +18,13 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                     "--device {spec}: this binary was built without CUDA support (rebuild with --features cuda)"
                 )));
             }
-            Ok(Device::new_cuda(ordinal)?)
+            // candle's error carries a backtrace; its first line is the CUDA status.
+            Device::new_cuda(ordinal).map_err(|e| {
+                let status = e.to_string().lines().next().unwrap_or_default().to_string();
+                EvalError::Config(format!(
+                    "--device {spec}: cannot open CUDA device {ordinal} ({status}); is there an NVIDIA GPU and driver?"
+                ))
+            })
         }
         _ => Err(bad()),
     }
@@ -26,6 +32,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 /// `f32` or `bf16` (`--precision`).
 pub fn parse_precision(spec: &str) -> Result<Precision> {
-    Precision::parse(spec)
-        .ok_or_else(|| EvalError::Config(format!("--precision `{spec}`: expected f32, tf32 or bf16")))
+    Precision::parse(spec).ok_or_else(|| {
+        EvalError::Config(format!("--precision `{spec}`: expected f32, tf32 or bf16"))
+    })
 }

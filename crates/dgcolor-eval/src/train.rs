@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use candle_core::Device;
 use dgcolor_algorithms::{build, AlgorithmSpec, Checkpoint, HParams, Losses, Preset};
-use dgcolor_kernels::Precision;
 use dgcolor_data::{BatchMode, LoaderConfig, OnBadImage, Preprocess, TrainLoader};
+use dgcolor_kernels::Precision;
 use dgcolor_models::{InferenceGenerator, ModelConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};

@@ -38,7 +38,7 @@ pub use conv::{
     conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference, precision,
     set_precision,
 };
-pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use im2col::{col2im, im2col};
+pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};

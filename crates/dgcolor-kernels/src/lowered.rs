@@ -100,7 +100,7 @@ pub fn conv2d_lowered(
         }
     }
     let cols = Tensor::stack(&taps, 0)?.reshape((g.kh * g.kw * g.c, g.n()))?; // [T*C, N]
-    // Weight columns in the same (tap, channel) order: [M, kh, kw, C] -> [M, T*C].
+                                                                              // Weight columns in the same (tap, channel) order: [M, kh, kw, C] -> [M, T*C].
     let wmat = weight
         .to_dtype(dt)?
         .permute((0, 2, 3, 1))?
@@ -189,7 +189,12 @@ fn split_phases(x: &Tensor, s: usize) -> Result<Vec<Tensor>> {
     let mut out = Vec::with_capacity(s * s);
     for ry in 0..s {
         for rx in 0..s {
-            out.push(x6.narrow(3, ry, 1)?.narrow(5, rx, 1)?.squeeze(5)?.squeeze(3)?);
+            out.push(
+                x6.narrow(3, ry, 1)?
+                    .narrow(5, rx, 1)?
+                    .squeeze(5)?
+                    .squeeze(3)?,
+            );
         }
     }
     Ok(out)

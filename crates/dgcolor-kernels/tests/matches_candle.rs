@@ -110,7 +110,10 @@ fn conv2d_matches_candle() -> Result<()> {
     ];
     for (path, op, tol) in paths {
         for (i, &(x, [m, kh, kw], s, p)) in cases.iter().enumerate() {
-            let case = format!("{path} conv2d {x:?} w [{m}, {}, {kh}, {kw}] s {s} p {p}", x[1]);
+            let case = format!(
+                "{path} conv2d {x:?} w [{m}, {}, {kh}, {kw}] s {s} p {p}",
+                x[1]
+            );
             let w = [m, x[1], kh, kw];
             check(&case, op, conv2d_reference, &x, &w, m, s, p, i as u64, tol)?;
         }
@@ -143,7 +146,18 @@ fn conv_transpose2d_matches_candle() -> Result<()> {
                 x[1]
             );
             let (w, seed) = ([x[1], c, kh, kw], 100 + i as u64);
-            check(&case, op, conv_transpose2d_reference, &x, &w, c, s, p, seed, tol)?;
+            check(
+                &case,
+                op,
+                conv_transpose2d_reference,
+                &x,
+                &w,
+                c,
+                s,
+                p,
+                seed,
+                tol,
+            )?;
         }
     }
     Ok(())
@@ -282,11 +296,19 @@ mod cuda {
     #[test]
     fn unet_layers_match_cpu() {
         for prec in [Precision::F32, Precision::Tf32, Precision::Bf16] {
-            for (x, m) in [([2, 1, 256, 256], 64), ([2, 64, 128, 128], 128), ([2, 512, 2, 2], 512)] {
+            for (x, m) in [
+                ([2, 1, 256, 256], 64),
+                ([2, 64, 128, 128], 128),
+                ([2, 512, 2, 2], 512),
+            ] {
                 let case = format!("{prec:?} conv2d {x:?} -> {m}");
                 same_on_gpu(&case, conv2d, &x, &[m, x[1], 4, 4], m, prec);
             }
-            for (x, c) in [([2, 512, 1, 1], 512), ([2, 256, 32, 32], 64), ([2, 128, 128, 128], 2)] {
+            for (x, c) in [
+                ([2, 512, 1, 1], 512),
+                ([2, 256, 32, 32], 64),
+                ([2, 128, 128, 128], 2),
+            ] {
                 let case = format!("{prec:?} conv_transpose2d {x:?} -> {c}");
                 same_on_gpu(&case, conv_transpose2d, &x, &[x[1], c, 4, 4], c, prec);
             }

@@ -139,8 +139,12 @@ fn main() -> Result<()> {
         "cuda" => Device::new_cuda(0)?,
         other => bail!("--device `{other}`: expected cpu or cuda"),
     };
-    let precision = Precision::parse(&args.precision)
-        .with_context(|| format!("--precision `{}`: expected f32, tf32 or bf16", args.precision))?;
+    let precision = Precision::parse(&args.precision).with_context(|| {
+        format!(
+            "--precision `{}`: expected f32, tf32 or bf16",
+            args.precision
+        )
+    })?;
     dgcolor_kernels::set_precision(precision);
     let mut out = serde_json::json!({
         "framework": "candle",

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The whole GPU check in one run, on a machine with an NVIDIA GPU, PyTorch with CUDA and no
+# Rust toolchain. Build and pack here first (scripts/gpu-build.sh), carry target-cuda/gpu,
+# then from the repo root:
+#
+#   OUT=/some/dir bash scripts/gpu-check.sh      # results in $OUT (default results/gpu-check)
+#
+# In order, each step with its own time limit so the whole run stays under 8 minutes:
+#   1. GPU tests: the convolution custom ops on CUDA against the CPU, then the parity suite
+#      (PyTorch fixtures) run on CUDA with the CPU's tolerances;
+#   2. the side-by-side benchmark against PyTorch CUDA eager at the paper's configuration
+#      (256 px, nf 64, depth 8; batch 128 and 16): one erm iteration, one ours iteration,
+#      inference; images/s, ratio, peak GPU memory;
+#   3. a short `ours` training on synth at 256 px, to show the losses falling;
+#   4. if time is left: bf16 autocast on both sides, torch.compile, and candle's own CUDA
+#      convolutions (DGCOLOR_KERNELS=candle) for the before/after.
+# $OUT/summary.md collects everything; the raw outputs sit beside it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-results/gpu-check}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PACK=${DGCOLOR_GPU_PACK:-target-cuda/gpu}
+BIN=$(mktemp -d)
+START=$(date +%s)
+SUMMARY=$OUT/summary.md
+: > "$SUMMARY"
+
+say() { echo "$*" | tee -a "$SUMMARY"; }
+elapsed() { echo $(( $(date +%s) - START )); }
+# step NAME SECONDS CMD...: runs CMD with a time limit, output to $OUT/NAME.log, status noted.
+step() {
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  local verdict=ok
+  [[ $rc == 124 || $rc == 137 ]] && verdict="TIMED OUT after ${limit}s"
+  [[ $rc != 0 && $verdict == ok ]] && verdict="FAILED (exit $rc)"
+  say "- $name: $verdict in $(( $(date +%s) - t0 ))s (log: $name.log)"
+  return $rc
+}
+
+say "# dgcolor GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+say ""
+say "- card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
+say "- torch: $(python3 -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>&1)"
+
+# Binaries, and the CUDA runtime libraries from PyTorch's wheels (libcuda comes with the driver).
+for f in "$PACK"/*.xz; do
+  xz -dc "$f" > "$BIN/$(basename "$f" .xz)" && chmod +x "$BIN/$(basename "$f" .xz)"
+done
+libdirs=$(python3 - <<'PY'
+import glob, os, site, sys
+roots = site.getsitepackages() + [site.getusersitepackages()]
+want = ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13"]
+dirs = []
+for name in want:
+    for root in roots:
+        hits = glob.glob(os.path.join(root, "nvidia", "**", name + "*"), recursive=True)
+        if hits:
+            d = os.path.dirname(hits[0])
+            if d not in dirs:
+                dirs.append(d)
+            break
+    else:
+        print(f"missing {name}", file=sys.stderr)
+print(":".join(dirs))
+PY
+)
+# The curand shim (see gpu-build.sh) goes last: a real libcurand.so.10 wins.
+mkdir -p "$BIN/fallback" && mv "$BIN/libcurand.so.10" "$BIN/fallback/"
+export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:$BIN/fallback
+say "- runtime libraries: $(ldd "$BIN/dgcolor" | grep -E 'libcu|libnv' | awk '{print $3}' | tr '\n' ' ')"
+if ldd "$BIN/dgcolor" | grep -q "not found"; then
+  say "- missing libraries: $(ldd "$BIN/dgcolor" | grep 'not found' | tr -s ' \n' ' ')"
+fi
+say ""
+say "## 1. GPU tests"
+step kernel-tests 90 "$BIN/matches_candle" cuda:: --test-threads=1
+step parity-on-cuda 120 env DGCOLOR_TEST_DEVICE=cuda \
+  DGCOLOR_PARITY_DIR="$PWD/crates/dgcolor-algorithms/tests/parity" "$BIN/parity" --test-threads=1 --nocapture
+grep -E "^test |test result" "$OUT/kernel-tests.log" "$OUT/parity-on-cuda.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+
+say ""
+say "## 2. Benchmark vs PyTorch CUDA eager (candle tf32 = PyTorch's default TF32 convolutions)"
+step bench-tf32 200 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
+  --configs s256-nf64-d8-b128,s256-nf64-d8-b16 --modes erm,ours,infer --runs 1 --warmup 2 \
+  --iters 5 --precision tf32 --timeout 60 --json "$OUT/bench-tf32.json"
+grep "^|\|^device" "$OUT/bench-tf32.log" | tee -a "$SUMMARY"
+
+say ""
+say "## 3. Short ours training on synth, 256 px (paper model, batch 32, 60 steps, tf32)"
+step train-ours 120 "$BIN/dgcolor" train --algorithm ours --data synth --sources photo,cartoon \
+  --target art_painting --preset paper --steps 60 --batch-size 32 --device cuda --precision tf32 \
+  --data-root "$OUT/data" --out "$OUT/train-ours" --quiet
+python3 - "$OUT/train-ours/records.jsonl" <<'PY' 2>&1 | tee -a "$SUMMARY"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("kind") == "train":
+        losses = " ".join(f"{k} {v:.3f}" for k, v in r["losses"].items())
+        print(f"    step {r['step']:>3}: {losses} | {r['images_per_sec']:.1f} img/s, data wait {100 * r['data_wait_share']:.1f}%")
+    elif r.get("kind") in ("eval", "final"):
+        print(f"    {r['kind']} step {r['step']}: {json.dumps(r.get('metrics', r))[:200]}")
+PY
+
+say ""
+say "## 4. Extras (as time allows)"
+if (( $(elapsed) < 330 )); then
+  step bench-bf16 100 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
+    --configs s256-nf64-d8-b128 --modes erm,ours --runs 1 --warmup 2 --iters 5 \
+    --precision bf16 --amp bf16 --timeout 45 --json "$OUT/bench-bf16.json"
+  grep "^|" "$OUT/bench-bf16.log" | tee -a "$SUMMARY"
+fi
+if (( $(elapsed) < 380 )); then
+  step bench-compile 90 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
+    --configs s256-nf64-d8-b128 --modes erm --runs 1 --warmup 3 --iters 5 --precision tf32 \
+    --torch-compile --timeout 80 --json "$OUT/bench-compile.json"
+  grep "^|" "$OUT/bench-compile.log" | tee -a "$SUMMARY"
+fi
+if (( $(elapsed) < 430 )); then
+  step bench-candle-convs 45 env DGCOLOR_KERNELS=candle "$BIN/bench" --device cuda \
+    --config s256-nf64-d8-b16 --mode erm --warmup 1 --iters 2 --precision tf32
+  say "    candle's own CUDA convolutions, erm, s256-nf64-d8-b16: $(tail -1 "$OUT/bench-candle-convs.log" | cut -c1-300)"
+fi
+say ""
+say "total: $(elapsed)s"
+rm -rf "$BIN" "$OUT/data"
