@@ -10,8 +10,10 @@ use dgcolor_models::{Generator, ModelConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, TrainState};
 use crate::hparams::HParams;
+use crate::optim::Adam;
+use crate::pix2pix::Pix2Pix;
 
 /// Named loss values of one update, e.g. `{"d": .., "g_l1": .., "style": ..}`.
 pub type Losses = BTreeMap<&'static str, f32>;
@@ -25,17 +27,83 @@ pub struct AlgorithmSpec {
     pub device: Device,
 }
 
-pub trait Algorithm {
+/// What each method keeps around the shared [`Pix2Pix`] core. [`Algorithm`]'s accessors,
+/// checkpoint and restore are written once in terms of it, so every checkpoint has the same
+/// layout and a method states only its optimizers and scalars of its own (usually through
+/// `trained!`). Not exported: nothing outside the crate should set the step counter or
+/// reach the optimizers.
+pub trait Trained {
+    fn core(&self) -> &Pix2Pix;
+
+    /// Completed updates; the step RNGs are keyed by it, so a resume must restore it.
+    fn step(&self) -> u64;
+
+    fn set_step(&mut self, step: u64);
+
+    /// Every optimizer under its checkpoint name (moments under `optim/<name>`).
+    fn optimizers(&self) -> Vec<(&'static str, &Adam)>;
+
+    /// The same list, mutable, for restoring the moments.
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut Adam)>;
+
+    /// Scalars of the method's own that a resume needs ([`TrainState::extra`]).
+    fn extra_state(&self) -> BTreeMap<String, Vec<f64>> {
+        BTreeMap::new()
+    }
+
+    /// Takes back what [`Trained::extra_state`] saved.
+    fn restore_extra_state(&mut self, _extra: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Implements [`Trained`] for a struct with fields `core: Pix2Pix` and `step: u64` from its
+/// optimizers, `"checkpoint name" => field`: the accessors would otherwise be the same in
+/// every method. A trailing `{ .. }` holds the extra-state hooks, if any.
+macro_rules! trained {
+    ($ty:ty, [$($name:literal => $($field:ident).+),+ $(,)?] $({ $($hooks:tt)* })?) => {
+        impl $crate::algorithm::Trained for $ty {
+            fn core(&self) -> &$crate::pix2pix::Pix2Pix {
+                &self.core
+            }
+
+            fn step(&self) -> u64 {
+                self.step
+            }
+
+            fn set_step(&mut self, step: u64) {
+                self.step = step;
+            }
+
+            fn optimizers(&self) -> Vec<(&'static str, &$crate::optim::Adam)> {
+                vec![$(($name, &self.$($field).+)),+]
+            }
+
+            fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut $crate::optim::Adam)> {
+                vec![$(($name, &mut self.$($field).+)),+]
+            }
+
+            $($($hooks)*)?
+        }
+    };
+}
+pub(crate) use trained;
+
+pub trait Algorithm: Trained {
     fn name(&self) -> &'static str;
 
     /// One training iteration on one batch per source domain present in this step.
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses>;
 
     /// The generator, for eval-mode prediction and export.
-    fn generator(&self) -> &Generator;
+    fn generator(&self) -> &Generator {
+        &self.core().generator
+    }
 
     /// Every variable of every network (weights and BatchNorm running statistics).
-    fn varmap(&self) -> &candle_nn::VarMap;
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.core().varmap
+    }
 
     /// Predicted ab `[B, 2, S, S]` in [-1, 1] for L `[B, 1, S, S]`, eval mode.
     fn predict(&self, l: &Tensor) -> Result<Tensor> {
@@ -43,13 +111,29 @@ pub trait Algorithm {
     }
 
     /// Completed updates.
-    fn steps(&self) -> u64;
+    fn steps(&self) -> u64 {
+        self.step()
+    }
 
     /// Weights, optimizer moments and scalar state.
-    fn checkpoint(&self) -> Result<Checkpoint>;
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = self.core().checkpoint_base()?;
+        let state = TrainState {
+            step: self.step(),
+            extra: self.extra_state(),
+            ..Default::default()
+        };
+        ckpt.add_state(self.name(), state, &self.optimizers())?;
+        Ok(ckpt)
+    }
 
     /// Restores what [`Algorithm::checkpoint`] saved.
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()>;
+    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        ckpt.restore_varmap(self.varmap())?;
+        let state = ckpt.restore_state(self.name(), &mut self.optimizers_mut())?;
+        self.set_step(state.step);
+        self.restore_extra_state(&state.extra)
+    }
 }
 
 /// A fresh RNG for one purpose of one step: counter-based, so no RNG state needs saving and

@@ -5,14 +5,12 @@
 
 use candle_core::{Result, Tensor};
 use dgcolor_data::DomainBatch;
-use dgcolor_models::Generator;
 
-use crate::algorithm::{scalar, union, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, trained, union, AlgorithmSpec, Losses};
 use crate::baseline::{
     domain_slices, forward_with_bottleneck, generator_vars, mean_of, per_domain_task, pooled,
     train_mode,
 };
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
 
@@ -99,44 +97,12 @@ impl AlignedPix2Pix {
             ("penalty", scalar(&penalty)?),
         ]))
     }
-
-    pub fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
-    pub fn checkpoint(&self, name: &str) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(
-            name,
-            state,
-            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
-        )?;
-        Ok(ckpt)
-    }
-
-    pub fn restore(&mut self, name: &str, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            name,
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
 
-/// Implements [`crate::Algorithm`] for a newtype around [`AlignedPix2Pix`].
+trained!(AlignedPix2Pix, ["disc" => core.opt_disc, "gen" => opt_gen]);
+
+/// Implements [`crate::Algorithm`] for a newtype around [`AlignedPix2Pix`]: its own name, the
+/// rest forwarded.
 macro_rules! aligned_algorithm {
     ($ty:ty, $name:literal) => {
         impl $crate::algorithm::Algorithm for $ty {
@@ -149,23 +115,23 @@ macro_rules! aligned_algorithm {
             ) -> candle_core::Result<$crate::algorithm::Losses> {
                 self.0.update(batches)
             }
-            fn generator(&self) -> &dgcolor_models::Generator {
-                self.0.generator()
+        }
+
+        impl $crate::algorithm::Trained for $ty {
+            fn core(&self) -> &$crate::pix2pix::Pix2Pix {
+                $crate::algorithm::Trained::core(&self.0)
             }
-            fn varmap(&self) -> &candle_nn::VarMap {
-                &self.0.core.varmap
+            fn step(&self) -> u64 {
+                $crate::algorithm::Trained::step(&self.0)
             }
-            fn steps(&self) -> u64 {
-                self.0.steps()
+            fn set_step(&mut self, step: u64) {
+                $crate::algorithm::Trained::set_step(&mut self.0, step)
             }
-            fn checkpoint(&self) -> candle_core::Result<$crate::checkpoint::Checkpoint> {
-                self.0.checkpoint($name)
+            fn optimizers(&self) -> Vec<(&'static str, &$crate::optim::Adam)> {
+                $crate::algorithm::Trained::optimizers(&self.0)
             }
-            fn restore(
-                &mut self,
-                ckpt: &$crate::checkpoint::Checkpoint,
-            ) -> candle_core::Result<()> {
-                self.0.restore($name, ckpt)
+            fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut $crate::optim::Adam)> {
+                $crate::algorithm::Trained::optimizers_mut(&mut self.0)
             }
         }
     };

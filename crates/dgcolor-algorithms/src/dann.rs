@@ -20,14 +20,15 @@
 //!   iteration on the union of the per-domain batches (as DomainBed concatenates them).
 //! - No conditional variant (CDANN): colourization has no class-conditional output.
 
+use std::collections::BTreeMap;
+
 use candle_core::Result;
 use dgcolor_data::DomainBatch;
 use dgcolor_losses as losses;
-use dgcolor_models::{Generator, MlpHead};
+use dgcolor_models::MlpHead;
 
-use crate::algorithm::{scalar, union, Algorithm, AlgorithmSpec, Losses, Union};
+use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::baseline::{forward_with_bottleneck, generator_vars, train_mode};
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::{Adam, AdamConfig};
 use crate::params;
 use crate::pix2pix::Pix2Pix;
@@ -152,58 +153,21 @@ impl Algorithm for Dann {
         self.step += 1;
         Ok(out)
     }
+}
 
-    fn generator(&self) -> &Generator {
-        &self.core.generator
+trained!(Dann, ["disc" => core.opt_disc, "gen" => opt_gen, "domain" => opt_domain] {
+    fn extra_state(&self) -> BTreeMap<String, Vec<f64>> {
+        BTreeMap::from([("update_count".into(), vec![self.update_count as f64])])
     }
 
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let mut state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        state
-            .extra
-            .insert("update_count".into(), vec![self.update_count as f64]);
-        ckpt.add_state(
-            self.name(),
-            state,
-            &[
-                ("disc", &self.core.opt_disc),
-                ("gen", &self.opt_gen),
-                ("domain", &self.opt_domain),
-            ],
-        )?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "dann",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-                ("domain", &mut self.opt_domain),
-            ],
-        )?;
-        self.step = state.step;
-        self.update_count = match state.extra.get("update_count").map(Vec::as_slice) {
+    fn restore_extra_state(&mut self, extra: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+        self.update_count = match extra.get("update_count").map(Vec::as_slice) {
             Some([c]) => *c as u64,
             _ => candle_core::bail!("checkpoint: dann state lacks `update_count`"),
         };
         Ok(())
     }
-}
+});
 
 impl Dann {
     /// DomainBed's update counter (iterations done), for tests and logs.

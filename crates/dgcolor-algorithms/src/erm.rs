@@ -5,11 +5,10 @@
 
 use candle_core::Result;
 use dgcolor_data::DomainBatch;
-use dgcolor_models::{prefix, Generator, Mode};
+use dgcolor_models::{prefix, Mode};
 use rand::RngCore;
 
-use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses};
-use crate::checkpoint::{Checkpoint, TrainState};
+use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
@@ -69,43 +68,6 @@ impl Algorithm for Erm {
             ("g_gan", scalar(&task.gan)?),
         ]))
     }
-
-    fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(
-            self.name(),
-            state,
-            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
-        )?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "erm",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
+
+trained!(Erm, ["disc" => core.opt_disc, "gen" => opt_gen]);

@@ -19,15 +19,15 @@
 //!   domain id; a domain absent from a step keeps its log-weight (DomainBed assumes every
 //!   domain is in every step).
 
+use std::collections::BTreeMap;
+
 use candle_core::{bail, Result, Tensor};
 use dgcolor_data::DomainBatch;
-use dgcolor_models::Generator;
 
-use crate::algorithm::{scalar, union, Algorithm, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
     domain_slices, forward_with_bottleneck, generator_vars, mean_of, per_domain_task, train_mode,
 };
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
 
@@ -139,46 +139,19 @@ impl Algorithm for GroupDro {
         }
         Ok(out)
     }
+}
 
-    fn generator(&self) -> &Generator {
-        &self.core.generator
+trained!(GroupDro, ["disc" => core.opt_disc, "gen" => opt_gen] {
+    fn extra_state(&self) -> BTreeMap<String, Vec<f64>> {
+        BTreeMap::from([
+            ("log_q".into(), self.log_q.clone()),
+            // For readers of the metadata; `log_q` is what is restored.
+            ("q".into(), self.q()),
+        ])
     }
 
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let mut state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        state.extra.insert("log_q".into(), self.log_q.clone());
-        // For readers of the metadata; `log_q` is what is restored.
-        state.extra.insert("q".into(), self.q());
-        ckpt.add_state(
-            self.name(),
-            state,
-            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
-        )?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "group_dro",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-            ],
-        )?;
-        match state.extra.get("log_q") {
+    fn restore_extra_state(&mut self, extra: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+        match extra.get("log_q") {
             Some(lq) if lq.len() == self.log_q.len() => self.log_q = lq.clone(),
             other => bail!(
                 "checkpoint: group_dro needs `log_q` with {} entries, found {:?}",
@@ -186,7 +159,6 @@ impl Algorithm for GroupDro {
                 other
             ),
         }
-        self.step = state.step;
         Ok(())
     }
-}
+});

@@ -30,12 +30,11 @@
 use candle_core::{bail, Result, Tensor};
 use dgcolor_data::DomainBatch;
 use dgcolor_losses as losses;
-use dgcolor_models::{Generator, MlpHead};
+use dgcolor_models::MlpHead;
 use rand::Rng;
 
-use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{forward_with_bottleneck, generator_vars, train_mode};
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::npy;
 use crate::optim::Adam;
 use crate::params;
@@ -249,48 +248,6 @@ impl Algorithm for Jigsaw {
             ("jigsaw", scalar(&jig)?),
         ]))
     }
-
-    fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(
-            self.name(),
-            state,
-            &[
-                ("disc", &self.core.opt_disc),
-                ("gen", &self.opt_gen),
-                ("jigsaw", &self.opt_jig),
-            ],
-        )?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "jigsaw",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-                ("jigsaw", &mut self.opt_jig),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
+
+trained!(Jigsaw, ["disc" => core.opt_disc, "gen" => opt_gen, "jigsaw" => opt_jig]);

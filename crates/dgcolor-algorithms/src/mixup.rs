@@ -25,14 +25,12 @@
 
 use candle_core::{bail, Result, Tensor};
 use dgcolor_data::DomainBatch;
-use dgcolor_models::Generator;
 use rand_distr::{Beta, Distribution};
 
-use crate::algorithm::{scalar, step_rng, Algorithm, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, step_rng, trained, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
     forward_with_bottleneck, generator_vars, mean_of, per_domain_task, random_pairs, train_mode,
 };
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
 
@@ -154,43 +152,6 @@ impl Algorithm for Mixup {
             ("lam", (lams.iter().sum::<f64>() / lams.len() as f64) as f32),
         ]))
     }
-
-    fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(
-            self.name(),
-            state,
-            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
-        )?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "mixup",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
+
+trained!(Mixup, ["disc" => core.opt_disc, "gen" => opt_gen]);

@@ -29,11 +29,9 @@
 
 use candle_core::{Result, Tensor, Var};
 use dgcolor_data::DomainBatch;
-use dgcolor_models::Generator;
 
-use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{generator_vars, grad_store, random_pairs, restore, snapshot, train_mode};
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::{Adam, AdamConfig};
 use crate::pix2pix::Pix2Pix;
 
@@ -165,43 +163,6 @@ impl Algorithm for Mldg {
             ("g", meta.objective as f32),
         ]))
     }
-
-    fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(
-            self.name(),
-            state,
-            &[("disc", &self.core.opt_disc), ("gen", &self.opt_gen)],
-        )?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "mldg",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("gen", &mut self.opt_gen),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
+
+trained!(Mldg, ["disc" => core.opt_disc, "gen" => opt_gen]);

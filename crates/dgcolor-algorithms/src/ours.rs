@@ -19,12 +19,11 @@
 use candle_core::{Result, Tensor};
 use dgcolor_data::DomainBatch;
 use dgcolor_losses as losses;
-use dgcolor_models::{content_randomize, prefix, ClassHead, Generator, Mode, StyleDiscriminator};
+use dgcolor_models::{content_randomize, prefix, ClassHead, Mode, StyleDiscriminator};
 use rand::seq::SliceRandom;
 use rand::RngCore;
 
-use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses, Union};
-use crate::checkpoint::{Checkpoint, TrainState};
+use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
@@ -185,18 +184,6 @@ impl Ours {
         };
         self.style_disc.forward_t(&z, true)
     }
-
-    fn optimizers(&self) -> [(&'static str, &Adam); 7] {
-        [
-            ("disc", &self.core.opt_disc),
-            ("head", &self.opt_head),
-            ("tail", &self.opt_tail),
-            ("decoder", &self.opt_decoder),
-            ("class", &self.opt_class),
-            ("style", &self.opt_style),
-            ("head_bn", &self.opt_head_bn),
-        ]
-    }
 }
 
 impl Algorithm for Ours {
@@ -219,44 +206,17 @@ impl Algorithm for Ours {
         self.step += 1;
         Ok(losses)
     }
-
-    fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(self.name(), state, &self.optimizers())?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "ours",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("head", &mut self.opt_head),
-                ("tail", &mut self.opt_tail),
-                ("decoder", &mut self.opt_decoder),
-                ("class", &mut self.opt_class),
-                ("style", &mut self.opt_style),
-                ("head_bn", &mut self.opt_head_bn),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
+
+trained!(
+    Ours,
+    [
+        "disc" => core.opt_disc,
+        "head" => opt_head,
+        "tail" => opt_tail,
+        "decoder" => opt_decoder,
+        "class" => opt_class,
+        "style" => opt_style,
+        "head_bn" => opt_head_bn,
+    ]
+);

@@ -31,15 +31,12 @@
 use candle_core::{Device, Result, Tensor};
 use dgcolor_data::DomainBatch;
 use dgcolor_losses as losses;
-use dgcolor_models::{
-    content_randomize, prefix, style_randomize, Generator, Mode, StyleDiscriminator,
-};
+use dgcolor_models::{content_randomize, prefix, style_randomize, Mode, StyleDiscriminator};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::algorithm::{scalar, step_rng, union, Algorithm, AlgorithmSpec, Losses, Union};
+use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::baseline::train_mode;
-use crate::checkpoint::{Checkpoint, TrainState};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
@@ -157,15 +154,6 @@ impl SagNet {
         self.opt_head.step(&adv.backward()?)?;
         scalar(&adv)
     }
-
-    fn optimizers(&self) -> [(&'static str, &Adam); 4] {
-        [
-            ("disc", &self.core.opt_disc),
-            ("head", &self.opt_head),
-            ("content", &self.opt_content),
-            ("style", &self.opt_style),
-        ]
-    }
 }
 
 impl Algorithm for SagNet {
@@ -184,41 +172,14 @@ impl Algorithm for SagNet {
         self.step += 1;
         Ok(out)
     }
-
-    fn generator(&self) -> &Generator {
-        &self.core.generator
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.core.varmap
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ckpt = self.core.checkpoint_base()?;
-        let state = TrainState {
-            step: self.step,
-            ..Default::default()
-        };
-        ckpt.add_state(self.name(), state, &self.optimizers())?;
-        Ok(ckpt)
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
-        ckpt.restore_varmap(&self.core.varmap)?;
-        let state = ckpt.restore_state(
-            "sagnet",
-            &mut [
-                ("disc", &mut self.core.opt_disc),
-                ("head", &mut self.opt_head),
-                ("content", &mut self.opt_content),
-                ("style", &mut self.opt_style),
-            ],
-        )?;
-        self.step = state.step;
-        Ok(())
-    }
 }
+
+trained!(
+    SagNet,
+    [
+        "disc" => core.opt_disc,
+        "head" => opt_head,
+        "content" => opt_content,
+        "style" => opt_style,
+    ]
+);
