@@ -324,3 +324,39 @@ mod cuda {
         assert!(rel_err(&gpu.to_device(&Device::Cpu).unwrap(), &cpu).unwrap() < TOL);
     }
 }
+
+#[test]
+fn batch_norm_matches_candle() -> Result<()> {
+    use dgcolor_kernels::{batch_norm_train, batch_norm_train_reference};
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for dims in [
+        [4usize, 3, 5, 7],
+        [1, 8, 3, 3],
+        [16, 32, 16, 16],
+        [3, 5, 1, 1], // (two values per channel make the input gradient exactly 0)
+        [3, 64, 2, 2],
+    ] {
+        // An offset mean, as real activations have, so centring matters.
+        let x = Var::from_tensor(&randn(&mut rng, &dims)?.affine(3.0, 1.5)?)?;
+        let w = Var::from_tensor(&randn(&mut rng, &[dims[1]])?)?;
+        let b = Var::from_tensor(&randn(&mut rng, &[dims[1]])?)?;
+        let up = randn(&mut rng, &dims)?;
+        let (y, mean, var) = batch_norm_train(&x, &w, &b, 1e-5)?;
+        let (y_ref, mean_ref, var_ref) = batch_norm_train_reference(&x, &w, &b, 1e-5)?;
+        for (name, a, r) in [
+            ("output", &y, &y_ref),
+            ("mean", &mean, &mean_ref),
+            ("var", &var, &var_ref),
+        ] {
+            let e = rel_err(a, r)?;
+            assert!(e < TOL, "{dims:?} {name} rel err {e}");
+        }
+        let g = (&y * &up)?.sum_all()?.backward()?;
+        let g_ref = (&y_ref * &up)?.sum_all()?.backward()?;
+        for (name, v) in [("input", &x), ("weight", &w), ("bias", &b)] {
+            let e = rel_err(g.get(v).unwrap(), g_ref.get(v).unwrap())?;
+            assert!(e < TOL, "{dims:?} {name} gradient rel err {e}");
+        }
+    }
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //! update must match the reference exactly (momentum 0.1, running variance from the
 //! *unbiased* batch variance, normalisation with the biased one).
 
-use candle_core::{bail, DType, Result, Tensor, Var, D};
+use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 const EPS: f64 = 1e-5;
@@ -45,40 +45,29 @@ impl BatchNorm2d {
                 x.shape()
             )
         }
-        let (mean, var) = if train {
-            let n = b * h * w;
-            if n < 2 {
-                bail!(
-                    "{}: batch statistics need more than one value per channel, got {:?}",
-                    self.name,
-                    x.shape()
-                )
-            }
-            // [B, C, H, W] -> [C, B*H*W]
-            let flat = x.transpose(0, 1)?.reshape((c, n))?;
-            let mean = flat.mean_keepdim(D::Minus1)?; // [C, 1]
-            let centred = flat.broadcast_sub(&mean)?;
-            let sq_sum = centred.sqr()?.sum_keepdim(D::Minus1)?;
-            let var = (&sq_sum / n as f64)?;
-            let unbiased = (sq_sum / (n - 1) as f64)?.detach();
-            let mean_d = mean.detach().flatten_all()?;
-            let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean_d * MOMENTUM)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))?
-                + (unbiased.flatten_all()? * MOMENTUM)?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
-            (mean.reshape((1, c, 1, 1))?, var.reshape((1, c, 1, 1))?)
-        } else {
-            (
-                self.running_mean.as_tensor().reshape((1, c, 1, 1))?,
-                self.running_var.as_tensor().reshape((1, c, 1, 1))?,
+        if !train {
+            let (scale, shift) = self.eval_affine()?;
+            return x
+                .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                .broadcast_add(&shift.reshape((1, c, 1, 1))?);
+        }
+        let n = b * h * w;
+        if n < 2 {
+            bail!(
+                "{}: batch statistics need more than one value per channel, got {:?}",
+                self.name,
+                x.shape()
             )
-        };
-        let inv_std = (var + EPS)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?;
-        x.broadcast_sub(&mean)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)
+        }
+        // One fused op on the CPU (dgcolor-kernels); it hands back the detached batch
+        // statistics for the running averages.
+        let (y, mean, var) = dgcolor_kernels::batch_norm_train(x, &self.weight, &self.bias, EPS)?;
+        let unbiased = (var * (n as f64 / (n - 1) as f64))?;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean * MOMENTUM)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(y)
     }
 
     /// Per-channel (scale, shift) of eval mode, for folding into a preceding convolution.
