@@ -93,6 +93,18 @@ impl Adam {
             let Some(g) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
+            let coeffs = dgcolor_kernels::AdamCoeffs {
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bias2,
+            };
+            let (var, m, v) = (slot.var.as_tensor(), slot.m.as_tensor(), slot.v.as_tensor());
+            if dgcolor_kernels::adam_inplace(var, m, v, g, coeffs)? {
+                continue;
+            }
+            // Off the CPU: the same arithmetic as candle ops.
             let m = ((slot.m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
             let v = ((slot.v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             // p -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps), PyTorch's exact form.

@@ -1,5 +1,5 @@
 //! Fast CPU kernels for the U-Net's convolutions, BatchNorm and activations, as candle
-//! custom ops with backward.
+//! custom ops with backward, and Adam's update in place.
 //!
 //! candle 0.11's CPU backend runs `conv2d` as a tiled im2col + gemm, but `conv_transpose2d`
 //! is a direct scatter loop, and the input gradient of every `conv2d` goes through that loop
@@ -27,6 +27,7 @@
 //! every backend, which avoids candle's naive CUDA transposed convolution.
 
 mod activation;
+mod adam;
 mod batch_norm;
 mod conv;
 mod gemm_f32;
@@ -36,6 +37,7 @@ pub mod lowered;
 mod scratch;
 
 pub use activation::{leaky_relu, leaky_relu_reference};
+pub use adam::{adam_inplace, AdamCoeffs};
 pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
 pub use conv::{
     conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference, precision,

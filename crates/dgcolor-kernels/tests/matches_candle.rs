@@ -360,3 +360,49 @@ fn batch_norm_matches_candle() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn adam_inplace_is_bit_identical_to_candle_ops() -> Result<()> {
+    use dgcolor_kernels::{adam_inplace, AdamCoeffs};
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let bits = |t: &Tensor| -> Result<Vec<u32>> {
+        Ok(t.to_vec1::<f32>()?.iter().map(|x| x.to_bits()).collect())
+    };
+    for n in [7usize, 100_003] {
+        // (the second size takes the multi-threaded path)
+        let p0 = randn(&mut rng, &[n])?;
+        let (p, m, v) = (p0.copy()?, p0.zeros_like()?, p0.zeros_like()?);
+        let (mut p_ref, mut m_ref, mut v_ref) = (p0.clone(), p0.zeros_like()?, p0.zeros_like()?);
+        let (b1, b2, eps, lr) = (0.5, 0.999, 1e-8, 1e-3);
+        for t in 1..=3 {
+            let g = randn(&mut rng, &[n])?;
+            let c = AdamCoeffs {
+                beta1: b1,
+                beta2: b2,
+                eps,
+                step_size: lr / (1.0 - f64::powi(b1, t)),
+                bias2: 1.0 - f64::powi(b2, t),
+            };
+            assert!(adam_inplace(&p, &m, &v, &g, c)?, "fast path not taken");
+            m_ref = ((&m_ref * b1)? + (&g * (1.0 - b1))?)?;
+            v_ref = ((&v_ref * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let denom = ((v_ref.sqrt()? / c.bias2.sqrt())? + eps)?;
+            p_ref = (&p_ref - ((&m_ref / denom)? * c.step_size)?)?;
+        }
+        assert_eq!(bits(&m)?, bits(&m_ref)?, "n {n}: first moment");
+        assert_eq!(bits(&v)?, bits(&v_ref)?, "n {n}: second moment");
+        assert_eq!(bits(&p)?, bits(&p_ref)?, "n {n}: parameters");
+    }
+    // A strided parameter is left alone for the caller's candle-ops path.
+    let w = randn(&mut rng, &[4, 6])?.t()?;
+    let z = w.zeros_like()?.contiguous()?;
+    let c = AdamCoeffs {
+        beta1: 0.5,
+        beta2: 0.999,
+        eps: 1e-8,
+        step_size: 1e-3,
+        bias2: 1e-3,
+    };
+    assert!(!adam_inplace(&w, &z, &z.copy()?, &z, c)?);
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Adam's per-tensor update in place. As candle ops one update is eleven element-wise passes
+//! and three fresh allocations per parameter tensor (new m, v and weights); in place it is
+//! three passes and no allocation. Each element sees exactly the f32 operations, in the same
+//! order, that those candle ops perform (candle's scalar `*`, `/`, `+` are `affine` with the
+//! scalar rounded to f32), so both paths give bit-identical weights.
+
+use candle_core::{bail, CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
+use rayon::prelude::*;
+
+const PAR_MIN: usize = 1 << 15;
+const CHUNK: usize = 1 << 13;
+
+/// The scalars of one Adam step (PyTorch's formulation, no weight decay).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamCoeffs {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f64,
+    /// `1 - beta2^t`.
+    pub bias2: f64,
+}
+
+/// `m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+/// param -= step_size * m / (sqrt(v) / sqrt(bias2) + eps)`, all three updated in place.
+/// Returns `Ok(false)` and changes nothing unless every tensor is a contiguous f32 CPU
+/// tensor of the same size (the caller then uses candle ops), or when `DGCOLOR_KERNELS=candle`.
+pub fn adam_inplace(
+    param: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    grad: &Tensor,
+    c: AdamCoeffs,
+) -> Result<bool> {
+    let n = param.elem_count();
+    let usable = !crate::conv::disabled()
+        && [param, m, v, grad]
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.elem_count() == n)
+        && [param, m, v].iter().all(|t| t.is_contiguous());
+    if !usable {
+        return Ok(false);
+    }
+    let g = grad.contiguous()?;
+    m.inplace_op2(&g, &Moment::new(c.beta1, false))?;
+    v.inplace_op2(&g, &Moment::new(c.beta2, true))?;
+    param.inplace_op3(
+        m,
+        v,
+        &Apply {
+            inv_sqrt_bias2: (1.0 / c.bias2.sqrt()) as f32,
+            eps: c.eps as f32,
+            step_size: c.step_size as f32,
+        },
+    )?;
+    Ok(true)
+}
+
+fn src<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("adam: expected f32 storage")
+    };
+    if !l.is_contiguous() {
+        bail!("adam: operand must be contiguous")
+    }
+    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
+}
+
+fn dst<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("adam: expected f32 storage")
+    };
+    if !l.is_contiguous() {
+        bail!("adam: updated tensor must be contiguous")
+    }
+    Ok(&mut v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
+}
+
+/// Runs `f(offset, chunk)` over `out`, split across threads when it is large.
+fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    if out.len() < PAR_MIN {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c));
+    }
+}
+
+/// `moment = decay * moment + (1 - decay) * (g or g^2)`.
+struct Moment {
+    decay: f32,
+    scale: f32,
+    square: bool,
+}
+
+impl Moment {
+    fn new(beta: f64, square: bool) -> Self {
+        Self {
+            decay: beta as f32,
+            scale: (1.0 - beta) as f32,
+            square,
+        }
+    }
+}
+
+impl InplaceOp2 for Moment {
+    fn name(&self) -> &'static str {
+        "dgcolor-adam-moment"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let g = src(s2, l2)?;
+        let (decay, scale, square) = (self.decay, self.scale, self.square);
+        for_chunks(dst(s1, l1)?, |off, m| {
+            for (m, &g) in m.iter_mut().zip(&g[off..]) {
+                let g = if square { g * g } else { g };
+                *m = *m * decay + g * scale;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `param -= step_size * m / (sqrt(v) * inv_sqrt_bias2 + eps)`.
+#[derive(Clone, Copy)]
+struct Apply {
+    inv_sqrt_bias2: f32,
+    eps: f32,
+    step_size: f32,
+}
+
+impl InplaceOp3 for Apply {
+    fn name(&self) -> &'static str {
+        "dgcolor-adam-apply"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let (m, v) = (src(s2, l2)?, src(s3, l3)?);
+        let Apply {
+            inv_sqrt_bias2,
+            eps,
+            step_size,
+        } = *self;
+        for_chunks(dst(s1, l1)?, |off, p| {
+            for ((p, &m), &v) in p.iter_mut().zip(&m[off..]).zip(&v[off..]) {
+                let denom = v.sqrt() * inv_sqrt_bias2 + eps;
+                *p -= m / denom * step_size;
+            }
+        });
+        Ok(())
+    }
+}
