@@ -390,14 +390,21 @@ impl CustomOp3 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let (_, _, h, wd) = x.dims4()?;
-        let dx = grad.apply_op2_no_bwd(
-            w,
-            &BackwardData {
-                stride: self.stride,
-                padding: self.padding,
-                image_hw: (h, wd),
-            },
-        )?;
+        // No input gradient for an input that records no graph (the network's L input, a
+        // detached fake): its GEMM and col2im would be thrown away.
+        let dx = x
+            .track_op()
+            .then(|| {
+                grad.apply_op2_no_bwd(
+                    w,
+                    &BackwardData {
+                        stride: self.stride,
+                        padding: self.padding,
+                        image_hw: (h, wd),
+                    },
+                )
+            })
+            .transpose()?;
         let dw = x.apply_op2_no_bwd(
             &grad,
             &BackwardFilter {
@@ -408,7 +415,7 @@ impl CustomOp3 for Conv2dOp {
             },
         )?;
         let db = grad.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((dx, Some(dw), Some(db)))
     }
 }
 
@@ -455,13 +462,18 @@ impl CustomOp3 for ConvTranspose2dOp {
         let grad = grad.contiguous()?;
         // The input gradient of a transposed conv is the ordinary conv of the output
         // gradient with the same weight.
-        let dx = grad.apply_op2_no_bwd(
-            w,
-            &Forward {
-                stride: self.stride,
-                padding: self.padding,
-            },
-        )?;
+        let dx = x
+            .track_op()
+            .then(|| {
+                grad.apply_op2_no_bwd(
+                    w,
+                    &Forward {
+                        stride: self.stride,
+                        padding: self.padding,
+                    },
+                )
+            })
+            .transpose()?;
         let dw = grad.apply_op2_no_bwd(
             x,
             &BackwardFilter {
@@ -472,7 +484,7 @@ impl CustomOp3 for ConvTranspose2dOp {
             },
         )?;
         let db = grad.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((dx, Some(dw), Some(db)))
     }
 }
 

@@ -406,3 +406,34 @@ fn adam_inplace_is_bit_identical_to_candle_ops() -> Result<()> {
     assert!(!adam_inplace(&w, &z, &z.copy()?, &z, c)?);
     Ok(())
 }
+
+#[test]
+fn constant_input_still_gets_weight_and_bias_gradients() -> Result<()> {
+    // The network's input records no graph, so the ops skip its gradient; the weight and
+    // bias gradients must be unaffected.
+    let mut rng = ChaCha8Rng::seed_from_u64(51);
+    let x = randn(&mut rng, &[2, 3, 8, 8])?;
+    let cases: [(Op, Op, [usize; 4], usize); 2] = [
+        (conv2d, conv2d_reference, [5, 3, 4, 4], 5),
+        (
+            conv_transpose2d,
+            conv_transpose2d_reference,
+            [3, 4, 4, 4],
+            4,
+        ),
+    ];
+    for (fast, reference, wdims, nb) in cases {
+        let w = Var::from_tensor(&randn(&mut rng, &wdims)?)?;
+        let b = Var::from_tensor(&randn(&mut rng, &[nb])?)?;
+        let g = fast(&x, &w, Some(&b), 2, 1)?.sqr()?.sum_all()?.backward()?;
+        let g_ref = reference(&x, &w, Some(&b), 2, 1)?
+            .sqr()?
+            .sum_all()?
+            .backward()?;
+        assert!(g.get(&x).is_none());
+        for v in [&w, &b] {
+            assert!(rel_err(g.get(v).unwrap(), g_ref.get(v).unwrap())? < TOL);
+        }
+    }
+    Ok(())
+}
