@@ -6,12 +6,8 @@
 //! The gradient is PyTorch's: `grad * (x > 0 ? 1 : slope)`, also at x == 0 (where
 //! candle's `maximum` would split the gradient between both arguments).
 
+use crate::cpu::{f32_slice, for_chunks};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
-
-/// Below this many elements the work is not split across threads.
-const PAR_MIN: usize = 1 << 15;
-const CHUNK: usize = 1 << 14;
 
 /// `x > 0 ? x : slope * x`, differentiable; candle ops off the CPU or for non-f32.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
@@ -32,26 +28,6 @@ pub fn leaky_relu_reference(x: &Tensor, slope: f64) -> Result<Tensor> {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("leaky_relu: expected f32 storage")
-    };
-    if !l.is_contiguous() {
-        bail!("leaky_relu: operand must be contiguous")
-    }
-    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
-}
-
-fn map(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
-    if out.len() < PAR_MIN {
-        f(0, out);
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
-    }
-}
-
 struct LeakyRelu {
     slope: f32,
 }
@@ -62,10 +38,10 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l)?;
+        let x = f32_slice(s, l, "leaky_relu")?;
         let slope = self.slope;
         let mut out = vec![0.0f32; x.len()];
-        map(&mut out, |off, o| {
+        for_chunks(&mut out, |off, o| {
             for (o, &v) in o.iter_mut().zip(&x[off..]) {
                 *o = if v > 0.0 { v } else { v * slope };
             }
@@ -98,13 +74,16 @@ impl CustomOp2 for LeakyReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
+        let (x, g) = (
+            f32_slice(s1, l1, "leaky_relu backward")?,
+            f32_slice(s2, l2, "leaky_relu backward")?,
+        );
         if x.len() != g.len() {
             bail!("leaky_relu backward: {:?} vs {:?}", l1.shape(), l2.shape())
         }
         let slope = self.slope;
         let mut out = vec![0.0f32; x.len()];
-        map(&mut out, |off, o| {
+        for_chunks(&mut out, |off, o| {
             for ((o, &v), &g) in o.iter_mut().zip(&x[off..]).zip(&g[off..]) {
                 *o = if v > 0.0 { g } else { g * slope };
             }

@@ -4,11 +4,9 @@
 //! order, that those candle ops perform (candle's scalar `*`, `/`, `+` are `affine` with the
 //! scalar rounded to f32), so both paths give bit-identical weights.
 
-use candle_core::{bail, CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
-use rayon::prelude::*;
+use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 
-const PAR_MIN: usize = 1 << 15;
-const CHUNK: usize = 1 << 13;
+use crate::cpu::{f32_slice, f32_slice_mut, for_chunks};
 
 /// The scalars of one Adam step (PyTorch's formulation, no weight decay).
 #[derive(Clone, Copy, Debug)]
@@ -57,37 +55,6 @@ pub fn adam_inplace(
     Ok(true)
 }
 
-fn src<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("adam: expected f32 storage")
-    };
-    if !l.is_contiguous() {
-        bail!("adam: operand must be contiguous")
-    }
-    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
-}
-
-fn dst<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("adam: expected f32 storage")
-    };
-    if !l.is_contiguous() {
-        bail!("adam: updated tensor must be contiguous")
-    }
-    Ok(&mut v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
-}
-
-/// Runs `f(offset, chunk)` over `out`, split across threads when it is large.
-fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
-    if out.len() < PAR_MIN {
-        f(0, out);
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
-    }
-}
-
 /// `moment = decay * moment + (1 - decay) * (g or g^2)`.
 struct Moment {
     decay: f32,
@@ -117,9 +84,9 @@ impl InplaceOp2 for Moment {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let g = src(s2, l2)?;
+        let g = f32_slice(s2, l2, "adam gradient")?;
         let (decay, scale, square) = (self.decay, self.scale, self.square);
-        for_chunks(dst(s1, l1)?, |off, m| {
+        for_chunks(f32_slice_mut(s1, l1, "adam moment")?, |off, m| {
             for (m, &g) in m.iter_mut().zip(&g[off..]) {
                 let g = if square { g * g } else { g };
                 *m = *m * decay + g * scale;
@@ -151,13 +118,13 @@ impl InplaceOp3 for Apply {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let (m, v) = (src(s2, l2)?, src(s3, l3)?);
+        let (m, v) = (f32_slice(s2, l2, "adam m")?, f32_slice(s3, l3, "adam v")?);
         let Apply {
             inv_sqrt_bias2,
             eps,
             step_size,
         } = *self;
-        for_chunks(dst(s1, l1)?, |off, p| {
+        for_chunks(f32_slice_mut(s1, l1, "adam parameters")?, |off, p| {
             for ((p, &m), &v) in p.iter_mut().zip(&m[off..]).zip(&v[off..]) {
                 let denom = v.sqrt() * inv_sqrt_bias2 + eps;
                 *p -= m / denom * step_size;

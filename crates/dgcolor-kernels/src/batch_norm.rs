@@ -11,6 +11,8 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::f32_slice;
+
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over `x [B, C, H, W]` with the batch's
 /// per-channel mean and biased variance, differentiable in `x`, `weight` and `bias`.
 /// Returns the output and the (detached) batch mean and biased variance `[C]`, from which
@@ -69,16 +71,6 @@ pub fn batch_norm_train_reference(
     Ok((y, mean.flatten_all()?.detach(), var.flatten_all()?.detach()))
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("batch_norm: {what} must be f32")
-    };
-    if !l.is_contiguous() {
-        bail!("batch_norm: {what} must be contiguous")
-    }
-    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
-}
-
 /// The planes `[H*W]` of channel `ch` in a contiguous `[B, C, H, W]` buffer.
 fn planes<'a>(x: &'a [f32], dims: &[usize], ch: usize) -> impl Iterator<Item = &'a [f32]> {
     let (c, hw) = (dims[1], dims[2] * dims[3]);
@@ -94,7 +86,7 @@ impl CustomOp1 for ChannelStats {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32s(s, l, "input")?;
+        let x = f32_slice(s, l, "batch_norm input")?;
         let dims = l.dims();
         let c = dims[1];
         let n = (dims[0] * dims[2] * dims[3]) as f64;
@@ -150,8 +142,11 @@ impl CustomOp3 for BatchNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, affine) = (f32s(s1, l1, "input")?, f32s(s2, l2, "affine")?);
-        let mi = mean_inv(f32s(s3, l3, "statistics")?, self.eps);
+        let (x, affine) = (
+            f32_slice(s1, l1, "batch_norm input")?,
+            f32_slice(s2, l2, "batch_norm affine")?,
+        );
+        let mi = mean_inv(f32_slice(s3, l3, "batch_norm statistics")?, self.eps);
         let dims = l1.dims();
         let (c, hw) = (dims[1], dims[2] * dims[3]);
         let mut y = vec![0.0f32; x.len()];
@@ -210,8 +205,11 @@ impl CustomOp3 for GradSums {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, dy) = (f32s(s1, l1, "input")?, f32s(s2, l2, "gradient")?);
-        let mi = mean_inv(f32s(s3, l3, "statistics")?, self.eps);
+        let (x, dy) = (
+            f32_slice(s1, l1, "batch_norm input")?,
+            f32_slice(s2, l2, "batch_norm gradient")?,
+        );
+        let mi = mean_inv(f32_slice(s3, l3, "batch_norm statistics")?, self.eps);
         let dims = l1.dims();
         let per: Vec<(f32, f32)> = (0..dims[1])
             .into_par_iter()
@@ -256,9 +254,9 @@ impl CustomOp3 for GradInput {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, dy, aux) = (
-            f32s(s1, l1, "input")?,
-            f32s(s2, l2, "gradient")?,
-            f32s(s3, l3, "aux")?,
+            f32_slice(s1, l1, "batch_norm input")?,
+            f32_slice(s2, l2, "batch_norm gradient")?,
+            f32_slice(s3, l3, "batch_norm aux")?,
         );
         let dims = l1.dims();
         let (c, hw) = (dims[1], dims[2] * dims[3]);

@@ -5,6 +5,7 @@ use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
 
+use crate::cpu::f32_slice;
 use crate::gemm_f32::{gemm_into, Mat};
 use crate::geom::ConvGeom;
 use crate::im2col::{col2im, im2col};
@@ -161,17 +162,6 @@ fn bias_or_zeros(bias: Option<&Tensor>, n: usize, like: &Tensor) -> Result<Tenso
         }
         None => Tensor::zeros(n, DType::F32, like.device()),
     }
-}
-
-/// The contiguous f32 data of a CPU tensor operand.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{what}: expected f32 storage")
-    };
-    if !l.is_contiguous() {
-        bail!("{what}: operand must be contiguous")
-    }
-    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
 }
 
 // ---------------------------------------------------------------------------------------

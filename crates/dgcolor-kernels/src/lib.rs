@@ -30,6 +30,7 @@ mod activation;
 mod adam;
 mod batch_norm;
 mod conv;
+mod cpu;
 mod gemm_f32;
 mod geom;
 mod im2col;

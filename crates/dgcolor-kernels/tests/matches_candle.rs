@@ -52,6 +52,7 @@ fn conv_t_bf16(x: &Tensor, w: &Tensor, b: Option<&Tensor>, s: usize, p: usize) -
 
 /// Runs `fast` and `reference` on the same operands with a random upstream gradient and
 /// compares the output and the gradients of input, weight and bias.
+#[allow(clippy::too_many_arguments)] // one row of a case table
 fn check(
     case: &str,
     fast: Op,
