@@ -36,7 +36,11 @@ pub fn conv2d(
     x.apply_op3_arc(
         &weight,
         &bias,
-        std::sync::Arc::new(Box::new(Conv2dOp { stride, padding })),
+        std::sync::Arc::new(Box::new(ConvOp {
+            stride,
+            padding,
+            transposed: false,
+        })),
     )
 }
 
@@ -62,7 +66,11 @@ pub fn conv_transpose2d(
     x.apply_op3_arc(
         &weight,
         &bias,
-        std::sync::Arc::new(Box::new(ConvTranspose2dOp { stride, padding })),
+        std::sync::Arc::new(Box::new(ConvOp {
+            stride,
+            padding,
+            transposed: true,
+        })),
     )
 }
 
@@ -338,14 +346,21 @@ fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
-struct Conv2dOp {
+/// `conv2d` (`transposed: false`) or `conv_transpose2d` (`true`) + bias: the same geometry
+/// read in the two directions, so the two ops share one implementation.
+struct ConvOp {
     stride: usize,
     padding: usize,
+    transposed: bool,
 }
 
-impl CustomOp3 for Conv2dOp {
+impl CustomOp3 for ConvOp {
     fn name(&self) -> &'static str {
-        "dgcolor-conv2d"
+        if self.transposed {
+            "dgcolor-conv-transpose2d"
+        } else {
+            "dgcolor-conv2d"
+        }
     }
 
     fn cpu_fwd(
@@ -357,17 +372,20 @@ impl CustomOp3 for Conv2dOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = ConvGeom::conv(
-            dims4(l1, "conv2d input")?,
-            dims4(l2, "conv2d weight")?,
-            self.stride,
-            self.padding,
-        )?;
-        let x = f32_slice(s1, l1, "conv2d input")?;
-        let w = f32_slice(s2, l2, "conv2d weight")?;
-        let b = f32_slice(s3, l3, "conv2d bias")?;
-        let out = conv_forward(x, w, Some(b), &g);
-        Ok((CpuStorage::F32(out), (g.b, g.m, g.oh, g.ow).into()))
+        let op = self.name();
+        let (xd, wd) = (dims4(l1, op)?, dims4(l2, op)?);
+        let x = f32_slice(s1, l1, op)?;
+        let w = f32_slice(s2, l2, op)?;
+        let b = f32_slice(s3, l3, op)?;
+        if self.transposed {
+            let g = ConvGeom::transposed(xd, wd, self.stride, self.padding)?;
+            let out = conv_backward_data(x, w, Some(b), &g);
+            Ok((CpuStorage::F32(out), (g.b, g.c, g.h, g.w).into()))
+        } else {
+            let g = ConvGeom::conv(xd, wd, self.stride, self.padding)?;
+            let out = conv_forward(x, w, Some(b), &g);
+            Ok((CpuStorage::F32(out), (g.b, g.m, g.oh, g.ow).into()))
+        }
     }
 
     fn bwd(
@@ -379,98 +397,43 @@ impl CustomOp3 for Conv2dOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let (_, _, h, wd) = x.dims4()?;
+        let (stride, padding) = (self.stride, self.padding);
         // No input gradient for an input that records no graph (the network's L input, a
-        // detached fake): its GEMM and col2im would be thrown away.
+        // detached fake): its GEMM and col2im would be thrown away. The input gradient of a
+        // conv is the adjoint (col2im side); that of a transposed conv is the ordinary conv of
+        // the output gradient with the same weight.
         let dx = x
             .track_op()
             .then(|| {
-                grad.apply_op2_no_bwd(
-                    w,
-                    &BackwardData {
-                        stride: self.stride,
-                        padding: self.padding,
-                        image_hw: (h, wd),
-                    },
-                )
+                if self.transposed {
+                    grad.apply_op2_no_bwd(w, &Forward { stride, padding })
+                } else {
+                    let (_, _, h, wd) = x.dims4()?;
+                    let image_hw = (h, wd);
+                    grad.apply_op2_no_bwd(
+                        w,
+                        &BackwardData {
+                            stride,
+                            padding,
+                            image_hw,
+                        },
+                    )
+                }
             })
             .transpose()?;
-        let dw = x.apply_op2_no_bwd(
-            &grad,
+        // The filter gradient pairs the image side with the columns side.
+        let (image, cols) = if self.transposed {
+            (&grad, x)
+        } else {
+            (x, &grad)
+        };
+        let dw = image.apply_op2_no_bwd(
+            cols,
             &BackwardFilter {
-                stride: self.stride,
-                padding: self.padding,
+                stride,
+                padding,
                 kernel: (w.dim(2)?, w.dim(3)?),
-                transposed: false,
-            },
-        )?;
-        let db = grad.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((dx, Some(dw), Some(db)))
-    }
-}
-
-struct ConvTranspose2dOp {
-    stride: usize,
-    padding: usize,
-}
-
-impl CustomOp3 for ConvTranspose2dOp {
-    fn name(&self) -> &'static str {
-        "dgcolor-conv-transpose2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = ConvGeom::transposed(
-            dims4(l1, "conv_transpose2d input")?,
-            dims4(l2, "conv_transpose2d weight")?,
-            self.stride,
-            self.padding,
-        )?;
-        let x = f32_slice(s1, l1, "conv_transpose2d input")?;
-        let w = f32_slice(s2, l2, "conv_transpose2d weight")?;
-        let b = f32_slice(s3, l3, "conv_transpose2d bias")?;
-        let out = conv_backward_data(x, w, Some(b), &g);
-        Ok((CpuStorage::F32(out), (g.b, g.c, g.h, g.w).into()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        // The input gradient of a transposed conv is the ordinary conv of the output
-        // gradient with the same weight.
-        let dx = x
-            .track_op()
-            .then(|| {
-                grad.apply_op2_no_bwd(
-                    w,
-                    &Forward {
-                        stride: self.stride,
-                        padding: self.padding,
-                    },
-                )
-            })
-            .transpose()?;
-        let dw = grad.apply_op2_no_bwd(
-            x,
-            &BackwardFilter {
-                stride: self.stride,
-                padding: self.padding,
-                kernel: (w.dim(2)?, w.dim(3)?),
-                transposed: true,
+                transposed: self.transposed,
             },
         )?;
         let db = grad.apply_op1_no_bwd(&ChannelSum)?;
