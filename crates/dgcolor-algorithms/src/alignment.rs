@@ -8,7 +8,7 @@ use dgcolor_data::DomainBatch;
 
 use crate::algorithm::{scalar, trained, union, AlgorithmSpec, Losses};
 use crate::baseline::{
-    domain_slices, forward_with_bottleneck, generator_vars, mean_of, per_domain_task, pooled,
+    domain_slices, forward_with_bottleneck, generator_vars, mean_task, per_domain_task, pooled,
     train_mode,
 };
 use crate::optim::Adam;
@@ -81,19 +81,18 @@ impl AlignedPix2Pix {
             .iter()
             .map(|&(_, start, len)| f.narrow(0, start, len))
             .collect::<Result<Vec<_>>>()?;
-        let task = mean_of(&tasks.iter().map(|t| t.total.clone()).collect::<Vec<_>>())?;
+        let mean = mean_task(&tasks)?;
+        let task = mean.total;
         let penalty = self.penalty(&features)?;
         let total = (&task + (&penalty * self.gamma)?)?;
         self.opt_gen.step(&total.backward()?)?;
         self.step += 1;
-        let l1 = mean_of(&tasks.iter().map(|t| t.l1.clone()).collect::<Vec<_>>())?;
-        let gan = mean_of(&tasks.iter().map(|t| t.gan.clone()).collect::<Vec<_>>())?;
         Ok(Losses::from([
             ("d", scalar(&d)?),
             ("g", scalar(&total)?),
             ("g_task", scalar(&task)?),
-            ("g_l1", scalar(&l1)?),
-            ("g_gan", scalar(&gan)?),
+            ("g_l1", scalar(&mean.l1)?),
+            ("g_gan", scalar(&mean.gan)?),
             ("penalty", scalar(&penalty)?),
         ]))
     }

@@ -121,6 +121,19 @@ pub fn per_domain_task(
         .collect()
 }
 
+/// The per-domain task losses averaged over domains (ERM's objective on balanced batches and
+/// what every per-domain method reports).
+pub fn mean_task(tasks: &[crate::pix2pix::TaskLoss]) -> Result<crate::pix2pix::TaskLoss> {
+    let mean = |f: fn(&crate::pix2pix::TaskLoss) -> &Tensor| {
+        mean_of(&tasks.iter().map(|t| f(t).clone()).collect::<Vec<_>>())
+    };
+    Ok(crate::pix2pix::TaskLoss {
+        total: mean(|t| &t.total)?,
+        l1: mean(|t| &t.l1)?,
+        gan: mean(|t| &t.gan)?,
+    })
+}
+
 /// Mean of scalar tensors.
 pub fn mean_of(values: &[Tensor]) -> Result<Tensor> {
     let refs: Vec<&Tensor> = values.iter().collect();

@@ -26,7 +26,7 @@ use dgcolor_data::DomainBatch;
 
 use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
-    domain_slices, forward_with_bottleneck, generator_vars, mean_of, per_domain_task, train_mode,
+    domain_slices, forward_with_bottleneck, generator_vars, mean_task, per_domain_task, train_mode,
 };
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
@@ -117,21 +117,12 @@ impl Algorithm for GroupDro {
         let total = Tensor::stack(&refs, 0)?.sum_all()?;
         self.opt_gen.step(&total.backward()?)?;
         self.step += 1;
+        let mean = mean_task(&tasks)?;
         let mut out = Losses::from([
             ("d", scalar(&d)?),
             ("g", scalar(&total)?),
-            (
-                "g_l1",
-                scalar(&mean_of(
-                    &tasks.iter().map(|t| t.l1.clone()).collect::<Vec<_>>(),
-                )?)?,
-            ),
-            (
-                "g_gan",
-                scalar(&mean_of(
-                    &tasks.iter().map(|t| t.gan.clone()).collect::<Vec<_>>(),
-                )?)?,
-            ),
+            ("g_l1", scalar(&mean.l1)?),
+            ("g_gan", scalar(&mean.gan)?),
         ]);
         const Q_KEYS: [&str; 4] = ["q0", "q1", "q2", "q3"];
         for (m, qm) in q.iter().enumerate().take(Q_KEYS.len()) {

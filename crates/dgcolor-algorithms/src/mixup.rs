@@ -29,7 +29,7 @@ use rand_distr::{Beta, Distribution};
 
 use crate::algorithm::{scalar, step_rng, trained, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
-    forward_with_bottleneck, generator_vars, mean_of, per_domain_task, random_pairs, train_mode,
+    forward_with_bottleneck, generator_vars, mean_task, per_domain_task, random_pairs, train_mode,
 };
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
@@ -131,24 +131,15 @@ impl Algorithm for Mixup {
         let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
         let (fake, _) = forward_with_bottleneck(&self.core.generator, &m.l, &mode)?;
         let tasks = per_domain_task(&self.core, &m.l, &fake, &m.ab, &m.slices)?;
-        let total = mean_of(&tasks.iter().map(|t| t.total.clone()).collect::<Vec<_>>())?;
+        let mean = mean_task(&tasks)?;
+        let total = mean.total;
         self.opt_gen.step(&total.backward()?)?;
         self.step += 1;
         Ok(Losses::from([
             ("d", scalar(&d)?),
             ("g", scalar(&total)?),
-            (
-                "g_l1",
-                scalar(&mean_of(
-                    &tasks.iter().map(|t| t.l1.clone()).collect::<Vec<_>>(),
-                )?)?,
-            ),
-            (
-                "g_gan",
-                scalar(&mean_of(
-                    &tasks.iter().map(|t| t.gan.clone()).collect::<Vec<_>>(),
-                )?)?,
-            ),
+            ("g_l1", scalar(&mean.l1)?),
+            ("g_gan", scalar(&mean.gan)?),
             ("lam", (lams.iter().sum::<f64>() / lams.len() as f64) as f32),
         ]))
     }
