@@ -135,7 +135,7 @@ pub fn mean_task(tasks: &[crate::pix2pix::TaskLoss]) -> Result<crate::pix2pix::T
 }
 
 /// Mean of scalar tensors.
-pub fn mean_of(values: &[Tensor]) -> Result<Tensor> {
+fn mean_of(values: &[Tensor]) -> Result<Tensor> {
     let refs: Vec<&Tensor> = values.iter().collect();
     Tensor::stack(&refs, 0)?.mean_all()
 }
