@@ -42,9 +42,10 @@ pub enum DataError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// PACS / Office-Home layouts, split files, parquet copies, the Hub.
+    /// The loader thread's host-to-device copy.
     #[error("copying a batch to the device: {0}")]
     Device(#[from] candle_core::Error),
+    /// PACS / Office-Home layouts, split files, parquet copies, the Hub.
     #[error(transparent)]
     Benchmark(#[from] crate::benchmark_error::BenchmarkError),
 }
