@@ -41,11 +41,15 @@ impl CustomOp1 for LeakyRelu {
         let x = f32_slice(s, l, "leaky_relu")?;
         let slope = self.slope;
         let mut out = vec![0.0f32; x.len()];
-        for_chunks(&mut out, |off, o| {
-            for (o, &v) in o.iter_mut().zip(&x[off..]) {
-                *o = if v > 0.0 { v } else { v * slope };
-            }
-        });
+        for_chunks(
+            &mut out,
+            #[inline(always)]
+            move |off, o| {
+                for (o, &v) in o.iter_mut().zip(&x[off..]) {
+                    *o = if v > 0.0 { v } else { v * slope };
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -83,11 +87,15 @@ impl CustomOp2 for LeakyReluGrad {
         }
         let slope = self.slope;
         let mut out = vec![0.0f32; x.len()];
-        for_chunks(&mut out, |off, o| {
-            for ((o, &v), &g) in o.iter_mut().zip(&x[off..]).zip(&g[off..]) {
-                *o = if v > 0.0 { g } else { g * slope };
-            }
-        });
+        for_chunks(
+            &mut out,
+            #[inline(always)]
+            move |off, o| {
+                for ((o, &v), &g) in o.iter_mut().zip(&x[off..]).zip(&g[off..]) {
+                    *o = if v > 0.0 { g } else { g * slope };
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

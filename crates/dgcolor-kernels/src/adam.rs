@@ -86,12 +86,16 @@ impl InplaceOp2 for Moment {
     ) -> Result<()> {
         let g = f32_slice(s2, l2, "adam gradient")?;
         let (decay, scale, square) = (self.decay, self.scale, self.square);
-        for_chunks(f32_slice_mut(s1, l1, "adam moment")?, |off, m| {
-            for (m, &g) in m.iter_mut().zip(&g[off..]) {
-                let g = if square { g * g } else { g };
-                *m = *m * decay + g * scale;
-            }
-        });
+        for_chunks(
+            f32_slice_mut(s1, l1, "adam moment")?,
+            #[inline(always)]
+            move |off, m| {
+                for (m, &g) in m.iter_mut().zip(&g[off..]) {
+                    let g = if square { g * g } else { g };
+                    *m = *m * decay + g * scale;
+                }
+            },
+        );
         Ok(())
     }
 }
@@ -124,12 +128,16 @@ impl InplaceOp3 for Apply {
             eps,
             step_size,
         } = *self;
-        for_chunks(f32_slice_mut(s1, l1, "adam parameters")?, |off, p| {
-            for ((p, &m), &v) in p.iter_mut().zip(&m[off..]).zip(&v[off..]) {
-                let denom = v.sqrt() * inv_sqrt_bias2 + eps;
-                *p -= m / denom * step_size;
-            }
-        });
+        for_chunks(
+            f32_slice_mut(s1, l1, "adam parameters")?,
+            #[inline(always)]
+            move |off, p| {
+                for ((p, &m), &v) in p.iter_mut().zip(&m[off..]).zip(&v[off..]) {
+                    let denom = v.sqrt() * inv_sqrt_bias2 + eps;
+                    *p -= m / denom * step_size;
+                }
+            },
+        );
         Ok(())
     }
 }

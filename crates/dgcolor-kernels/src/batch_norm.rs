@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::f32_slice;
+use crate::cpu::{f32_slice, simd};
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over `x [B, C, H, W]` with the batch's
 /// per-channel mean and biased variance, differentiable in `x`, `weight` and `bias`.
@@ -71,6 +71,32 @@ pub fn batch_norm_train_reference(
     Ok((y, mean.flatten_all()?.detach(), var.flatten_all()?.detach()))
 }
 
+/// `sum_i f(a[i], b[i])` in f64 over 8 interleaved partial sums, so that the loop vectorises
+/// (a single running sum is one dependent add per element); the order is fixed, so the
+/// result does not depend on the machine.
+#[inline(always)]
+fn sum_wide(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
+    const LANES: usize = 8;
+    simd(
+        #[inline(always)]
+        || {
+            let mut acc = [0.0f64; LANES];
+            let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (ca, cb) in ca.zip(cb) {
+                for i in 0..LANES {
+                    acc[i] += f(ca[i], cb[i]);
+                }
+            }
+            let mut total = acc.iter().sum::<f64>();
+            for (&x, &y) in ra.iter().zip(rb) {
+                total += f(x, y);
+            }
+            total
+        },
+    )
+}
+
 /// The planes `[H*W]` of channel `ch` in a contiguous `[B, C, H, W]` buffer.
 fn planes<'a>(x: &'a [f32], dims: &[usize], ch: usize) -> impl Iterator<Item = &'a [f32]> {
     let (c, hw) = (dims[1], dims[2] * dims[3]);
@@ -94,11 +120,25 @@ impl CustomOp1 for ChannelStats {
             .into_par_iter()
             .map(|ch| {
                 let sum: f64 = planes(x, dims, ch)
-                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
+                    .map(|p| {
+                        sum_wide(
+                            p,
+                            p,
+                            #[inline(always)]
+                            |v, _| v as f64,
+                        )
+                    })
                     .sum();
                 let mean = sum / n;
                 let sq: f64 = planes(x, dims, ch)
-                    .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                    .map(|p| {
+                        sum_wide(
+                            p,
+                            p,
+                            #[inline(always)]
+                            |v, _| (v as f64 - mean).powi(2),
+                        )
+                    })
                     .sum();
                 (mean as f32, (sq / n) as f32)
             })
@@ -158,9 +198,14 @@ impl CustomOp3 for BatchNormOp {
                 let (mean, inv) = mi[ch];
                 let scale = inv * affine[ch];
                 let shift = affine[c + ch] - mean * scale;
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * scale + shift;
-                }
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = x * scale + shift;
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -217,10 +262,18 @@ impl CustomOp3 for GradSums {
                 let (mean, inv) = mi[ch];
                 let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
                 for (xp, gp) in planes(x, dims, ch).zip(planes(dy, dims, ch)) {
-                    for (&x, &g) in xp.iter().zip(gp) {
-                        sdy += g as f64;
-                        sdyx += (g * (x - mean) * inv) as f64;
-                    }
+                    sdy += sum_wide(
+                        gp,
+                        gp,
+                        #[inline(always)]
+                        |g, _| g as f64,
+                    );
+                    sdyx += sum_wide(
+                        xp,
+                        gp,
+                        #[inline(always)]
+                        |x, g| (g * (x - mean) * inv) as f64,
+                    );
                 }
                 (sdy as f32, sdyx as f32)
             })
@@ -272,10 +325,15 @@ impl CustomOp3 for GradInput {
                 let (mean, inv) = mi[ch];
                 let k = weight[ch] * inv / n;
                 let (sum_dy, sum_dyx) = (sdy[ch], sdyx[ch]);
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    let x_hat = (x - mean) * inv;
-                    *dx = k * (n * g - sum_dy - x_hat * sum_dyx);
-                }
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                            let x_hat = (x - mean) * inv;
+                            *dx = k * (n * g - sum_dy - x_hat * sum_dyx);
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }

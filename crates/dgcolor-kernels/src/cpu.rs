@@ -35,13 +35,58 @@ pub(crate) fn f32_slice_mut<'a>(
     Ok(&mut v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
 }
 
-/// Runs `f(offset, chunk)` over consecutive chunks of `out`, in parallel when it is large.
+/// Runs `f(offset, chunk)` over consecutive chunks of `out`, in parallel when it is large,
+/// each chunk compiled for the widest vector unit the CPU has (see [`simd`]).
 pub(crate) fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     if out.len() < PAR_MIN {
-        f(0, out);
+        simd(
+            #[inline(always)]
+            || f(0, out),
+        );
     } else {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| {
+            simd(
+                #[inline(always)]
+                || f(i * CHUNK, c),
+            )
+        });
     }
+}
+
+/// Runs `f` inlined into a copy compiled for AVX-512 (or AVX2) when the CPU has it.
+///
+/// The crate is built for baseline x86-64 (SSE2) so that one binary runs anywhere, which
+/// leaves our element-wise loops at 4 lanes; the GEMM dispatches at run time on its own. A
+/// loop inside `f` is vectorised for the wider unit only once `f` is inlined into each copy,
+/// so `f`, and every closure or helper its loops call, must be `#[inline(always)]` (called
+/// from three copies, it would otherwise stay one baseline function). Wrap each parallel
+/// task's body, not the parallel loop: rayon runs task bodies elsewhere. The results are
+/// identical on every path: no fused multiply-add is enabled (Rust never contracts `a * b +
+/// c` on its own) and nothing is reassociated.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features this copy is compiled for.
+            return unsafe { with_avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { with_avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,avx")]
+unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx")]
+unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }

@@ -108,7 +108,7 @@ impl ConvGeom {
     /// The half-open range of output positions `o` along one axis for which
     /// `o * stride + k - padding` lies inside `0..size`.
     #[inline]
-    pub(crate) fn valid_range(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
+    pub fn valid_range(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
         let (s, p) = (self.stride as isize, self.padding as isize);
         let k = k as isize;
         // o*s + k - p >= 0  <=>  o >= ceil((p - k) / s)

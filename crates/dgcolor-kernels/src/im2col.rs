@@ -1,10 +1,169 @@
 //! The two data-movement halves of a convolution. Both are parallel over disjoint output
-//! slices (rows of the column matrix, planes of the image), each summed in a fixed order,
-//! so the result does not depend on the thread count or scheduling.
+//! slices, each summed in a fixed order, so the result does not depend on the thread count
+//! or scheduling.
+//!
+//! A strided convolution reads (and its adjoint writes) every `stride`-th pixel, which done
+//! directly is a scalar gather (scatter-add) repeated for each of the `kh * kw` taps, with
+//! edge cases at every border. Both halves first split an image plane into its
+//! `stride x stride` phases (pixel `(s*i + r, s*j + q)` goes to phase `(r, q)` at `(i, j)`),
+//! each with a zero border: every tap then reads (writes) one window of one phase with unit
+//! stride, so the per-tap loops are plain row copies and vector adds, and the strided access
+//! happens once per plane instead of once per tap. With stride 1 the plane is its own single
+//! (padded) phase.
 
 use rayon::prelude::*;
 
+use crate::cpu::simd;
 use crate::geom::ConvGeom;
+
+/// An image plane `[h, w]` split into `s * s` phases, each stored zero-padded as `[hp, wp]`
+/// with the plane's pixels from row and column `lo`: wide enough that every tap's window of
+/// `OH x OW` positions lies inside it, so that the per-tap loops have no edge cases (what
+/// falls outside the image reads or writes the zero border).
+struct Phases {
+    s: usize,
+    lo: usize,
+    hp: usize,
+    wp: usize,
+}
+
+impl Phases {
+    fn new(g: &ConvGeom) -> Self {
+        let (s, p) = (g.stride, g.padding);
+        // Tap 0 reaches `ceil(p / s)` phase positions before the plane, the last tap
+        // `floor((k - 1 - p) / s)` past output position `OH - 1`.
+        let lo = p.div_ceil(s);
+        let extent = |size: usize, out: usize, k: usize| {
+            let last = (out as isize - 1) + (k as isize - 1 - p as isize).div_euclid(s as isize);
+            (size.div_ceil(s) + lo).max((last + 1 + lo as isize).max(0) as usize)
+        };
+        Self {
+            s,
+            lo,
+            hp: extent(g.h, g.oh, g.kh),
+            wp: extent(g.w, g.ow, g.kw),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.s * self.s * self.hp * self.wp
+    }
+
+    /// Where tap `k` (of an axis with padding `p`) reads: the phase along that axis and the
+    /// padded phase index of output position 0 (`o * s + k - p = s * (o + off - lo) + phase`).
+    fn tap(&self, k: usize, p: usize) -> (usize, usize) {
+        let (d, s) = (k as isize - p as isize, self.s as isize);
+        let r = d.rem_euclid(s);
+        (r as usize, ((d - r) / s + self.lo as isize) as usize)
+    }
+
+    /// The `[hp, wp]` phase `(r, q)` of a buffer of `len()` elements.
+    #[inline(always)]
+    fn phase<'a>(&self, buf: &'a [f32], r: usize, q: usize) -> &'a [f32] {
+        &buf[(r * self.s + q) * self.hp * self.wp..][..self.hp * self.wp]
+    }
+
+    #[inline(always)]
+    fn phase_mut<'a>(&self, buf: &'a mut [f32], r: usize, q: usize) -> &'a mut [f32] {
+        &mut buf[(r * self.s + q) * self.hp * self.wp..][..self.hp * self.wp]
+    }
+
+    /// Row `i` of phases `(r, 0)` and `(r, 1)` of a stride-2 split, from the pixels on.
+    #[inline(always)]
+    fn pair<'a>(&self, buf: &'a [f32], r: usize, i: usize) -> (&'a [f32], &'a [f32]) {
+        let at = |q| &self.phase(buf, r, q)[(i + self.lo) * self.wp + self.lo..];
+        (at(0), at(1))
+    }
+
+    #[inline(always)]
+    fn pair_mut<'a>(
+        &self,
+        buf: &'a mut [f32],
+        r: usize,
+        i: usize,
+    ) -> (&'a mut [f32], &'a mut [f32]) {
+        let len = self.hp * self.wp;
+        let at = (i + self.lo) * self.wp + self.lo;
+        let (even, odd) = buf[2 * r * len..][..2 * len].split_at_mut(len);
+        (&mut even[at..], &mut odd[at..])
+    }
+
+    /// `buf[phase (r, q)][lo + i, lo + j] = plane[s*i + r, s*j + q]`, zero elsewhere.
+    #[inline(always)]
+    fn split(&self, plane: &[f32], w: usize, buf: &mut [f32]) {
+        let s = self.s;
+        buf.fill(0.0);
+        for (ih, row) in plane.chunks_exact(w).enumerate() {
+            let (r, i) = (ih % s, ih / s);
+            if s == 2 {
+                // The U-Net's case, as pairs so that the compiler vectorises the deinterleave.
+                let (even, odd) = self.pair_mut(buf, r, i);
+                let pairs = row.chunks_exact(2);
+                if let Some(&last) = pairs.remainder().first() {
+                    even[w / 2] = last;
+                }
+                for ((e, o), p) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+                    (*e, *o) = (p[0], p[1]);
+                }
+                continue;
+            }
+            for q in 0..s {
+                let at = (i + self.lo) * self.wp + self.lo;
+                let dst = &mut self.phase_mut(buf, r, q)[at..];
+                for (d, v) in dst.iter_mut().zip(row.iter().skip(q).step_by(s)) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+
+    /// `plane[s*i + r, s*j + q] += buf[phase (r, q)][lo + i, lo + j]`.
+    #[inline(always)]
+    fn merge_add(&self, buf: &[f32], w: usize, plane: &mut [f32]) {
+        let s = self.s;
+        for (ih, row) in plane.chunks_exact_mut(w).enumerate() {
+            let (r, i) = (ih % s, ih / s);
+            if s == 2 {
+                let (even, odd) = self.pair(buf, r, i);
+                let mut pairs = row.chunks_exact_mut(2);
+                for ((p, e), o) in pairs.by_ref().zip(even).zip(odd) {
+                    p[0] += *e;
+                    p[1] += *o;
+                }
+                if let Some(last) = pairs.into_remainder().first_mut() {
+                    *last += even[w / 2];
+                }
+                continue;
+            }
+            for q in 0..s {
+                let src = &self.phase(buf, r, q)[(i + self.lo) * self.wp + self.lo..];
+                for (d, v) in row.iter_mut().skip(q).step_by(s).zip(src) {
+                    *d += *v;
+                }
+            }
+        }
+    }
+}
+
+/// Planes handled by one rayon task: small planes (the U-Net's inner levels are 1x1 to 8x8)
+/// are grouped so that a task moves at least ~16K column elements.
+fn planes_per_task(g: &ConvGeom) -> usize {
+    (16 * 1024 / (g.kh * g.kw * g.oh * g.ow).max(1)).max(1)
+}
+
+/// A raw pointer that rayon tasks may share because each writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: used only by `im2col`, whose tasks write pairwise disjoint ranges.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// Through a method, so closures capture the whole (Sync) wrapper, not the raw field.
+    fn at(&self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
 
 /// `col[(c, ki, kj), (b, oh, ow)] = img[b, c, oh*s + ki - p, ow*s + kj - p]` (0 outside).
 /// `img` is `[B, C, H, W]` contiguous, `col` is `[C*kh*kw, B*OH*OW]` row-major.
@@ -16,39 +175,40 @@ pub fn im2col(img: &[f32], g: &ConvGeom, col: &mut [f32]) {
         return;
     }
     let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
-    col.par_chunks_mut(n).enumerate().for_each(|(row, dst)| {
-        let c = row / (g.kh * g.kw);
-        let ki = (row / g.kw) % g.kh;
-        let kj = row % g.kw;
-        let (oh_lo, oh_hi) = g.valid_range(ki, g.h, g.oh);
-        let (ow_lo, ow_hi) = g.valid_range(kj, g.w, g.ow);
-        for b in 0..g.b {
-            let plane = &img[(b * g.c + c) * hw..][..hw];
-            let out = &mut dst[b * ohw..][..ohw];
-            out[..oh_lo * g.ow].fill(0.0);
-            out[oh_hi * g.ow..].fill(0.0);
-            for oh in oh_lo..oh_hi {
-                let ih = oh * g.stride + ki - g.padding;
-                let src = &plane[ih * g.w..][..g.w];
-                let seg = &mut out[oh * g.ow..][..g.ow];
-                seg[..ow_lo].fill(0.0);
-                seg[ow_hi..].fill(0.0);
-                if ow_hi > ow_lo {
-                    let iw0 = ow_lo * g.stride + kj - g.padding;
-                    if g.stride == 1 {
-                        seg[ow_lo..ow_hi].copy_from_slice(&src[iw0..iw0 + (ow_hi - ow_lo)]);
-                    } else {
-                        for (d, s) in seg[ow_lo..ow_hi]
-                            .iter_mut()
-                            .zip(src[iw0..].iter().step_by(g.stride))
-                        {
-                            *d = *s;
+    let ph = Phases::new(g);
+    let out = SharedMut(col.as_mut_ptr());
+    // One task per image plane (b, c): it owns columns b*OH*OW.. of rows (c, *, *).
+    (0..g.b * g.c)
+        .into_par_iter()
+        .with_min_len(planes_per_task(g))
+        .for_each_init(
+            || vec![0.0f32; ph.len()],
+            |buf, bc| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let (b, c) = (bc / g.c, bc % g.c);
+                        ph.split(&img[bc * hw..][..hw], g.w, buf);
+                        for ki in 0..g.kh {
+                            let (r, oi) = ph.tap(ki, g.padding);
+                            for kj in 0..g.kw {
+                                let (q, oj) = ph.tap(kj, g.padding);
+                                let src = &ph.phase(buf, r, q)[oi * ph.wp + oj..];
+                                let row = (c * g.kh + ki) * g.kw + kj;
+                                // SAFETY: row `row`, columns b*ohw..(b+1)*ohw lie inside `col` and
+                                // belong to this (b, c) task alone.
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(out.at(row * n + b * ohw), ohw)
+                                };
+                                for (d, s) in dst.chunks_exact_mut(g.ow).zip(src.chunks(ph.wp)) {
+                                    d.copy_from_slice(&s[..g.ow]);
+                                }
+                            }
                         }
-                    }
-                }
-            }
-        }
-    });
+                    },
+                )
+            },
+        );
 }
 
 /// The adjoint of [`im2col`]: `img[b, c, ih, iw] += col[(c, ki, kj), (b, oh, ow)]` over every
@@ -59,36 +219,119 @@ pub fn col2im(col: &[f32], g: &ConvGeom, img: &mut [f32]) {
     assert_eq!(img.len(), g.image_len(), "col2im: image length");
     assert_eq!(col.len(), g.k() * n, "col2im: column length");
     let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
-    if hw == 0 {
+    if hw == 0 || n == 0 {
         return;
     }
-    img.par_chunks_mut(hw).enumerate().for_each(|(bc, plane)| {
-        let (b, c) = (bc / g.c, bc % g.c);
-        for ki in 0..g.kh {
-            let (oh_lo, oh_hi) = g.valid_range(ki, g.h, g.oh);
-            for kj in 0..g.kw {
-                let (ow_lo, ow_hi) = g.valid_range(kj, g.w, g.ow);
-                if ow_hi == ow_lo {
-                    continue;
-                }
-                let row = (c * g.kh + ki) * g.kw + kj;
-                let src = &col[row * n + b * ohw..][..ohw];
-                for oh in oh_lo..oh_hi {
-                    let ih = oh * g.stride + ki - g.padding;
-                    let s = &src[oh * g.ow + ow_lo..oh * g.ow + ow_hi];
-                    let iw0 = ow_lo * g.stride + kj - g.padding;
-                    let d = &mut plane[ih * g.w..][..g.w];
-                    if g.stride == 1 {
-                        for (d, s) in d[iw0..iw0 + s.len()].iter_mut().zip(s) {
-                            *d += *s;
+    let ph = Phases::new(g);
+    img.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(planes_per_task(g))
+        .for_each_init(
+            || vec![0.0f32; ph.len()],
+            |buf, (bc, plane)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let (b, c) = (bc / g.c, bc % g.c);
+                        buf.fill(0.0);
+                        for ki in 0..g.kh {
+                            let (r, oi) = ph.tap(ki, g.padding);
+                            for kj in 0..g.kw {
+                                let (q, oj) = ph.tap(kj, g.padding);
+                                let row = (c * g.kh + ki) * g.kw + kj;
+                                let src = &col[row * n + b * ohw..][..ohw];
+                                let dst = &mut ph.phase_mut(buf, r, q)[oi * ph.wp + oj..];
+                                for (d, s) in dst.chunks_mut(ph.wp).zip(src.chunks_exact(g.ow)) {
+                                    for (d, s) in d[..g.ow].iter_mut().zip(s) {
+                                        *d += *s;
+                                    }
+                                }
+                            }
                         }
-                    } else {
-                        for (d, s) in d[iw0..].iter_mut().step_by(g.stride).zip(s) {
-                            *d += *s;
+                        ph.merge_add(buf, g.w, plane);
+                    },
+                )
+            },
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, one element at a time.
+    fn naive_im2col(img: &[f32], g: &ConvGeom) -> Vec<f32> {
+        let n = g.n();
+        let mut col = vec![0.0; g.k() * n];
+        for c in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let row = (c * g.kh + ki) * g.kw + kj;
+                    for b in 0..g.b {
+                        for oh in 0..g.oh {
+                            for ow in 0..g.ow {
+                                let ih = (oh * g.stride + ki) as isize - g.padding as isize;
+                                let iw = (ow * g.stride + kj) as isize - g.padding as isize;
+                                if (0..g.h as isize).contains(&ih)
+                                    && (0..g.w as isize).contains(&iw)
+                                {
+                                    col[row * n + (b * g.oh + oh) * g.ow + ow] = img
+                                        [((b * g.c + c) * g.h + ih as usize) * g.w + iw as usize];
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-    });
+        col
+    }
+
+    fn geometries() -> Vec<ConvGeom> {
+        let mut out = Vec::new();
+        for (x, (m, kh, kw), s, p) in [
+            ((2, 3, 7, 9), (2, 4, 4), 2, 1),
+            ((1, 2, 8, 8), (3, 4, 4), 2, 1),
+            ((2, 2, 11, 10), (1, 5, 4), 3, 2),
+            ((1, 3, 6, 5), (2, 3, 3), 1, 1),
+            ((3, 1, 2, 2), (1, 4, 4), 2, 1),
+            ((1, 2, 5, 7), (2, 2, 3), 2, 0),
+        ] {
+            out.push(ConvGeom::conv(x, (m, x.1, kh, kw), s, p).unwrap());
+        }
+        out
+    }
+
+    fn ramp(len: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 37) % 101) as f32 - 50.0).collect()
+    }
+
+    #[test]
+    fn im2col_matches_the_definition() {
+        for g in geometries() {
+            let img = ramp(g.image_len());
+            let mut col = vec![f32::NAN; g.k() * g.n()];
+            im2col(&img, &g, &mut col);
+            assert_eq!(col, naive_im2col(&img, &g), "{g:?}");
+        }
+    }
+
+    /// `<im2col(x), y> == <x, col2im(y)>` for every geometry: col2im is the adjoint.
+    #[test]
+    fn col2im_is_the_adjoint() {
+        for g in geometries() {
+            let x = ramp(g.image_len());
+            let y: Vec<f32> = ramp(g.k() * g.n()).iter().map(|v| v * 0.5 + 1.0).collect();
+            let mut cx = vec![0.0; y.len()];
+            im2col(&x, &g, &mut cx);
+            let mut ay = vec![1.0; x.len()]; // accumulates onto a pre-fill
+            col2im(&y, &g, &mut ay);
+            let lhs: f64 = cx.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(&ay).map(|(a, b)| (a * (b - 1.0)) as f64).sum();
+            assert!(
+                (lhs - rhs).abs() <= 1e-9 * lhs.abs().max(1.0),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+        }
+    }
 }

@@ -102,6 +102,7 @@ fn conv2d_matches_candle() -> Result<()> {
         ([1, 3, 3, 3], [2, 4, 4], 1, 1),
         ([5, 4, 2, 2], [3, 4, 4], 2, 1), // 2x2 -> 1x1, the bottleneck
         ([2, 3, 10, 10], [4, 3, 5], 2, 2),
+        ([2, 3, 11, 10], [4, 5, 4], 3, 2), // stride 3: three phases per axis
     ];
     // bf16 keeps 8 significant bits: a relative error of a few 2^-8 on sums of ~100 terms.
     let paths: [(&str, Op, f32); 3] = [
@@ -134,6 +135,7 @@ fn conv_transpose2d_matches_candle() -> Result<()> {
         ([2, 6, 16, 17], [3, 4, 4], 2, 1), // per-image path
         ([2, 3, 6, 6], [5, 4, 4], 1, 0),
         ([1, 2, 9, 5], [2, 4, 4], 2, 1),
+        ([2, 3, 4, 5], [2, 5, 5], 3, 1),
     ];
     let paths: [(&str, Op, f32); 3] = [
         ("custom", conv_transpose2d, TOL),
