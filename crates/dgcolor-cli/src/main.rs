@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    dgcolor_kernels::retain_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data::run(cmd)?,

@@ -68,7 +68,25 @@ pub fn pil_nearest_indices(input: u32, output: u32) -> Vec<u32> {
 fn resize_nearest(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let xs = pil_nearest_indices(img.width(), width);
     let ys = pil_nearest_indices(img.height(), height);
-    RgbImage::from_fn(width, height, |x, y| {
-        *img.get_pixel(xs[x as usize], ys[y as usize])
-    })
+    let raw = gather_nearest::<u8, 3>(img.as_raw(), img.width() as usize, &xs, &ys);
+    RgbImage::from_raw(width, height, raw).expect("resize_nearest: buffer matches its size")
+}
+
+/// `out[y, x] = src[ys[y], xs[x]]` for pixels of `CH` values in rows of `src_width` pixels:
+/// the nearest resize of an RGB8 image or of one plane.
+pub(crate) fn gather_nearest<T: Copy + Default, const CH: usize>(
+    src: &[T],
+    src_width: usize,
+    xs: &[u32],
+    ys: &[u32],
+) -> Vec<T> {
+    let row_len = xs.len() * CH;
+    let mut out = vec![T::default(); ys.len() * row_len];
+    for (y, dst) in ys.iter().zip(out.chunks_exact_mut(row_len.max(1))) {
+        let row = &src[*y as usize * src_width * CH..][..src_width * CH];
+        for (&x, d) in xs.iter().zip(dst.chunks_exact_mut(CH)) {
+            d.copy_from_slice(&row[x as usize * CH..][..CH]);
+        }
+    }
+    out
 }

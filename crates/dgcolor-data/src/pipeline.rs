@@ -9,10 +9,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::HostBatch;
-use crate::color::{rgb8_to_lab_planes, scale_ab, scale_l};
+use crate::color::rgb8_to_scaled_lab_planes;
 use crate::error::{DataError, Result};
 use crate::folder::Sample;
-use crate::image_io::{decode_rgb8, resize_rgb8, ResizeFilter};
+use crate::image_io::{
+    decode_rgb8, gather_nearest, pil_nearest_indices, resize_rgb8, ResizeFilter,
+};
 
 /// Geometry of the network input: every image is resized to `size x size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,9 +71,7 @@ pub fn lab_image(rgb: &RgbImage) -> LabImage {
         rgb.width(),
         rgb.height()
     );
-    let (mut l, mut ab) = rgb8_to_lab_planes(rgb.as_raw());
-    l.iter_mut().for_each(|v| *v = scale_l(*v));
-    ab.iter_mut().for_each(|v| *v = scale_ab(*v));
+    let (l, ab) = rgb8_to_scaled_lab_planes(rgb.as_raw());
     LabImage {
         size: rgb.width() as usize,
         l,
@@ -83,8 +83,27 @@ pub fn lab_image(rgb: &RgbImage) -> LabImage {
 /// truth that metrics compare against.
 pub fn load_lab(path: &Path, pre: &Preprocess) -> Result<(RgbImage, LabImage)> {
     let size = pre.size as u32;
-    let rgb = resize_rgb8(&decode_rgb8(path)?, size, size, pre.filter);
-    let lab = lab_image(&rgb);
+    let src = decode_rgb8(path)?;
+    let rgb = resize_rgb8(&src, size, size, pre.filter);
+    let (w, h) = src.dimensions();
+    if pre.filter != ResizeFilter::Nearest || (w as u64 * h as u64) >= (size as u64).pow(2) {
+        let lab = lab_image(&rgb);
+        return Ok((rgb, lab));
+    }
+    // Lab is a per-pixel map, so it commutes with a nearest resize: converting the smaller
+    // source and resizing the planes gives the same planes with fewer pixels to convert
+    // (PACS: 227^2 instead of 256^2).
+    let (l, ab) = rgb8_to_scaled_lab_planes(src.as_raw());
+    let (xs, ys) = (pil_nearest_indices(w, size), pil_nearest_indices(h, size));
+    let n = (w * h) as usize;
+    let resize = |plane: &[f32]| gather_nearest::<f32, 1>(plane, w as usize, &xs, &ys);
+    let mut ab_out = resize(&ab[..n]);
+    ab_out.extend(resize(&ab[n..]));
+    let lab = LabImage {
+        size: pre.size,
+        l: resize(&l),
+        ab: ab_out,
+    };
     Ok((rgb, lab))
 }
 

@@ -88,3 +88,35 @@ fn same_size_is_a_copy_and_antialias_averages() {
     let nn = resize_rgb8(&checker, 16, 16, ResizeFilter::Nearest);
     assert!(nn.pixels().all(|p| p[0] == 0 || p[0] == 255));
 }
+
+/// `load_lab` converts the source before a nearest upscale (fewer pixels); the planes must be
+/// exactly those of converting the resized image, for an upscale (227 -> 256, PACS) and a
+/// downscale (227 -> 64, converted after), on real PACS JPEGs.
+#[test]
+fn load_lab_equals_converting_the_resized_image() {
+    use dgcolor_data::{decode_rgb8, lab_image, load_lab, Preprocess};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/pacs_mini/cartoon/dog");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no images in {}", dir.display());
+    for path in &files[..2] {
+        for size in [256, 64, 227] {
+            let pre = Preprocess {
+                size,
+                filter: ResizeFilter::Nearest,
+            };
+            let (rgb, lab) = load_lab(path, &pre).unwrap();
+            let s = size as u32;
+            let want_rgb = resize_rgb8(&decode_rgb8(path).unwrap(), s, s, ResizeFilter::Nearest);
+            assert_eq!(rgb, want_rgb, "{} at {size}", path.display());
+            let want = lab_image(&want_rgb);
+            assert_eq!(lab.size, size);
+            assert_eq!(lab.l, want.l, "L of {} at {size}", path.display());
+            assert_eq!(lab.ab, want.ab, "ab of {} at {size}", path.display());
+        }
+    }
+}

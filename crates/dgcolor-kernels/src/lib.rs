@@ -28,6 +28,7 @@
 
 mod activation;
 mod adam;
+mod alloc;
 mod batch_norm;
 mod conv;
 mod cpu;
@@ -39,11 +40,13 @@ mod scratch;
 
 pub use activation::{leaky_relu, leaky_relu_reference};
 pub use adam::{adam_inplace, AdamCoeffs};
+pub use alloc::retain_freed_memory;
 pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
 pub use conv::{
     conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference, precision,
     set_precision,
 };
+pub use cpu::simd;
 pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use im2col::{col2im, im2col};

@@ -23,6 +23,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    dgcolor_kernels::retain_freed_memory();
     let cli = Cli::parse();
     let files = write_report(&cli.sweep_dir, &cli.data_root, &parse_device(&cli.device)?)?;
     println!("report: {}", files.index.display());

@@ -1,0 +1,29 @@
+//! Keeping freed memory in the process. glibc's malloc serves large allocations (above an
+//! adaptive threshold from 128 KiB) with fresh mmaps and hands freed memory at the top of
+//! the heap back to the kernel, so a loop that frees and reallocates the same image- and
+//! activation-sized buffers pays a page fault and a kernel page clear for every page, every
+//! time. Measured here: 1.2 of 3.2 ms per image in the data pipeline (decode + resize +
+//! Lab), and 6-25 % of a training step; the peak RSS of a training run moved by about 1 %.
+
+/// Largest request still served from the heap (glibc's ceiling for this setting).
+const MMAP_THRESHOLD: i32 = 32 << 20;
+/// Free memory at the top of the heap kept before returning any to the kernel.
+const TRIM_THRESHOLD: i32 = 128 << 20;
+
+/// Tells glibc's malloc to serve allocations up to 32 MiB from the heap and to keep up to
+/// 128 MiB of freed memory. For binaries, first thing in `main`; returns whether it applied
+/// (false off glibc, where this is not needed or not known).
+pub fn retain_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; both values are in range.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
