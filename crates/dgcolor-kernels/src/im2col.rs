@@ -145,6 +145,46 @@ impl Phases {
     }
 }
 
+/// `d = s[..d.len()]`. The U-Net's inner levels have rows of 1 to 8 values, where a call to
+/// `memcpy` per row costs more than the copy: those lengths get inline fixed-size copies.
+#[inline(always)]
+fn copy_row(d: &mut [f32], s: &[f32]) {
+    #[inline(always)]
+    fn fixed<const N: usize>(d: &mut [f32], s: &[f32]) {
+        d[..N].copy_from_slice(&s[..N]);
+    }
+    match d.len() {
+        1 => fixed::<1>(d, s),
+        2 => fixed::<2>(d, s),
+        4 => fixed::<4>(d, s),
+        8 => fixed::<8>(d, s),
+        n => d.copy_from_slice(&s[..n]),
+    }
+}
+
+/// `d += s[..d.len()]`, with the same fixed-size cases as [`copy_row`].
+#[inline(always)]
+fn add_row(d: &mut [f32], s: &[f32]) {
+    #[inline(always)]
+    fn fixed<const N: usize>(d: &mut [f32], s: &[f32]) {
+        let (d, s) = (&mut d[..N], &s[..N]);
+        for i in 0..N {
+            d[i] += s[i];
+        }
+    }
+    match d.len() {
+        1 => fixed::<1>(d, s),
+        2 => fixed::<2>(d, s),
+        4 => fixed::<4>(d, s),
+        8 => fixed::<8>(d, s),
+        n => {
+            for (d, s) in d.iter_mut().zip(&s[..n]) {
+                *d += *s;
+            }
+        }
+    }
+}
+
 /// Planes handled by one rayon task: small planes (the U-Net's inner levels are 1x1 to 8x8)
 /// are grouped so that a task moves at least ~16K column elements.
 fn planes_per_task(g: &ConvGeom) -> usize {
@@ -200,8 +240,8 @@ pub fn im2col(img: &[f32], g: &ConvGeom, col: &mut [f32]) {
                                 let dst = unsafe {
                                     std::slice::from_raw_parts_mut(out.at(row * n + b * ohw), ohw)
                                 };
-                                for (d, s) in dst.chunks_exact_mut(g.ow).zip(src.chunks(ph.wp)) {
-                                    d.copy_from_slice(&s[..g.ow]);
+                                for oh in 0..g.oh {
+                                    copy_row(&mut dst[oh * g.ow..][..g.ow], &src[oh * ph.wp..]);
                                 }
                             }
                         }
@@ -241,10 +281,8 @@ pub fn col2im(col: &[f32], g: &ConvGeom, img: &mut [f32]) {
                                 let row = (c * g.kh + ki) * g.kw + kj;
                                 let src = &col[row * n + b * ohw..][..ohw];
                                 let dst = &mut ph.phase_mut(buf, r, q)[oi * ph.wp + oj..];
-                                for (d, s) in dst.chunks_mut(ph.wp).zip(src.chunks_exact(g.ow)) {
-                                    for (d, s) in d[..g.ow].iter_mut().zip(s) {
-                                        *d += *s;
-                                    }
+                                for oh in 0..g.oh {
+                                    add_row(&mut dst[oh * ph.wp..][..g.ow], &src[oh * g.ow..]);
                                 }
                             }
                         }
