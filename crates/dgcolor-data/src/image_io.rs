@@ -22,7 +22,7 @@ pub fn decode_rgb8(path: &Path) -> Result<RgbImage> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(img.to_rgb8())
+    Ok(img.into_rgb8())
 }
 
 /// How images are brought to the training size.
