@@ -104,20 +104,4 @@ impl ConvGeom {
     pub fn cols_len(&self) -> usize {
         self.b * self.m * self.oh * self.ow
     }
-
-    /// The half-open range of output positions `o` along one axis for which
-    /// `o * stride + k - padding` lies inside `0..size`.
-    #[inline]
-    pub fn valid_range(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
-        let (s, p) = (self.stride as isize, self.padding as isize);
-        let k = k as isize;
-        // o*s + k - p >= 0  <=>  o >= ceil((p - k) / s)
-        let lo = if p - k > 0 { (p - k + s - 1) / s } else { 0 };
-        // o*s + k - p <= size - 1  <=>  o <= floor((size - 1 + p - k) / s)
-        let hi_incl = size as isize - 1 + p - k;
-        let hi = if hi_incl < 0 { 0 } else { hi_incl / s + 1 };
-        let lo = (lo as usize).min(out);
-        let hi = (hi as usize).min(out).max(lo);
-        (lo, hi)
-    }
 }
