@@ -185,12 +185,6 @@ fn add_row(d: &mut [f32], s: &[f32]) {
     }
 }
 
-/// Planes handled by one rayon task: small planes (the U-Net's inner levels are 1x1 to 8x8)
-/// are grouped so that a task moves at least ~16K column elements.
-fn planes_per_task(g: &ConvGeom) -> usize {
-    (16 * 1024 / (g.kh * g.kw * g.oh * g.ow).max(1)).max(1)
-}
-
 /// A raw pointer that rayon tasks may share because each writes a disjoint set of elements.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
@@ -218,37 +212,34 @@ pub fn im2col(img: &[f32], g: &ConvGeom, col: &mut [f32]) {
     let ph = Phases::new(g);
     let out = SharedMut(col.as_mut_ptr());
     // One task per image plane (b, c): it owns columns b*OH*OW.. of rows (c, *, *).
-    (0..g.b * g.c)
-        .into_par_iter()
-        .with_min_len(planes_per_task(g))
-        .for_each_init(
-            || vec![0.0f32; ph.len()],
-            |buf, bc| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        let (b, c) = (bc / g.c, bc % g.c);
-                        ph.split(&img[bc * hw..][..hw], g.w, buf);
-                        for ki in 0..g.kh {
-                            let (r, oi) = ph.tap(ki, g.padding);
-                            for kj in 0..g.kw {
-                                let (q, oj) = ph.tap(kj, g.padding);
-                                let src = &ph.phase(buf, r, q)[oi * ph.wp + oj..];
-                                let row = (c * g.kh + ki) * g.kw + kj;
-                                // SAFETY: row `row`, columns b*ohw..(b+1)*ohw lie inside `col` and
-                                // belong to this (b, c) task alone.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(out.at(row * n + b * ohw), ohw)
-                                };
-                                for oh in 0..g.oh {
-                                    copy_row(&mut dst[oh * g.ow..][..g.ow], &src[oh * ph.wp..]);
-                                }
+    (0..g.b * g.c).into_par_iter().for_each_init(
+        || vec![0.0f32; ph.len()],
+        |buf, bc| {
+            simd(
+                #[inline(always)]
+                || {
+                    let (b, c) = (bc / g.c, bc % g.c);
+                    ph.split(&img[bc * hw..][..hw], g.w, buf);
+                    for ki in 0..g.kh {
+                        let (r, oi) = ph.tap(ki, g.padding);
+                        for kj in 0..g.kw {
+                            let (q, oj) = ph.tap(kj, g.padding);
+                            let src = &ph.phase(buf, r, q)[oi * ph.wp + oj..];
+                            let row = (c * g.kh + ki) * g.kw + kj;
+                            // SAFETY: row `row`, columns b*ohw..(b+1)*ohw lie inside `col` and
+                            // belong to this (b, c) task alone.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(out.at(row * n + b * ohw), ohw)
+                            };
+                            for oh in 0..g.oh {
+                                copy_row(&mut dst[oh * g.ow..][..g.ow], &src[oh * ph.wp..]);
                             }
                         }
-                    },
-                )
-            },
-        );
+                    }
+                },
+            )
+        },
+    );
 }
 
 /// The adjoint of [`im2col`]: `img[b, c, ih, iw] += col[(c, ki, kj), (b, oh, ow)]` over every
@@ -263,34 +254,31 @@ pub fn col2im(col: &[f32], g: &ConvGeom, img: &mut [f32]) {
         return;
     }
     let ph = Phases::new(g);
-    img.par_chunks_mut(hw)
-        .enumerate()
-        .with_min_len(planes_per_task(g))
-        .for_each_init(
-            || vec![0.0f32; ph.len()],
-            |buf, (bc, plane)| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        let (b, c) = (bc / g.c, bc % g.c);
-                        buf.fill(0.0);
-                        for ki in 0..g.kh {
-                            let (r, oi) = ph.tap(ki, g.padding);
-                            for kj in 0..g.kw {
-                                let (q, oj) = ph.tap(kj, g.padding);
-                                let row = (c * g.kh + ki) * g.kw + kj;
-                                let src = &col[row * n + b * ohw..][..ohw];
-                                let dst = &mut ph.phase_mut(buf, r, q)[oi * ph.wp + oj..];
-                                for oh in 0..g.oh {
-                                    add_row(&mut dst[oh * ph.wp..][..g.ow], &src[oh * g.ow..]);
-                                }
+    img.par_chunks_mut(hw).enumerate().for_each_init(
+        || vec![0.0f32; ph.len()],
+        |buf, (bc, plane)| {
+            simd(
+                #[inline(always)]
+                || {
+                    let (b, c) = (bc / g.c, bc % g.c);
+                    buf.fill(0.0);
+                    for ki in 0..g.kh {
+                        let (r, oi) = ph.tap(ki, g.padding);
+                        for kj in 0..g.kw {
+                            let (q, oj) = ph.tap(kj, g.padding);
+                            let row = (c * g.kh + ki) * g.kw + kj;
+                            let src = &col[row * n + b * ohw..][..ohw];
+                            let dst = &mut ph.phase_mut(buf, r, q)[oi * ph.wp + oj..];
+                            for oh in 0..g.oh {
+                                add_row(&mut dst[oh * ph.wp..][..g.ow], &src[oh * g.ow..]);
                             }
                         }
-                        ph.merge_add(buf, g.w, plane);
-                    },
-                )
-            },
-        );
+                    }
+                    ph.merge_add(buf, g.w, plane);
+                },
+            )
+        },
+    );
 }
 
 #[cfg(test)]
