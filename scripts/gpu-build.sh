@@ -6,14 +6,24 @@
 #   scripts/gpu-build.sh            # ~15 min on 2 cores from clean (most of it nvcc)
 #   # then, on the GPU machine, from the repo root with target-cuda/gpu carried:
 #   bash scripts/gpu-check.sh
+#
+# FEATURES=cuda scripts/gpu-build.sh builds without cuDNN (convolutions on the lowered GEMM
+# path); the default is `cudnn`, the fast path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x .cuda/root/bin/nvcc && -e .cuda/root/lib64/stubs/libcuda.so ]] || scripts/cuda-toolchain.sh >/dev/null
+FEATURES=${FEATURES:-cudnn}
+[[ $FEATURES == cuda || $FEATURES == cudnn ]] || { echo "gpu-build.sh: FEATURES must be cuda or cudnn, got '$FEATURES'" >&2; exit 2; }
+toolchain_opts=()
+[[ $FEATURES == cudnn ]] && toolchain_opts=(--cudnn)
+if ! [[ -x .cuda/root/bin/nvcc && -e .cuda/root/lib64/stubs/libcuda.so ]] ||
+   { [[ $FEATURES == cudnn ]] && ! [[ -e .cuda/root/lib64/libcudnn.so ]]; }; then
+  scripts/cuda-toolchain.sh "${toolchain_opts[@]}" >/dev/null
+fi
 eval "$(scripts/cuda-toolchain.sh --env)"
 export CARGO_TARGET_DIR=$PWD/target-cuda
-cargo build --release --features cuda -p dgcolor-cli -p dgcolor-bench
+cargo build --release --features "$FEATURES" -p dgcolor-cli -p dgcolor-bench
 # The test binaries' paths are only known from cargo's JSON messages.
-tests=$(cargo test --release --features cuda -p dgcolor-kernels -p dgcolor-algorithms --no-run \
+tests=$(cargo test --release --features "$FEATURES" -p dgcolor-kernels -p dgcolor-algorithms --no-run \
           --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:

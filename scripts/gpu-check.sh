@@ -12,8 +12,8 @@
 #      (256 px, nf 64, depth 8; batch 128 and 16): one erm iteration, one ours iteration,
 #      inference; images/s, ratio, peak GPU memory;
 #   3. a short `ours` training on synth at 256 px, to show the losses falling;
-#   4. if time is left: bf16 autocast on both sides, torch.compile, and candle's own CUDA
-#      convolutions (DGCOLOR_KERNELS=candle) for the before/after.
+#   4. if time is left: bf16 autocast on both sides, torch.compile, and the convolutions
+#      without cuDNN (DGCOLOR_KERNELS=lowered, then candle's own) for the before/after.
 # $OUT/summary.md collects everything; the raw outputs sit beside it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +53,8 @@ done
 libdirs=$(python3 - <<'PY'
 import glob, os, site, sys
 roots = site.getsitepackages() + [site.getusersitepackages()]
-want = ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13"]
+want = ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13",
+        "libcudnn.so.9"]
 dirs = []
 for name in want:
     for root in roots:
@@ -91,7 +92,7 @@ grep "^|\|^device" "$OUT/bench-tf32.log" | tee -a "$SUMMARY"
 
 say ""
 say "## 3. Short ours training on synth, 256 px (paper model, batch 32, 60 steps, tf32)"
-step train-ours 120 "$BIN/dgcolor" train --algorithm ours --data synth --sources photo,cartoon \
+step train-ours 150 "$BIN/dgcolor" train --algorithm ours --data synth --sources photo,cartoon \
   --target art_painting --preset paper --steps 60 --batch-size 32 --device cuda --precision tf32 \
   --data-root "$OUT/data" --out "$OUT/train-ours" --quiet
 python3 - "$OUT/train-ours/records.jsonl" <<'PY' 2>&1 | tee -a "$SUMMARY"
@@ -119,11 +120,17 @@ if (( $(elapsed) < 380 )); then
     --torch-compile --timeout 80 --json "$OUT/bench-compile.json"
   grep "^|" "$OUT/bench-compile.log" | tee -a "$SUMMARY"
 fi
-if (( $(elapsed) < 430 )); then
-  step bench-candle-convs 45 env DGCOLOR_KERNELS=candle "$BIN/bench" --device cuda \
-    --config s256-nf64-d8-b16 --mode erm --warmup 1 --iters 2 --precision tf32
-  say "    candle's own CUDA convolutions, erm, s256-nf64-d8-b16: $(tail -1 "$OUT/bench-candle-convs.log" | cut -c1-300)"
-fi
+for kernels in lowered candle; do
+  if (( $(elapsed) < 430 )); then
+    step "bench-$kernels-convs" 45 env DGCOLOR_KERNELS=$kernels "$BIN/bench" --device cuda \
+      --config s256-nf64-d8-b16 --mode erm --warmup 1 --iters 2 --precision tf32
+    say "    DGCOLOR_KERNELS=$kernels, erm, s256-nf64-d8-b16: $(tail -1 "$OUT/bench-$kernels-convs.log" | cut -c1-300)"
+  fi
+done
 say ""
 say "total: $(elapsed)s"
 rm -rf "$BIN" "$OUT/data"
+# The device tool returns only a handful of files from $OUT: keep the summary loose and
+# everything else (logs, JSON, run records; not the checkpoint) in one archive.
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" --exclude=summary.md --exclude=logs.tar.gz \
+  --exclude='*.safetensors' . && find "$OUT" -mindepth 1 ! -name summary.md ! -name logs.tar.gz -delete

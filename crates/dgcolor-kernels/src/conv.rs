@@ -28,6 +28,8 @@ pub fn conv2d(
     match backend(&[Some(x), Some(weight), bias]) {
         Backend::Candle => return conv2d_reference(x, weight, bias, stride, padding),
         Backend::Lowered(p) => return conv2d_lowered(x, weight, bias, stride, padding, p),
+        #[cfg(feature = "cudnn")]
+        Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, false, p),
         Backend::CpuOps => {}
     }
     let x = x.contiguous()?;
@@ -58,6 +60,8 @@ pub fn conv_transpose2d(
         Backend::Lowered(p) => {
             return conv_transpose2d_lowered(x, weight, bias, stride, padding, p)
         }
+        #[cfg(feature = "cudnn")]
+        Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, true, p),
         Backend::CpuOps => {}
     }
     let x = x.contiguous()?;
@@ -110,13 +114,17 @@ enum Backend {
     CpuOps,
     /// [`crate::lowered`]: GEMMs and copies on any device, at the given precision.
     Lowered(Precision),
+    /// cuDNN's three convolution products on CUDA (`--features cudnn`).
+    #[cfg(feature = "cudnn")]
+    Cudnn(Precision),
     /// candle's own `conv2d` / `conv_transpose2d`.
     Candle,
 }
 
 /// `DGCOLOR_KERNELS` overrides the choice for before/after benchmarks: `candle` (candle's own
 /// ops everywhere, f32), `lowered` (the lowered path everywhere, also on the CPU); unset or
-/// `auto` picks the CPU ops for f32 on the CPU and the lowered path otherwise.
+/// `auto` picks the CPU ops for f32 on the CPU, cuDNN on CUDA when built with `cudnn`, and
+/// the lowered path otherwise.
 fn backend(ts: &[Option<&Tensor>]) -> Backend {
     static CHOICE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let choice = CHOICE.get_or_init(|| std::env::var("DGCOLOR_KERNELS").unwrap_or_default());
@@ -132,6 +140,8 @@ fn backend(ts: &[Option<&Tensor>]) -> Backend {
         {
             Backend::CpuOps
         }
+        #[cfg(feature = "cudnn")]
+        _ if ts.iter().flatten().all(|t| t.device().is_cuda()) => Backend::Cudnn(precision),
         _ => Backend::Lowered(precision),
     }
 }
@@ -339,7 +349,7 @@ fn unpermute(src: &[f32], b: usize, m: usize, s: usize, bias: Option<&[f32]>, ds
 // ---------------------------------------------------------------------------------------
 // Custom ops.
 
-fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
+pub(crate) fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
     match l.shape().dims() {
         &[a, b, c, d] => Ok((a, b, c, d)),
         d => bail!("{what}: expected a rank-4 tensor, got shape {d:?}"),

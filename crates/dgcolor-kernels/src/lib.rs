@@ -21,10 +21,11 @@
 //! page-faulted in on every step. Every loop has a fixed reduction order, so results are
 //! bit-identical run to run at a given thread count.
 //!
-//! On any device other than the CPU (CUDA), or at bf16 precision ([`set_precision`]),
-//! [`conv2d`] and [`conv_transpose2d`] take the [`lowered`] path instead: the same
-//! convolutions expressed as candle copies around GEMMs (cuBLAS on CUDA), differentiable on
-//! every backend, which avoids candle's naive CUDA transposed convolution.
+//! On CUDA in a `cudnn` build, [`conv2d`] and [`conv_transpose2d`] run all three products
+//! on cuDNN (the `cudnn` module). Anywhere else off the CPU, or at bf16 precision on the CPU
+//! ([`set_precision`]), they take the [`lowered`] path: the same convolutions expressed as
+//! candle copies around GEMMs (cuBLAS on CUDA), differentiable on every backend, which
+//! avoids candle's naive CUDA transposed convolution but materialises every tap window.
 
 mod activation;
 mod adam;
@@ -32,6 +33,8 @@ mod alloc;
 mod batch_norm;
 mod conv;
 mod cpu;
+#[cfg(feature = "cudnn")]
+mod cudnn;
 mod gemm_f32;
 mod geom;
 mod im2col;

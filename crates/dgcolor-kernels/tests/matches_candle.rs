@@ -248,8 +248,9 @@ fn leaky_relu_matches_candle() -> Result<()> {
     Ok(())
 }
 
-/// The GPU path against the CPU one: convolutions at the U-Net's layer shapes on CUDA (the
-/// lowered path on cuBLAS) give the CPU custom ops' outputs and gradients. Needs a CUDA
+/// The GPU path against the CPU one: convolutions at the U-Net's layer shapes on CUDA (cuDNN
+/// in a `cudnn` build, the lowered path on cuBLAS otherwise) give the CPU custom ops' outputs
+/// and gradients. Needs a CUDA
 /// device; `scripts/gpu-check.sh` runs them on the GPU machine.
 #[cfg(feature = "cuda")]
 mod cuda {
