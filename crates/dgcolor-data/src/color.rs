@@ -105,12 +105,20 @@ fn linear_rgb_to_lab(lin: [[f64; LANES]; 3]) -> [[f32; LANES]; 3] {
 /// conversion): `r = t^(-1/3)` from a bit-level first guess (dividing the bit pattern by 3
 /// divides the exponent by 3; taken through f32, whose 32-bit division by 3 vectorises where
 /// a 64-bit one does not), four Newton steps `r <- r (4 - t r^3) / 3` (quadratic: 4 % error
-/// -> 6e-3 -> 4e-5 -> 1e-9 -> rounding), then `t r^2`. Within 1e-15 relative of libm's
-/// `cbrt` over the Lab range. For `t <= 0` it returns a finite value that callers discard.
+/// -> 6e-3 -> 4e-5 -> 1e-9 -> rounding; the first two in f32), then `t r^2`. Within 1e-15
+/// relative of libm's `cbrt` over the Lab range. For `t <= 0` it returns a finite value that
+/// callers discard.
 #[inline(always)]
 fn cbrt(t: f64) -> f64 {
-    let mut r = f32::from_bits(0x54A2_FA8C - (t as f32).to_bits() / 3) as f64;
-    for _ in 0..4 {
+    // The first two steps need only f32's precision, and an f32 vector holds twice the
+    // lanes; the last two run in f64.
+    let tf = t as f32;
+    let mut r = f32::from_bits(0x54A2_FA8C - tf.to_bits() / 3);
+    for _ in 0..2 {
+        r *= (4.0 - tf * r * r * r) * (1.0 / 3.0);
+    }
+    let mut r = r as f64;
+    for _ in 0..2 {
         r *= (4.0 - t * r * r * r) * (1.0 / 3.0);
     }
     t * r * r

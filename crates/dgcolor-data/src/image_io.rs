@@ -68,25 +68,55 @@ pub fn pil_nearest_indices(input: u32, output: u32) -> Vec<u32> {
 fn resize_nearest(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let xs = pil_nearest_indices(img.width(), width);
     let ys = pil_nearest_indices(img.height(), height);
-    let raw = gather_nearest::<u8, 3>(img.as_raw(), img.width() as usize, &xs, &ys);
+    let mut raw = Vec::new();
+    gather_nearest_into::<u8, 3>(img.as_raw(), img.width() as usize, &xs, &ys, &mut raw);
     RgbImage::from_raw(width, height, raw).expect("resize_nearest: buffer matches its size")
 }
 
-/// `out[y, x] = src[ys[y], xs[x]]` for pixels of `CH` values in rows of `src_width` pixels:
-/// the nearest resize of an RGB8 image or of one plane.
-pub(crate) fn gather_nearest<T: Copy + Default, const CH: usize>(
+/// Appends `out[y, x] = src[ys[y], xs[x]]` to `out`, for pixels of `CH` values in rows of
+/// `src_width` pixels: the nearest resize of an RGB8 image or of one plane. An upscale repeats
+/// source rows (227 -> 256: 29 of 256), and a repeated row is copied from the output row
+/// before it instead of being gathered again; nothing is zero-filled first.
+pub(crate) fn gather_nearest_into<T: Copy, const CH: usize>(
     src: &[T],
     src_width: usize,
     xs: &[u32],
     ys: &[u32],
-) -> Vec<T> {
+    out: &mut Vec<T>,
+) {
     let row_len = xs.len() * CH;
-    let mut out = vec![T::default(); ys.len() * row_len];
-    for (y, dst) in ys.iter().zip(out.chunks_exact_mut(row_len.max(1))) {
-        let row = &src[*y as usize * src_width * CH..][..src_width * CH];
-        for (&x, d) in xs.iter().zip(dst.chunks_exact_mut(CH)) {
-            d.copy_from_slice(&row[x as usize * CH..][..CH]);
+    assert!(
+        xs.iter().all(|&x| (x as usize) < src_width)
+            && ys
+                .iter()
+                .all(|&y| (y as usize + 1) * src_width * CH <= src.len()),
+        "gather_nearest_into: an index lies outside the {src_width}-pixel-wide source of {} values",
+        src.len()
+    );
+    out.reserve(ys.len() * row_len);
+    let mut prev_y = None;
+    for &y in ys {
+        let start = out.len();
+        if prev_y == Some(y) {
+            out.extend_from_within(start - row_len..start);
+            continue;
         }
+        prev_y = Some(y);
+        let row = &src[y as usize * src_width * CH..][..src_width * CH];
+        let dst = &mut out.spare_capacity_mut()[..row_len];
+        dgcolor_kernels::simd(
+            #[inline(always)]
+            || {
+                for (&x, d) in xs.iter().zip(dst.chunks_exact_mut(CH)) {
+                    for (c, d) in d.iter_mut().enumerate() {
+                        // SAFETY: x < src_width (asserted above), so x * CH + c < row.len().
+                        d.write(unsafe { *row.get_unchecked(x as usize * CH + c) });
+                    }
+                }
+            },
+        );
+        // SAFETY: the row_len values after `start` were all written just above (xs has
+        // row_len / CH entries, each writing CH values), within the reserved capacity.
+        unsafe { out.set_len(start + row_len) };
     }
-    out
 }

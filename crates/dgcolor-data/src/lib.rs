@@ -57,8 +57,8 @@ pub use kfold::{
 pub use loader::{BatchMode, BatchStream, LoaderConfig, SourceSet, StepBatches, TrainLoader};
 pub use parquet::{extract_parquet, parquet_files, write_hf_parquet, HfImageRow};
 pub use pipeline::{
-    eval_chunks, eval_items, host_batch, lab_image, load_lab, EvalChunk, EvalChunks, EvalItem,
-    LabImage, OnBadImage, Preprocess,
+    eval_chunks, eval_items, host_batch, lab_image, load_lab, load_lab_planes, EvalChunk,
+    EvalChunks, EvalItem, LabImage, OnBadImage, Preprocess,
 };
 pub use synth::{
     ensure_synth, generate_synth, render_synth, render_synth_with_mask, SynthConfig, SynthFile,

@@ -24,7 +24,7 @@ use candle_core::Device;
 use crate::batch::{DomainBatch, HostBatch};
 use crate::error::{DataError, Result};
 use crate::folder::Sample;
-use crate::pipeline::{host_batch, load_lab, LabImage, OnBadImage, Preprocess};
+use crate::pipeline::{host_batch, load_lab_planes, LabImage, OnBadImage, Preprocess};
 use crate::rng::{derived_rng, Stream};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -243,7 +243,7 @@ impl Inner {
         if let Some(img) = self.cache.lock().expect("cache lock").images.get(&(s, i)) {
             return Ok(Arc::clone(img));
         }
-        let (_, lab) = load_lab(&self.sources[s].samples[i].path, &self.cfg.preprocess)?;
+        let lab = load_lab_planes(&self.sources[s].samples[i].path, &self.cfg.preprocess)?;
         let lab = Arc::new(lab);
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.bytes + lab.bytes() <= self.cfg.cache_bytes && !cache.images.contains_key(&(s, i))

@@ -93,8 +93,8 @@ fn same_size_is_a_copy_and_antialias_averages() {
 /// exactly those of converting the resized image, for an upscale (227 -> 256, PACS) and a
 /// downscale (227 -> 64, converted after), on real PACS JPEGs.
 #[test]
-fn load_lab_equals_converting_the_resized_image() {
-    use dgcolor_data::{decode_rgb8, lab_image, load_lab, Preprocess};
+fn load_lab_and_load_lab_planes_equal_converting_the_resized_image() {
+    use dgcolor_data::{decode_rgb8, lab_image, load_lab, load_lab_planes, Preprocess};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/pacs_mini/cartoon/dog");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -117,6 +117,13 @@ fn load_lab_equals_converting_the_resized_image() {
             assert_eq!(lab.size, size);
             assert_eq!(lab.l, want.l, "L of {} at {size}", path.display());
             assert_eq!(lab.ab, want.ab, "ab of {} at {size}", path.display());
+            let planes = load_lab_planes(path, &pre).unwrap();
+            assert_eq!(
+                (planes.l, planes.ab),
+                (lab.l, lab.ab),
+                "{} at {size}",
+                path.display()
+            );
         }
     }
 }

@@ -6,7 +6,7 @@
 //! `erm` (one pix2pix iteration: D step + G step), `ours` (one iteration of the proposed
 //! model: five updates), `infer` (eval-mode forward through the BatchNorm-folded, graph-free
 //! `InferenceGenerator`), `infer_graph` (the same through `Generator::forward(Eval)`),
-//! `data` (decode + resize + Lab of image files), `gemm` (peak f32 GEMM GFLOP/s).
+//! `data` (decode + resize + Lab of image files, as the training loader does it: `load_lab_planes`), `gemm` (peak f32 GEMM GFLOP/s).
 //!
 //! `--device cuda` runs the model modes on GPU 0 (a `--features cuda` build), synchronising
 //! after every timed call; `--precision tf32|bf16` sets the convolutions' GEMM precision.
@@ -20,7 +20,7 @@ use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
 use dgcolor_algorithms::{params, Adam, AdamConfig, Algorithm, AlgorithmSpec, Erm, HParams, Ours};
 use dgcolor_bench::{domain_batches, generator_conv_flops, uniform, BenchConfig};
-use dgcolor_data::{load_lab, Preprocess, ResizeFilter};
+use dgcolor_data::{load_lab_planes, Preprocess, ResizeFilter};
 use dgcolor_kernels::Precision;
 use dgcolor_models::{init_weights, prefix, Generator, InferenceGenerator, Mode};
 use rayon::prelude::*;
@@ -182,13 +182,13 @@ fn main() -> Result<()> {
             let list: Vec<PathBuf> = (0..reps).flat_map(|_| files.iter().cloned()).collect();
             let (t_par, _) = time(&device, 1, args.iters, || {
                 list.par_iter()
-                    .map(|p| load_lab(p, &pre).map(|_| ()))
+                    .map(|p| load_lab_planes(p, &pre).map(|_| ()))
                     .collect::<std::result::Result<Vec<()>, _>>()?;
                 Ok(())
             })?;
             let (t_seq, _) = time(&device, 1, args.iters, || {
                 for p in &list {
-                    load_lab(p, &pre)?;
+                    load_lab_planes(p, &pre)?;
                 }
                 Ok(())
             })?;
