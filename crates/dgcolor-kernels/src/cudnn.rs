@@ -35,7 +35,8 @@ use candle_core::cuda::cudarc::cudnn::{
 use candle_core::cuda::cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
 use candle_core::cuda::{CudaDType, DeviceId};
 use candle_core::{
-    bail, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
+    bail, CpuStorage, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor,
+    WithDType,
 };
 
 use crate::conv::dims4;
@@ -96,6 +97,13 @@ pub(crate) fn conv(
     }
 }
 
+type CpuResult = Result<(CpuStorage, Shape)>;
+
+/// The ops here are built only for CUDA tensors (see [`crate::conv`]'s back-end choice).
+fn not_on_cpu(op: &str) -> CpuResult {
+    bail!("{op}: cuDNN op called on CPU tensors")
+}
+
 /// The differentiable op: (x, weight) -> y, no bias.
 #[derive(Clone, Copy)]
 struct Conv {
@@ -114,14 +122,8 @@ impl CustomOp2 for Conv {
         }
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> Result<(candle_core::CpuStorage, Shape)> {
-        bail!("{}: cuDNN op called on CPU tensors", self.name())
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> CpuResult {
+        not_on_cpu(self.name())
     }
 
     fn cuda_fwd(
@@ -219,14 +221,8 @@ impl CustomOp2 for Product {
         }
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> Result<(candle_core::CpuStorage, Shape)> {
-        bail!("{}: cuDNN op called on CPU tensors", self.name())
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> CpuResult {
+        not_on_cpu(self.name())
     }
 
     fn cuda_fwd(
