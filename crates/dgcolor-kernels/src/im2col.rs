@@ -185,6 +185,87 @@ fn add_row(d: &mut [f32], s: &[f32]) {
     }
 }
 
+/// Output rows of at most this many values take the table path (if the table is at most
+/// [`TABLE_MAX`] entries): measured on the U-Net's layers, the phase path's row copies win
+/// from 32 values per row, the table's indexed loads up to 16.
+const TABLE_MAX_ROW: usize = 16;
+const TABLE_MAX: usize = 1 << 14;
+/// A parallel task handles whole planes, at least this many column elements of them: the
+/// U-Net's inner levels have planes of 1 to 64 outputs, far too little work for a task each.
+const TASK_MIN: usize = 1 << 13;
+
+/// For small planes, where the phase path's per-row and per-tap bookkeeping costs more than
+/// the copies of short rows: for each tap `t = ki * kw + kj` and output position `o`, the plane index tap
+/// `t` reads at `o`, or `hw` (a zero slot after the plane) where it falls in the padding.
+/// One table serves every plane, so each plane is `kh * kw * OH * OW` indexed loads (stores).
+struct TapTable {
+    idx: Vec<u32>,
+    ohw: usize,
+    hw: usize,
+}
+
+impl TapTable {
+    fn new(g: &ConvGeom) -> Option<Self> {
+        (g.ow <= TABLE_MAX_ROW && g.kh * g.kw * g.oh * g.ow <= TABLE_MAX).then(|| Self::build(g))
+    }
+
+    fn build(g: &ConvGeom) -> Self {
+        let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
+        let mut idx = Vec::with_capacity(g.kh * g.kw * ohw);
+        let at = |o: usize, k: usize, size: usize| {
+            (o * g.stride + k)
+                .checked_sub(g.padding)
+                .filter(|&i| i < size)
+        };
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                for oh in 0..g.oh {
+                    for ow in 0..g.ow {
+                        let i = match (at(oh, ki, g.h), at(ow, kj, g.w)) {
+                            (Some(ih), Some(iw)) => ih * g.w + iw,
+                            _ => hw,
+                        };
+                        idx.push(i as u32);
+                    }
+                }
+            }
+        }
+        Self { idx, ohw, hw }
+    }
+
+    /// Tap `t`'s indices: each `<= hw`, so they are in bounds of a `hw + 1` buffer.
+    #[inline(always)]
+    fn tap(&self, t: usize) -> &[u32] {
+        &self.idx[t * self.ohw..][..self.ohw]
+    }
+
+    /// `dst[o] = buf[idx[t][o]]` for a `buf` of the plane followed by a zero.
+    #[inline(always)]
+    fn gather(&self, t: usize, buf: &[f32], dst: &mut [f32]) {
+        assert_eq!(buf.len(), self.hw + 1);
+        for (d, &i) in dst.iter_mut().zip(self.tap(t)) {
+            // SAFETY: every index is <= hw (built so), and buf has hw + 1 elements.
+            *d = unsafe { *buf.get_unchecked(i as usize) };
+        }
+    }
+
+    /// `buf[idx[t][o]] += src[o]`: the adjoint of [`TapTable::gather`] (the zero slot
+    /// collects what lands in the padding).
+    #[inline(always)]
+    fn scatter_add(&self, t: usize, src: &[f32], buf: &mut [f32]) {
+        assert_eq!(buf.len(), self.hw + 1);
+        for (v, &i) in src.iter().zip(self.tap(t)) {
+            // SAFETY: as in `gather`.
+            unsafe { *buf.get_unchecked_mut(i as usize) += *v };
+        }
+    }
+}
+
+/// How many planes one parallel task takes so that it has at least [`TASK_MIN`] elements.
+fn planes_per_task(g: &ConvGeom) -> usize {
+    TASK_MIN.div_ceil(g.kh * g.kw * g.oh * g.ow).max(1)
+}
+
 /// A raw pointer that rayon tasks may share because each writes a disjoint set of elements.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
@@ -202,35 +283,57 @@ impl SharedMut {
 /// `col[(c, ki, kj), (b, oh, ow)] = img[b, c, oh*s + ki - p, ow*s + kj - p]` (0 outside).
 /// `img` is `[B, C, H, W]` contiguous, `col` is `[C*kh*kw, B*OH*OW]` row-major.
 pub fn im2col(img: &[f32], g: &ConvGeom, col: &mut [f32]) {
+    im2col_via(img, g, col, TapTable::new(g))
+}
+
+fn im2col_via(img: &[f32], g: &ConvGeom, col: &mut [f32], table: Option<TapTable>) {
     let n = g.n();
     assert_eq!(img.len(), g.image_len(), "im2col: image length");
     assert_eq!(col.len(), g.k() * n, "im2col: column length");
     if n == 0 {
         return;
     }
-    let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
-    let ph = Phases::new(g);
+    let (ohw, hw, taps) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
     let out = SharedMut(col.as_mut_ptr());
-    // One task per image plane (b, c): it owns columns b*OH*OW.. of rows (c, *, *).
+    // SAFETY (both paths): the task of plane (b, c) writes columns b*ohw..(b+1)*ohw of rows
+    // (c, *, *) of `col` and nothing else, so tasks never write the same element.
+    let dst = |c: usize, t: usize, b: usize| unsafe {
+        std::slice::from_raw_parts_mut(out.at((c * taps + t) * n + b * ohw), ohw)
+    };
+    if let Some(table) = table {
+        (0..g.b * g.c)
+            .into_par_iter()
+            .with_min_len(planes_per_task(g))
+            .for_each_init(
+                || vec![0.0f32; hw + 1],
+                |buf, bc| {
+                    simd(
+                        #[inline(always)]
+                        || {
+                            buf[..hw].copy_from_slice(&img[bc * hw..][..hw]);
+                            for t in 0..taps {
+                                table.gather(t, buf, dst(bc % g.c, t, bc / g.c));
+                            }
+                        },
+                    )
+                },
+            );
+        return;
+    }
+    let ph = Phases::new(g);
     (0..g.b * g.c).into_par_iter().for_each_init(
         || vec![0.0f32; ph.len()],
         |buf, bc| {
             simd(
                 #[inline(always)]
                 || {
-                    let (b, c) = (bc / g.c, bc % g.c);
                     ph.split(&img[bc * hw..][..hw], g.w, buf);
                     for ki in 0..g.kh {
                         let (r, oi) = ph.tap(ki, g.padding);
                         for kj in 0..g.kw {
                             let (q, oj) = ph.tap(kj, g.padding);
                             let src = &ph.phase(buf, r, q)[oi * ph.wp + oj..];
-                            let row = (c * g.kh + ki) * g.kw + kj;
-                            // SAFETY: row `row`, columns b*ohw..(b+1)*ohw lie inside `col` and
-                            // belong to this (b, c) task alone.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(out.at(row * n + b * ohw), ohw)
-                            };
+                            let dst = dst(bc % g.c, ki * g.kw + kj, bc / g.c);
                             for oh in 0..g.oh {
                                 copy_row(&mut dst[oh * g.ow..][..g.ow], &src[oh * ph.wp..]);
                             }
@@ -246,11 +349,40 @@ pub fn im2col(img: &[f32], g: &ConvGeom, col: &mut [f32]) {
 /// (ki, kj, oh, ow) that lands on (ih, iw). Accumulates into `img` (zero it first, or
 /// pre-fill it with a bias).
 pub fn col2im(col: &[f32], g: &ConvGeom, img: &mut [f32]) {
+    col2im_via(col, g, img, TapTable::new(g))
+}
+
+fn col2im_via(col: &[f32], g: &ConvGeom, img: &mut [f32], table: Option<TapTable>) {
     let n = g.n();
     assert_eq!(img.len(), g.image_len(), "col2im: image length");
     assert_eq!(col.len(), g.k() * n, "col2im: column length");
     let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
     if hw == 0 || n == 0 {
+        return;
+    }
+    let taps = g.kh * g.kw;
+    let src = |c: usize, t: usize, b: usize| &col[(c * taps + t) * n + b * ohw..][..ohw];
+    if let Some(table) = table {
+        img.par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len(planes_per_task(g))
+            .for_each_init(
+                || vec![0.0f32; hw + 1],
+                |buf, (bc, plane)| {
+                    simd(
+                        #[inline(always)]
+                        || {
+                            buf.fill(0.0);
+                            for t in 0..taps {
+                                table.scatter_add(t, src(bc % g.c, t, bc / g.c), buf);
+                            }
+                            for (p, v) in plane.iter_mut().zip(buf.iter()) {
+                                *p += *v;
+                            }
+                        },
+                    )
+                },
+            );
         return;
     }
     let ph = Phases::new(g);
@@ -260,14 +392,12 @@ pub fn col2im(col: &[f32], g: &ConvGeom, img: &mut [f32]) {
             simd(
                 #[inline(always)]
                 || {
-                    let (b, c) = (bc / g.c, bc % g.c);
                     buf.fill(0.0);
                     for ki in 0..g.kh {
                         let (r, oi) = ph.tap(ki, g.padding);
                         for kj in 0..g.kw {
                             let (q, oj) = ph.tap(kj, g.padding);
-                            let row = (c * g.kh + ki) * g.kw + kj;
-                            let src = &col[row * n + b * ohw..][..ohw];
+                            let src = src(bc % g.c, ki * g.kw + kj, bc / g.c);
                             let dst = &mut ph.phase_mut(buf, r, q)[oi * ph.wp + oj..];
                             for oh in 0..g.oh {
                                 add_row(&mut dst[oh * ph.wp..][..g.ow], &src[oh * g.ow..]);
@@ -322,6 +452,8 @@ mod tests {
             ((1, 3, 6, 5), (2, 3, 3), 1, 1),
             ((3, 1, 2, 2), (1, 4, 4), 2, 1),
             ((1, 2, 5, 7), (2, 2, 3), 2, 0),
+            // rows past TABLE_MAX_ROW: the public functions take the phase path
+            ((2, 2, 80, 70), (2, 4, 4), 2, 1),
         ] {
             out.push(ConvGeom::conv(x, (m, x.1, kh, kw), s, p).unwrap());
         }
@@ -332,13 +464,24 @@ mod tests {
         (0..len).map(|i| ((i * 37) % 101) as f32 - 50.0).collect()
     }
 
+    /// Both paths for every geometry (the table path forced past its size limit too).
+    fn paths(g: &ConvGeom) -> [Option<TapTable>; 2] {
+        [Some(TapTable::build(g)), None]
+    }
+
     #[test]
     fn im2col_matches_the_definition() {
         for g in geometries() {
             let img = ramp(g.image_len());
+            let want = naive_im2col(&img, &g);
             let mut col = vec![f32::NAN; g.k() * g.n()];
             im2col(&img, &g, &mut col);
-            assert_eq!(col, naive_im2col(&img, &g), "{g:?}");
+            assert_eq!(col, want, "{g:?}");
+            for (path, table) in paths(&g).into_iter().enumerate() {
+                let mut col = vec![f32::NAN; g.k() * g.n()];
+                im2col_via(&img, &g, &mut col, table);
+                assert_eq!(col, want, "{g:?}, path {path}");
+            }
         }
     }
 
@@ -350,14 +493,22 @@ mod tests {
             let y: Vec<f32> = ramp(g.k() * g.n()).iter().map(|v| v * 0.5 + 1.0).collect();
             let mut cx = vec![0.0; y.len()];
             im2col(&x, &g, &mut cx);
+            let lhs: f64 = cx.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
             let mut ay = vec![1.0; x.len()]; // accumulates onto a pre-fill
             col2im(&y, &g, &mut ay);
-            let lhs: f64 = cx.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
-            let rhs: f64 = x.iter().zip(&ay).map(|(a, b)| (a * (b - 1.0)) as f64).sum();
-            assert!(
-                (lhs - rhs).abs() <= 1e-9 * lhs.abs().max(1.0),
-                "{g:?}: {lhs} vs {rhs}"
-            );
+            let mut by_path = vec![ay];
+            for table in paths(&g) {
+                let mut ay = vec![1.0; x.len()];
+                col2im_via(&y, &g, &mut ay, table);
+                by_path.push(ay);
+            }
+            for (path, ay) in by_path.iter().enumerate() {
+                let rhs: f64 = x.iter().zip(ay).map(|(a, b)| (a * (b - 1.0)) as f64).sum();
+                assert!(
+                    (lhs - rhs).abs() <= 1e-9 * lhs.abs().max(1.0),
+                    "{g:?}, path {path}: {lhs} vs {rhs}"
+                );
+            }
         }
     }
 }
