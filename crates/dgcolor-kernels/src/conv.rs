@@ -6,15 +6,13 @@ use candle_core::{
 };
 
 use crate::cpu::f32_slice;
-use crate::gemm_f32::{gemm_into, Mat};
+use rayon::prelude::*;
+
+use crate::gemm_f32::{gemm_into, num_threads, Mat, Threads};
 use crate::geom::ConvGeom;
 use crate::im2col::{col2im, im2col};
 use crate::lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 use crate::scratch::Scratch;
-
-/// Below this many output positions per image, one GEMM over the whole batch (and a
-/// transpose of the result) beats one GEMM per image.
-const PER_IMAGE_MIN: usize = 256;
 
 /// `x [B, C, H, W]` conv `weight [M, C, kh, kw]` (+ `bias [M]`), stride and padding on both
 /// axes, dilation 1, one group: PyTorch's `F.conv2d`. Differentiable in all three.
@@ -185,46 +183,119 @@ fn bias_or_zeros(bias: Option<&Tensor>, n: usize, like: &Tensor) -> Result<Tenso
 // ---------------------------------------------------------------------------------------
 // The three kernels, on the image/columns geometry of `ConvGeom`.
 
+/// How a convolution's batch is cut into groups of consecutive images, each group one task
+/// that lowers its images into a column block of `K x (images * OH * OW)`, multiplies it and
+/// (for the adjoint) folds it back. Per group, the block stays in cache between the im2col
+/// and the GEMM that reads it, where a whole-batch block (up to 64 MiB) would not.
+///
+/// With at least as many groups as threads, the groups run in parallel and each runs its
+/// GEMM on one thread: the U-Net's GEMMs are small (a few MFLOP), and splitting each of them
+/// over the threads cost more in synchronisation than it saved (2-3x slower in
+/// `examples`-style measurements on this 2-core VM). With fewer groups (a single image, or a
+/// batch smaller than the thread count) the groups run one after another, each GEMM on
+/// every thread.
+#[derive(Clone, Copy, Debug)]
+struct Groups {
+    /// Images per group (the last group may have fewer).
+    per: usize,
+    count: usize,
+    parallel: bool,
+}
+
+impl Groups {
+    fn new(g: &ConvGeom) -> Self {
+        let threads = num_threads().max(1);
+        // Images per group: enough output positions for the GEMM microkernel to pay
+        // (PER_GEMM_MIN), but no fewer groups than threads while the batch allows.
+        let per = PER_GEMM_MIN
+            .div_ceil((g.oh * g.ow).max(1))
+            .clamp(1, g.b.div_ceil(threads).max(1));
+        let count = g.b.div_ceil(per);
+        Self {
+            per,
+            count,
+            parallel: count >= threads && threads > 1,
+        }
+    }
+
+    /// The GEMM threads inside one group.
+    fn gemm_threads(&self) -> Threads {
+        if self.parallel {
+            Threads::One
+        } else {
+            Threads::All
+        }
+    }
+
+    /// Rayon's minimum task length for a loop over the groups: one group per task when the
+    /// groups run in parallel, all of them in the calling thread otherwise.
+    fn min_len(&self) -> usize {
+        if self.parallel {
+            1
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// The geometry of a group of `nb` images.
+    fn geom(g: &ConvGeom, nb: usize) -> ConvGeom {
+        ConvGeom { b: nb, ..*g }
+    }
+}
+
+/// Output positions per GEMM below which a group takes several images (a GEMM over a few
+/// dozen columns runs the microkernel mostly on its edges).
+const PER_GEMM_MIN: usize = 256;
+
 /// Columns `[B, M, OH, OW]` = conv(image, `w [M, K]`) + `bias [M]`.
 pub(crate) fn conv_forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
-    let (k, n, ohw, m) = (g.k(), g.n(), g.oh * g.ow, g.m);
-    let mut col = Scratch::take(k * n);
-    im2col(img, g, &mut col);
+    let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
+    let grp = Groups::new(g);
     let mut out = vec![0.0f32; g.cols_len()];
-    if g.b == 1 || ohw >= PER_IMAGE_MIN {
-        for (b, out_b) in out.chunks_mut(m * ohw).enumerate() {
-            if let Some(bias) = bias {
-                for (row, &v) in out_b.chunks_mut(ohw).zip(bias) {
-                    row.fill(v);
+    out.par_chunks_mut(grp.per * m * ohw)
+        .with_min_len(grp.min_len())
+        .enumerate()
+        .for_each(|(i, out)| {
+            let nb = out.len() / (m * ohw);
+            let gg = Groups::geom(g, nb);
+            let mut col = Scratch::take(k * nb * ohw);
+            im2col(&img[i * grp.per * chw..][..nb * chw], &gg, &mut col);
+            if nb == 1 {
+                if let Some(bias) = bias {
+                    for (row, &v) in out.chunks_mut(ohw).zip(bias) {
+                        row.fill(v);
+                    }
                 }
+                // SAFETY: w is [m, k], col is [k, ohw], out is [m, ohw].
+                unsafe {
+                    gemm_into(
+                        (m, ohw, k),
+                        out,
+                        ohw,
+                        bias.is_some(),
+                        Mat::rows(w, k),
+                        Mat::rows(&col, ohw),
+                        grp.gemm_threads(),
+                    )
+                }
+            } else {
+                let n = nb * ohw;
+                let mut tmp = Scratch::take(m * n);
+                // SAFETY: [m, k] @ [k, n] into [m, n].
+                unsafe {
+                    gemm_into(
+                        (m, n, k),
+                        &mut tmp,
+                        n,
+                        false,
+                        Mat::rows(w, k),
+                        Mat::rows(&col, n),
+                        grp.gemm_threads(),
+                    )
+                }
+                unpermute(&tmp, nb, m, ohw, bias, out);
             }
-            // SAFETY: w is [m, k]; columns b*ohw.. of col are [k, ohw] with row stride n.
-            unsafe {
-                gemm_into(
-                    (m, ohw, k),
-                    out_b,
-                    ohw,
-                    bias.is_some(),
-                    Mat::rows(w, k),
-                    Mat::rows(&col[b * ohw..], n),
-                )
-            }
-        }
-    } else {
-        let mut tmp = Scratch::take(m * n);
-        // SAFETY: [m, k] @ [k, n] into [m, n].
-        unsafe {
-            gemm_into(
-                (m, n, k),
-                &mut tmp,
-                n,
-                false,
-                Mat::rows(w, k),
-                Mat::rows(&col, n),
-            )
-        }
-        unpermute(&tmp, g.b, m, ohw, bias, &mut out);
-    }
+        });
     out
 }
 
@@ -236,95 +307,119 @@ pub(crate) fn conv_backward_data(
     bias: Option<&[f32]>,
     g: &ConvGeom,
 ) -> Vec<f32> {
-    let (k, n, ohw, m) = (g.k(), g.n(), g.oh * g.ow, g.m);
-    let mut dcol = Scratch::take(k * n);
-    if g.b == 1 || ohw >= PER_IMAGE_MIN {
-        for b in 0..g.b {
-            // SAFETY: w^T is [k, m]; cols_b is [m, ohw]; dcol columns b*ohw.. with stride n.
+    let (k, m, ohw, hw) = (g.k(), g.m, g.oh * g.ow, g.h * g.w);
+    let grp = Groups::new(g);
+    let mut img = vec![0.0f32; g.image_len()];
+    img.par_chunks_mut(grp.per * g.c * hw)
+        .with_min_len(grp.min_len())
+        .enumerate()
+        .for_each(|(i, img)| {
+            let nb = img.len() / (g.c * hw);
+            let (n, cols) = (nb * ohw, &cols[i * grp.per * m * ohw..][..nb * m * ohw]);
+            let mut dcol = Scratch::take(k * n);
+            let mut buf = None;
+            let cols = as_matrix(cols, nb, m, ohw, &mut buf);
+            // SAFETY: w^T is [k, m]; cols is [m, n] (one image, or the group's permuted).
             unsafe {
                 gemm_into(
-                    (k, ohw, m),
-                    &mut dcol[b * ohw..],
+                    (k, n, m),
+                    &mut dcol,
                     n,
                     false,
                     Mat::rows_t(w, k),
-                    Mat::rows(&cols[b * m * ohw..], ohw),
+                    Mat::rows(cols, n),
+                    grp.gemm_threads(),
                 )
             }
-        }
-    } else {
-        let mut colsp = Scratch::take(m * n);
-        permute(cols, g.b, m, ohw, &mut colsp);
-        // SAFETY: [k, m] @ [m, n] into [k, n].
-        unsafe {
-            gemm_into(
-                (k, n, m),
-                &mut dcol,
-                n,
-                false,
-                Mat::rows_t(w, k),
-                Mat::rows(&colsp, n),
-            )
-        }
-    }
-    let hw = g.h * g.w;
-    let mut img = vec![0.0f32; g.image_len()];
-    if let Some(bias) = bias {
-        for (bc, plane) in img.chunks_mut(hw).enumerate() {
-            plane.fill(bias[bc % g.c]);
-        }
-    }
-    col2im(&dcol, g, &mut img);
+            if let Some(bias) = bias {
+                for (bc, plane) in img.chunks_mut(hw).enumerate() {
+                    plane.fill(bias[bc % g.c]);
+                }
+            }
+            col2im(&dcol, &Groups::geom(g, nb), img);
+        });
     img
 }
 
 /// Filter gradient `[M, K]` = columns `[B, M, OH, OW]` @ im2col(image)^T: the weight gradient
 /// of a conv (image = input, columns = output gradient) and of a transposed conv (image =
 /// output gradient, columns = input).
+///
+/// A sum over the batch: with parallel groups, each thread sums a fixed, contiguous share of
+/// them into its own `[M, K]` buffer, and the buffers are added in thread order, so the result
+/// is the same run to run at a given thread count.
 pub(crate) fn conv_backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let (k, n, ohw, m) = (g.k(), g.n(), g.oh * g.ow, g.m);
-    let mut col = Scratch::take(k * n);
-    im2col(img, g, &mut col);
-    let mut dw = vec![0.0f32; m * k];
-    if g.b == 1 || ohw >= PER_IMAGE_MIN {
-        for b in 0..g.b {
-            // SAFETY: cols_b is [m, ohw]; (col_b)^T is [ohw, k] (element (j, kk) at kk*n + j).
-            unsafe {
-                gemm_into(
-                    (m, k, ohw),
-                    &mut dw,
-                    k,
-                    b > 0,
-                    Mat::rows(&cols[b * m * ohw..], ohw),
-                    Mat::rows_t(&col[b * ohw..], n),
-                )
-            }
-        }
-    } else {
-        let mut colsp = Scratch::take(m * n);
-        permute(cols, g.b, m, ohw, &mut colsp);
-        // SAFETY: [m, n] @ [n, k] into [m, k].
+    let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
+    let grp = Groups::new(g);
+    // Adds group `i`'s share into `dw` (overwriting it when `fresh`).
+    let group = |i: usize, dw: &mut [f32], fresh: bool| {
+        let b0 = i * grp.per;
+        let nb = grp.per.min(g.b - b0);
+        let n = nb * ohw;
+        let mut col = Scratch::take(k * n);
+        im2col(&img[b0 * chw..][..nb * chw], &Groups::geom(g, nb), &mut col);
+        let mut buf = None;
+        let cols = as_matrix(&cols[b0 * m * ohw..][..nb * m * ohw], nb, m, ohw, &mut buf);
+        // SAFETY: cols is [m, n]; col^T is [n, k] (element (j, kk) at kk*n + j).
         unsafe {
             gemm_into(
                 (m, k, n),
-                &mut dw,
+                dw,
                 k,
-                false,
-                Mat::rows(&colsp, n),
+                !fresh,
+                Mat::rows(cols, n),
                 Mat::rows_t(&col, n),
+                grp.gemm_threads(),
             )
+        }
+    };
+    let mut dw = vec![0.0f32; m * k];
+    if !grp.parallel {
+        for i in 0..grp.count {
+            group(i, &mut dw, i == 0);
+        }
+        return dw;
+    }
+    let shares = num_threads().min(grp.count);
+    let partial: Vec<Scratch> = (0..shares)
+        .into_par_iter()
+        .with_min_len(1)
+        .map(|t| {
+            let mut acc = Scratch::take(m * k);
+            let (lo, hi) = (t * grp.count / shares, (t + 1) * grp.count / shares);
+            for i in lo..hi {
+                group(i, &mut acc, i == lo);
+            }
+            acc
+        })
+        .collect();
+    for p in &partial {
+        for (d, v) in dw.iter_mut().zip(p.iter()) {
+            *d += *v;
         }
     }
     dw
 }
 
-/// `[B, M, S]` -> `[M, B*S]`.
-fn permute(src: &[f32], b: usize, m: usize, s: usize, dst: &mut [f32]) {
+/// A group's columns `[B, M, S]` as one `[M, B*S]` matrix: the slice itself for one image,
+/// else a permuted copy kept in `buf`.
+fn as_matrix<'a>(
+    src: &'a [f32],
+    b: usize,
+    m: usize,
+    s: usize,
+    buf: &'a mut Option<Scratch>,
+) -> &'a [f32] {
+    if b == 1 {
+        return src;
+    }
+    let dst = buf.insert(Scratch::take(m * b * s));
     for bi in 0..b {
         for mi in 0..m {
             dst[mi * b * s + bi * s..][..s].copy_from_slice(&src[(bi * m + mi) * s..][..s]);
         }
     }
+    dst
 }
 
 /// `[M, B*S]` -> `[B, M, S]`, adding a per-M bias.

@@ -7,10 +7,21 @@ pub fn num_threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-fn parallelism() -> Parallelism {
-    match num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
+/// The threads one GEMM runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The calling thread: for GEMMs that already run in parallel with each other.
+    One,
+    /// [`num_threads`] of rayon's pool.
+    All,
+}
+
+impl Threads {
+    fn parallelism(self) -> Parallelism {
+        match (self, num_threads()) {
+            (Threads::One, _) | (_, 0 | 1) => Parallelism::None,
+            (Threads::All, n) => Parallelism::Rayon(n),
+        }
     }
 }
 
@@ -54,6 +65,7 @@ pub(crate) unsafe fn gemm_into(
     accumulate: bool,
     lhs: Mat,
     rhs: Mat,
+    threads: Threads,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -89,7 +101,7 @@ pub(crate) unsafe fn gemm_into(
         false,
         false,
         false,
-        parallelism(),
+        threads.parallelism(),
     )
 }
 
@@ -99,5 +111,15 @@ pub fn matmul_f32(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: us
     assert_eq!(b.len(), k * n, "matmul: rhs length");
     assert_eq!(c.len(), m * n, "matmul: dst length");
     // SAFETY: lengths checked above against the contiguous strides.
-    unsafe { gemm_into((m, n, k), c, n, false, Mat::rows(a, k), Mat::rows(b, n)) }
+    unsafe {
+        gemm_into(
+            (m, n, k),
+            c,
+            n,
+            false,
+            Mat::rows(a, k),
+            Mat::rows(b, n),
+            Threads::All,
+        )
+    }
 }

@@ -6,9 +6,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-/// Buffers kept between calls (a layer needs at most two at once; one conv op and its
-/// concurrent helpers stay well within this).
-const KEEP: usize = 4;
+/// Buffers kept between calls: a conv op's groups hold up to three each (columns, a
+/// permuted copy, a partial weight gradient), two or more groups at once.
+const KEEP: usize = 8;
 
 /// A buffer of at least `len` elements with unspecified contents; returned to the pool on
 /// drop. Callers write every element they read.
