@@ -6,7 +6,7 @@
 //! The gradient is PyTorch's: `grad * (x > 0 ? 1 : slope)`, also at x == 0 (where
 //! candle's `maximum` would split the gradient between both arguments).
 
-use crate::cpu::{f32_slice, for_chunks};
+use crate::cpu::{f32_slice, map2};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// `x > 0 ? x : slope * x`, differentiable; candle ops off the CPU or for non-f32.
@@ -40,15 +40,11 @@ impl CustomOp1 for LeakyRelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "leaky_relu")?;
         let slope = self.slope;
-        let mut out = vec![0.0f32; x.len()];
-        for_chunks(
-            &mut out,
+        let out = map2(
+            x,
+            x,
             #[inline(always)]
-            move |off, o| {
-                for (o, &v) in o.iter_mut().zip(&x[off..]) {
-                    *o = if v > 0.0 { v } else { v * slope };
-                }
-            },
+            move |v, _| if v > 0.0 { v } else { v * slope },
         );
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -86,15 +82,11 @@ impl CustomOp2 for LeakyReluGrad {
             bail!("leaky_relu backward: {:?} vs {:?}", l1.shape(), l2.shape())
         }
         let slope = self.slope;
-        let mut out = vec![0.0f32; x.len()];
-        for_chunks(
-            &mut out,
+        let out = map2(
+            x,
+            g,
             #[inline(always)]
-            move |off, o| {
-                for ((o, &v), &g) in o.iter_mut().zip(&x[off..]).zip(&g[off..]) {
-                    *o = if v > 0.0 { g } else { g * slope };
-                }
-            },
+            move |v, g| if v > 0.0 { g } else { g * slope },
         );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{f32_slice, simd};
+use crate::cpu::{f32_slice, min_items, simd};
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over `x [B, C, H, W]` with the batch's
 /// per-channel mean and biased variance, differentiable in `x`, `weight` and `bias`.
@@ -118,6 +118,7 @@ impl CustomOp1 for ChannelStats {
         let n = (dims[0] * dims[2] * dims[3]) as f64;
         let per: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
+            .with_min_len(min_items(x.len() / c.max(1)))
             .map(|ch| {
                 let sum: f64 = planes(x, dims, ch)
                     .map(|p| {
@@ -189,10 +190,12 @@ impl CustomOp3 for BatchNormOp {
         let mi = mean_inv(f32_slice(s3, l3, "batch_norm statistics")?, self.eps);
         let dims = l1.dims();
         let (c, hw) = (dims[1], dims[2] * dims[3]);
-        let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(hw.max(1))
+        let mut y = Vec::with_capacity(x.len());
+        y.spare_capacity_mut()[..x.len()]
+            .par_chunks_mut(hw.max(1))
             .zip(x.par_chunks(hw.max(1)))
             .enumerate()
+            .with_min_len(min_items(hw))
             .for_each(|(p, (y, x))| {
                 let ch = p % c;
                 let (mean, inv) = mi[ch];
@@ -202,11 +205,13 @@ impl CustomOp3 for BatchNormOp {
                     #[inline(always)]
                     || {
                         for (y, &x) in y.iter_mut().zip(x) {
-                            *y = x * scale + shift;
+                            y.write(x * scale + shift);
                         }
                     },
                 )
             });
+        // SAFETY: the planes cover 0..len, each element written once above.
+        unsafe { y.set_len(x.len()) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -258,6 +263,7 @@ impl CustomOp3 for GradSums {
         let dims = l1.dims();
         let per: Vec<(f32, f32)> = (0..dims[1])
             .into_par_iter()
+            .with_min_len(min_items(x.len() / dims[1].max(1)))
             .map(|ch| {
                 let (mean, inv) = mi[ch];
                 let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
@@ -316,10 +322,12 @@ impl CustomOp3 for GradInput {
         let n = (dims[0] * hw) as f32;
         let mi = mean_inv(&aux[..2 * c], self.eps);
         let (weight, sdy, sdyx) = (&aux[2 * c..3 * c], &aux[4 * c..5 * c], &aux[5 * c..]);
-        let mut dx = vec![0.0f32; x.len()];
-        dx.par_chunks_mut(hw.max(1))
+        let mut dx = Vec::with_capacity(x.len());
+        dx.spare_capacity_mut()[..x.len()]
+            .par_chunks_mut(hw.max(1))
             .zip(x.par_chunks(hw.max(1)).zip(dy.par_chunks(hw.max(1))))
             .enumerate()
+            .with_min_len(min_items(hw))
             .for_each(|(p, (dx, (x, dy)))| {
                 let ch = p % c;
                 let (mean, inv) = mi[ch];
@@ -330,11 +338,13 @@ impl CustomOp3 for GradInput {
                     || {
                         for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
                             let x_hat = (x - mean) * inv;
-                            *dx = k * (n * g - sum_dy - x_hat * sum_dyx);
+                            dx.write(k * (n * g - sum_dy - x_hat * sum_dyx));
                         }
                     },
                 )
             });
+        // SAFETY: the planes cover 0..len, each element written once above.
+        unsafe { dx.set_len(x.len()) };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

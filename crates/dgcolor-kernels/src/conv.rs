@@ -205,11 +205,12 @@ struct Groups {
 impl Groups {
     fn new(g: &ConvGeom) -> Self {
         let threads = num_threads().max(1);
-        // Images per group: enough output positions for the GEMM microkernel to pay
-        // (PER_GEMM_MIN), but no fewer groups than threads while the batch allows.
-        let per = PER_GEMM_MIN
-            .div_ceil((g.oh * g.ow).max(1))
-            .clamp(1, g.b.div_ceil(threads).max(1));
+        // Enough output positions per group for the GEMM microkernel to pay (PER_GEMM_MIN),
+        // and a whole number of rounds of `threads` groups, so that no thread idles while
+        // another runs a last group (3 groups on 2 threads would take as long as 4).
+        let per_min = PER_GEMM_MIN.div_ceil((g.oh * g.ow).max(1));
+        let rounds = (g.b / (threads * per_min)).max(1);
+        let per = g.b.div_ceil(threads * rounds).max(1);
         let count = g.b.div_ceil(per);
         Self {
             per,

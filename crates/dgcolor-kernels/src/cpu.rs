@@ -35,9 +35,36 @@ pub(crate) fn f32_slice_mut<'a>(
     Ok(&mut v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
 }
 
+/// Items per parallel task for a loop over items of `item_len` elements each, so that a
+/// small tensor's loop stays on one thread (a task per 1-pixel plane of the U-Net's
+/// innermost level would cost more to schedule than to run).
+pub(crate) fn min_items(item_len: usize) -> usize {
+    PAR_MIN.div_ceil(item_len.max(1))
+}
+
+/// `f(a[i], b[i])` for every i into a new vector, chunked as [`for_chunks`]; the vector is
+/// written once (no zero-fill first, which cost as much as the op itself).
+pub(crate) fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "map2: operand lengths");
+    let mut out = Vec::with_capacity(a.len());
+    for_chunks(
+        &mut out.spare_capacity_mut()[..a.len()],
+        #[inline(always)]
+        |off, o| {
+            for ((o, &x), &y) in o.iter_mut().zip(&a[off..]).zip(&b[off..]) {
+                o.write(f(x, y));
+            }
+        },
+    );
+    // SAFETY: the chunks cover 0..len and the loop wrote every element of each (a and b
+    // are len long, so the zip never ends early).
+    unsafe { out.set_len(a.len()) };
+    out
+}
+
 /// Runs `f(offset, chunk)` over consecutive chunks of `out`, in parallel when it is large,
 /// each chunk compiled for the widest vector unit the CPU has (see [`simd`]).
-pub(crate) fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     if out.len() < PAR_MIN {
         simd(
             #[inline(always)]
