@@ -209,7 +209,17 @@ impl Groups {
         // and a whole number of rounds of `threads` groups, so that no thread idles while
         // another runs a last group (3 groups on 2 threads would take as long as 4).
         let per_min = PER_GEMM_MIN.div_ceil((g.oh * g.ow).max(1));
-        let rounds = (g.b / (threads * per_min)).max(1);
+        if g.b < threads * per_min {
+            // Too few positions to give every thread a full GEMM: one GEMM over the batch on
+            // every thread, which also reads the weights once instead of once per group (at
+            // 1 x 1 positions the GEMM is a matrix times a few vectors, bound by that read).
+            return Self {
+                per: g.b.max(1),
+                count: 1,
+                parallel: false,
+            };
+        }
+        let rounds = g.b / (threads * per_min);
         let per = g.b.div_ceil(threads * rounds).max(1);
         let count = g.b.div_ceil(per);
         Self {
