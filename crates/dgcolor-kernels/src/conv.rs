@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::gemm_f32::{gemm_into, num_threads, Mat, Threads};
 use crate::geom::ConvGeom;
-use crate::im2col::{col2im, im2col};
+use crate::im2col::{col2im_via, im2col_via, TapTable};
 use crate::lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 use crate::scratch::Scratch;
 
@@ -190,8 +190,8 @@ fn bias_or_zeros(bias: Option<&Tensor>, n: usize, like: &Tensor) -> Result<Tenso
 ///
 /// With at least as many groups as threads, the groups run in parallel and each runs its
 /// GEMM on one thread: the U-Net's GEMMs are small (a few MFLOP), and splitting each of them
-/// over the threads cost more in synchronisation than it saved (2-3x slower in
-/// `examples`-style measurements on this 2-core VM). With fewer groups (a single image, or a
+/// over the threads cost more in synchronisation than it saved (2-2.4x slower, measured in
+/// isolation on a 2-core VM: bench/README.md). With fewer groups (a single image, or a
 /// batch smaller than the thread count) the groups run one after another, each GEMM on
 /// every thread.
 #[derive(Clone, Copy, Debug)]
@@ -261,7 +261,7 @@ const PER_GEMM_MIN: usize = 256;
 /// Columns `[B, M, OH, OW]` = conv(image, `w [M, K]`) + `bias [M]`.
 pub(crate) fn conv_forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
-    let grp = Groups::new(g);
+    let (grp, table) = (Groups::new(g), TapTable::new(g));
     let mut out = vec![0.0f32; g.cols_len()];
     out.par_chunks_mut(grp.per * m * ohw)
         .with_min_len(grp.min_len())
@@ -270,7 +270,12 @@ pub(crate) fn conv_forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Con
             let nb = out.len() / (m * ohw);
             let gg = Groups::geom(g, nb);
             let mut col = Scratch::take(k * nb * ohw);
-            im2col(&img[i * grp.per * chw..][..nb * chw], &gg, &mut col);
+            im2col_via(
+                &img[i * grp.per * chw..][..nb * chw],
+                &gg,
+                &mut col,
+                table.as_ref(),
+            );
             if nb == 1 {
                 if let Some(bias) = bias {
                     for (row, &v) in out.chunks_mut(ohw).zip(bias) {
@@ -319,7 +324,7 @@ pub(crate) fn conv_backward_data(
     g: &ConvGeom,
 ) -> Vec<f32> {
     let (k, m, ohw, hw) = (g.k(), g.m, g.oh * g.ow, g.h * g.w);
-    let grp = Groups::new(g);
+    let (grp, table) = (Groups::new(g), TapTable::new(g));
     let mut img = vec![0.0f32; g.image_len()];
     img.par_chunks_mut(grp.per * g.c * hw)
         .with_min_len(grp.min_len())
@@ -347,7 +352,7 @@ pub(crate) fn conv_backward_data(
                     plane.fill(bias[bc % g.c]);
                 }
             }
-            col2im(&dcol, &Groups::geom(g, nb), img);
+            col2im_via(&dcol, &Groups::geom(g, nb), img, table.as_ref());
         });
     img
 }
@@ -361,14 +366,15 @@ pub(crate) fn conv_backward_data(
 /// is the same run to run at a given thread count.
 pub(crate) fn conv_backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
-    let grp = Groups::new(g);
+    let (grp, table) = (Groups::new(g), TapTable::new(g));
     // Adds group `i`'s share into `dw` (overwriting it when `fresh`).
     let group = |i: usize, dw: &mut [f32], fresh: bool| {
         let b0 = i * grp.per;
         let nb = grp.per.min(g.b - b0);
         let n = nb * ohw;
         let mut col = Scratch::take(k * n);
-        im2col(&img[b0 * chw..][..nb * chw], &Groups::geom(g, nb), &mut col);
+        let gg = Groups::geom(g, nb);
+        im2col_via(&img[b0 * chw..][..nb * chw], &gg, &mut col, table.as_ref());
         let mut buf = None;
         let cols = as_matrix(&cols[b0 * m * ohw..][..nb * m * ohw], nb, m, ohw, &mut buf);
         // SAFETY: cols is [m, n]; col^T is [n, k] (element (j, kk) at kk*n + j).

@@ -195,17 +195,19 @@ const TABLE_MAX: usize = 1 << 14;
 const TASK_MIN: usize = 1 << 13;
 
 /// For small planes, where the phase path's per-row and per-tap bookkeeping costs more than
-/// the copies of short rows: for each tap `t = ki * kw + kj` and output position `o`, the plane index tap
-/// `t` reads at `o`, or `hw` (a zero slot after the plane) where it falls in the padding.
-/// One table serves every plane, so each plane is `kh * kw * OH * OW` indexed loads (stores).
-struct TapTable {
+/// the copies of short rows: for each tap `t = ki * kw + kj` and output position `o`, the
+/// plane index tap `t` reads at `o`, or `hw` (a zero slot after the plane) where it falls in
+/// the padding. One table serves every plane of every image (it does not depend on the
+/// batch), so each plane is `kh * kw * OH * OW` indexed loads (stores).
+pub(crate) struct TapTable {
     idx: Vec<u32>,
     ohw: usize,
     hw: usize,
 }
 
 impl TapTable {
-    fn new(g: &ConvGeom) -> Option<Self> {
+    /// The table for `g`'s planes, if they take the table path.
+    pub(crate) fn new(g: &ConvGeom) -> Option<Self> {
         (g.ow <= TABLE_MAX_ROW && g.kh * g.kw * g.oh * g.ow <= TABLE_MAX).then(|| Self::build(g))
     }
 
@@ -283,10 +285,12 @@ impl SharedMut {
 /// `col[(c, ki, kj), (b, oh, ow)] = img[b, c, oh*s + ki - p, ow*s + kj - p]` (0 outside).
 /// `img` is `[B, C, H, W]` contiguous, `col` is `[C*kh*kw, B*OH*OW]` row-major.
 pub fn im2col(img: &[f32], g: &ConvGeom, col: &mut [f32]) {
-    im2col_via(img, g, col, TapTable::new(g))
+    im2col_via(img, g, col, TapTable::new(g).as_ref())
 }
 
-fn im2col_via(img: &[f32], g: &ConvGeom, col: &mut [f32], table: Option<TapTable>) {
+/// [`im2col`] with the table path's table (`TapTable::new(g)`) built by the caller, who can
+/// then reuse it for every group of images of one convolution.
+pub(crate) fn im2col_via(img: &[f32], g: &ConvGeom, col: &mut [f32], table: Option<&TapTable>) {
     let n = g.n();
     assert_eq!(img.len(), g.image_len(), "im2col: image length");
     assert_eq!(col.len(), g.k() * n, "im2col: column length");
@@ -349,10 +353,11 @@ fn im2col_via(img: &[f32], g: &ConvGeom, col: &mut [f32], table: Option<TapTable
 /// (ki, kj, oh, ow) that lands on (ih, iw). Accumulates into `img` (zero it first, or
 /// pre-fill it with a bias).
 pub fn col2im(col: &[f32], g: &ConvGeom, img: &mut [f32]) {
-    col2im_via(col, g, img, TapTable::new(g))
+    col2im_via(col, g, img, TapTable::new(g).as_ref())
 }
 
-fn col2im_via(col: &[f32], g: &ConvGeom, img: &mut [f32], table: Option<TapTable>) {
+/// [`col2im`] with a caller-built table, as [`im2col_via`].
+pub(crate) fn col2im_via(col: &[f32], g: &ConvGeom, img: &mut [f32], table: Option<&TapTable>) {
     let n = g.n();
     assert_eq!(img.len(), g.image_len(), "col2im: image length");
     assert_eq!(col.len(), g.k() * n, "col2im: column length");
@@ -479,7 +484,7 @@ mod tests {
             assert_eq!(col, want, "{g:?}");
             for (path, table) in paths(&g).into_iter().enumerate() {
                 let mut col = vec![f32::NAN; g.k() * g.n()];
-                im2col_via(&img, &g, &mut col, table);
+                im2col_via(&img, &g, &mut col, table.as_ref());
                 assert_eq!(col, want, "{g:?}, path {path}");
             }
         }
@@ -499,7 +504,7 @@ mod tests {
             let mut by_path = vec![ay];
             for table in paths(&g) {
                 let mut ay = vec![1.0; x.len()];
-                col2im_via(&y, &g, &mut ay, table);
+                col2im_via(&y, &g, &mut ay, table.as_ref());
                 by_path.push(ay);
             }
             for (path, ay) in by_path.iter().enumerate() {
