@@ -38,7 +38,8 @@ done
 pkgs=(nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 'nvidia-cuda-crt==13.0.*'
       'nvidia-cuda-runtime==13.0.*' 'nvidia-cuda-cccl==13.0.*')
 if [[ $check_only == 0 ]]; then
-  pkgs+=('nvidia-cuda-nvrtc==13.0.*' 'nvidia-cublas==13.0.*' 'nvidia-curand<10.5')
+  # (cupti: headers and library for scripts/kernel-profile.c)
+  pkgs+=('nvidia-cuda-nvrtc==13.0.*' 'nvidia-cublas==13.0.*' 'nvidia-curand<10.5' 'nvidia-cuda-cupti==13.0.*')
 fi
 [[ $cudnn == 1 ]] && pkgs+=('nvidia-cudnn-cu13==9.*')
 

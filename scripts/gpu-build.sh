@@ -15,7 +15,7 @@ FEATURES=${FEATURES:-cudnn}
 [[ $FEATURES == cuda || $FEATURES == cudnn ]] || { echo "gpu-build.sh: FEATURES must be cuda or cudnn, got '$FEATURES'" >&2; exit 2; }
 toolchain_opts=()
 [[ $FEATURES == cudnn ]] && toolchain_opts=(--cudnn)
-if ! [[ -x .cuda/root/bin/nvcc && -e .cuda/root/lib64/stubs/libcuda.so ]] ||
+if ! [[ -x .cuda/root/bin/nvcc && -e .cuda/root/lib64/stubs/libcuda.so && -e .cuda/root/include/cupti.h ]] ||
    { [[ $FEATURES == cudnn ]] && ! [[ -e .cuda/root/lib64/libcudnn.so ]]; }; then
   scripts/cuda-toolchain.sh "${toolchain_opts[@]}" >/dev/null
 fi
@@ -23,6 +23,7 @@ eval "$(scripts/cuda-toolchain.sh --env)"
 export CARGO_TARGET_DIR=$PWD/target-cuda
 cargo build --release --features "$FEATURES" -p dgcolor-cli -p dgcolor-bench
 # The test binaries' paths are only known from cargo's JSON messages.
+cargo test --release --features "$FEATURES" -p dgcolor-kernels -p dgcolor-algorithms --no-run
 tests=$(cargo test --release --features "$FEATURES" -p dgcolor-kernels -p dgcolor-algorithms --no-run \
           --message-format=json 2>/dev/null | python3 -c '
 import json, sys
@@ -58,5 +59,9 @@ missing=$(nm -D --undefined-only target-cuda/release/dgcolor | awk '{print $2}' 
   while read -r sym; do nm -D --defined-only target-cuda/libcurand.so.10 | grep -q " $sym@" || echo "$sym"; done)
 [[ -z $missing ]] || { echo "curand shim lacks: $missing" >&2; exit 1; }
 pack libcurand.so.10 target-cuda/libcurand.so.10
+# The kernel profiler (CUPTI injection library) gpu-check.sh uses where nsys is missing.
+cc -shared -fPIC -O2 -I.cuda/root/include -o target-cuda/libkernel_profile.so scripts/kernel-profile.c \
+  -L.cuda/root/lib64 -l:libcupti.so.13
+pack libkernel_profile.so target-cuda/libkernel_profile.so
 ls -la target-cuda/gpu
 du -sh target-cuda/gpu

@@ -11,10 +11,16 @@
 #   2. the side-by-side benchmark against PyTorch CUDA eager at the paper's configuration
 #      (256 px, nf 64, depth 8; batch 128 and 16): one erm iteration, one ours iteration,
 #      inference; images/s, ratio, peak GPU memory;
-#   3. a short `ours` training on synth at 256 px, to show the losses falling;
-#   4. if time is left: bf16 autocast on both sides, torch.compile, and the convolutions
+#   3. what each change does: the erm iteration at batch 128 and 16 with each of the CUDA
+#      changes switched off in turn (DGCOLOR_KERNELS=convs: fused kernels; DGCOLOR_CUDA_POOL=
+#      trim: memory pool; DGCOLOR_CUDA_EVENTS=1: per-allocation events; DGCOLOR_CUDNN_CACHE=0:
+#      algorithm cache); then a kernel profile of erm and ours iterations (nsys where
+#      the machine has it, else the CUPTI injection library built from kernel-profile.c);
+#   4. a short `ours` training on synth at 256 px, to show the losses falling;
+#   5. if time is left: bf16 autocast on both sides, torch.compile, and the convolutions
 #      without cuDNN (DGCOLOR_KERNELS=lowered, then candle's own) for the before/after.
-# $OUT/summary.md collects everything; the raw outputs sit beside it.
+# $OUT/summary.md collects everything; the raw outputs sit beside it. STEPS picks sections
+# (default: all of "tests bench ablation profile train extras").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu-check}
@@ -24,6 +30,8 @@ PACK=${DGCOLOR_GPU_PACK:-target-cuda/gpu}
 BIN=$(mktemp -d)
 START=$(date +%s)
 SUMMARY=$OUT/summary.md
+STEPS=" ${STEPS:-tests bench ablation profile train extras} "
+want() { [[ $STEPS == *" $1 "* ]]; }
 : > "$SUMMARY"
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
@@ -54,7 +62,7 @@ libdirs=$(python3 - <<'PY'
 import glob, os, site, sys
 roots = site.getsitepackages() + [site.getusersitepackages()]
 want = ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13",
-        "libcudnn.so.9"]
+        "libcudnn.so.9", "libcupti.so.13"]
 dirs = []
 for name in want:
     for root in roots:
@@ -76,6 +84,7 @@ say "- runtime libraries: $(ldd "$BIN/dgcolor" | grep -E 'libcu|libnv' | awk '{p
 if ldd "$BIN/dgcolor" | grep -q "not found"; then
   say "- missing libraries: $(ldd "$BIN/dgcolor" | grep 'not found' | tr -s ' \n' ' ')"
 fi
+if want tests; then
 say ""
 say "## 1. GPU tests"
 step kernel-tests 90 "$BIN/matches_candle" cuda:: --test-threads=1
@@ -83,6 +92,9 @@ step parity-on-cuda 120 env DGCOLOR_TEST_DEVICE=cuda \
   DGCOLOR_PARITY_DIR="$PWD/crates/dgcolor-algorithms/tests/parity" "$BIN/parity" --test-threads=1 --nocapture
 grep -E "^test |test result" "$OUT/kernel-tests.log" "$OUT/parity-on-cuda.log" | sed 's/^/    /' | tee -a "$SUMMARY"
 
+fi
+
+if want bench; then
 say ""
 say "## 2. Benchmark vs PyTorch CUDA eager (candle tf32 = PyTorch's default TF32 convolutions)"
 step bench-tf32 200 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
@@ -90,8 +102,64 @@ step bench-tf32 200 python3 bench/compare.py --device cuda --no-build --rust-bin
   --iters 5 --precision tf32 --timeout 60 --json "$OUT/bench-tf32.json"
 grep "^|\|^device" "$OUT/bench-tf32.log" | tee -a "$SUMMARY"
 
+fi
+
+if want ablation; then
 say ""
-say "## 3. Short ours training on synth, 256 px (paper model, batch 32, 60 steps, tf32)"
+say "## 3. What each change does (bench binary alone: erm iteration, tf32)"
+# imgs LOG: images/s from the bench binary's JSON line.
+imgs() {
+  python3 - "$1" <<'PY' 2>&1 | tail -1
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(f"{r['images_per_sec']:.1f} img/s ({1000 * r['sec_per_iter']:.0f} ms/iter)")
+PY
+}
+ablation=(
+  "DGCOLOR_KERNELS=convs DGCOLOR_CUDA_POOL=trim DGCOLOR_CUDA_EVENTS=1 DGCOLOR_CUDNN_CACHE=0"  # cuDNN convs only
+  "DGCOLOR_CUDA_POOL=trim"       # all but the kept memory pool
+  "DGCOLOR_KERNELS=convs"        # all but the fused BatchNorm / LeakyReLU / Adam / bias kernels
+  "DGCOLOR_CUDA_EVENTS=1"        # all but the per-allocation events turned off
+  "DGCOLOR_CUDNN_CACHE=0"        # all but the cuDNN algorithm cache
+  "DGCOLOR_KERNELS=auto"         # everything (the default)
+)
+for config in s256-nf64-d8-b128 s256-nf64-d8-b16; do
+  say "  $config:"
+  for i in "${!ablation[@]}"; do
+    step "ablation-${config##*-}-$i" 40 env ${ablation[$i]} "$BIN/bench" --device cuda --config $config \
+      --mode erm --warmup 2 --iters 5 --precision tf32
+    say "    ${ablation[$i]}: $(imgs "$OUT/ablation-${config##*-}-$i.log")"
+  done
+done
+
+fi
+
+if want profile; then
+say ""
+say "## 3b. Where the GPU time goes (kernel profile; totals over the profiled process)"
+NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+for run in "erm s256-nf64-d8-b128" "ours s256-nf64-d8-b128" "erm s256-nf64-d8-b16"; do
+  read -r mode config <<< "$run"
+  name=prof-$mode-${config##*-}
+  if [[ -n $NSYS ]]; then
+    step "$name" 60 "$NSYS" profile --force-overwrite true -o "$OUT/$name" "$BIN/bench" --device cuda \
+      --config "$config" --mode "$mode" --warmup 1 --iters 3 --precision tf32
+    step "$name-stats" 45 "$NSYS" stats --force-export true -r cuda_gpu_kern_sum -f csv \
+      -o "$OUT/$name" "$OUT/$name.nsys-rep"
+    rm -f "$OUT"/*.nsys-rep "$OUT"/*.sqlite
+  elif [[ -f $BIN/libkernel_profile.so ]]; then
+    # CUPTI injection (scripts/kernel-profile.c): one line per kernel name, by total time.
+    step "$name" 60 env CUDA_INJECTION64_PATH="$BIN/libkernel_profile.so" \
+      DGCOLOR_KERNEL_PROFILE="$OUT/$name.txt" "$BIN/bench" --device cuda \
+      --config "$config" --mode "$mode" --warmup 1 --iters 3 --precision tf32
+    [[ -f $OUT/$name.txt ]] && { say "    $mode $config (4 iterations + set-up), top 25:"; head -27 "$OUT/$name.txt" | cut -c1-200 | sed 's/^/    /' | tee -a "$SUMMARY"; }
+  fi
+done
+fi
+
+if want train; then
+say ""
+say "## 4. Short ours training on synth, 256 px (paper model, batch 32, 60 steps, tf32)"
 step train-ours 150 "$BIN/dgcolor" train --algorithm ours --data synth --sources photo,cartoon \
   --target art_painting --preset paper --steps 60 --batch-size 32 --device cuda --precision tf32 \
   --data-root "$OUT/data" --out "$OUT/train-ours" --quiet
@@ -106,31 +174,37 @@ for line in open(sys.argv[1]):
         print(f"    {r['kind']} step {r['step']}: {json.dumps(r.get('metrics', r))[:200]}")
 PY
 
+fi
+
+if want extras; then
 say ""
-say "## 4. Extras (as time allows)"
-if (( $(elapsed) < 330 )); then
+say "## 5. Extras (as time allows)"
+if (( $(elapsed) < 360 )); then
   step bench-bf16 100 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
     --configs s256-nf64-d8-b128 --modes erm,ours --runs 1 --warmup 2 --iters 5 \
     --precision bf16 --amp bf16 --timeout 45 --json "$OUT/bench-bf16.json"
   grep "^|" "$OUT/bench-bf16.log" | tee -a "$SUMMARY"
 fi
-if (( $(elapsed) < 380 )); then
+if (( $(elapsed) < 400 )); then
   step bench-compile 90 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
     --configs s256-nf64-d8-b128 --modes erm --runs 1 --warmup 3 --iters 5 --precision tf32 \
     --torch-compile --timeout 80 --json "$OUT/bench-compile.json"
   grep "^|" "$OUT/bench-compile.log" | tee -a "$SUMMARY"
 fi
 for kernels in lowered candle; do
-  if (( $(elapsed) < 430 )); then
+  if (( $(elapsed) < 440 )); then
     step "bench-$kernels-convs" 45 env DGCOLOR_KERNELS=$kernels "$BIN/bench" --device cuda \
       --config s256-nf64-d8-b16 --mode erm --warmup 1 --iters 2 --precision tf32
     say "    DGCOLOR_KERNELS=$kernels, erm, s256-nf64-d8-b16: $(tail -1 "$OUT/bench-$kernels-convs.log" | cut -c1-300)"
   fi
 done
+fi
 say ""
 say "total: $(elapsed)s"
 rm -rf "$BIN" "$OUT/data"
 # The device tool returns only a handful of files from $OUT: keep the summary loose and
 # everything else (logs, JSON, run records; not the checkpoint) in one archive.
-tar -czf "$OUT/logs.tar.gz" -C "$OUT" --exclude=summary.md --exclude=logs.tar.gz \
-  --exclude='*.safetensors' . && find "$OUT" -mindepth 1 ! -name summary.md ! -name logs.tar.gz -delete
+# (The archive is written outside $OUT: tar fails on a directory that changes as it reads it.)
+ARCHIVE=$(mktemp --suffix=.tar.gz)
+tar -czf "$ARCHIVE" -C "$OUT" --exclude=summary.md --exclude='*.safetensors' . &&
+  find "$OUT" -mindepth 1 ! -name summary.md -delete && mv "$ARCHIVE" "$OUT/logs.tar.gz"

@@ -33,7 +33,9 @@ type R<T> = candle_core::Result<T>;
 fn dev() -> Device {
     static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
     DEV.get_or_init(|| match std::env::var("DGCOLOR_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::new_cuda(0).expect("DGCOLOR_TEST_DEVICE=cuda needs CUDA device 0"),
+        Ok("cuda") => {
+            dgcolor_kernels::cuda_device(0).expect("DGCOLOR_TEST_DEVICE=cuda needs CUDA device 0")
+        }
         Ok("cpu") | Err(_) => Device::Cpu,
         Ok(other) => panic!("DGCOLOR_TEST_DEVICE=`{other}`: expected cpu or cuda"),
     })

@@ -19,7 +19,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 )));
             }
             // candle's error carries a backtrace; its first line is the CUDA status.
-            Device::new_cuda(ordinal).map_err(|e| {
+            dgcolor_kernels::cuda_device(ordinal).map_err(|e| {
                 let status = e.to_string().lines().next().unwrap_or_default().to_string();
                 EvalError::Config(format!(
                     "--device {spec}: cannot open CUDA device {ordinal} ({status}); is there an NVIDIA GPU and driver?"

@@ -7,11 +7,13 @@
 //! candle's `maximum` would split the gradient between both arguments).
 
 use crate::cpu::{f32_slice, map2};
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-/// `x > 0 ? x : slope * x`, differentiable; candle ops off the CPU or for non-f32.
+/// `x > 0 ? x : slope * x`, differentiable; candle ops where [`crate::conv::fused_on`] says no.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32) || crate::conv::disabled() {
+    if !crate::conv::fused_on(&[x]) {
         return leaky_relu_reference(x, slope);
     }
     x.contiguous()?.apply_op1(LeakyRelu {
@@ -47,6 +49,11 @@ impl CustomOp1 for LeakyRelu {
             move |v, _| if v > 0.0 { v } else { v * slope },
         );
         Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::leaky_relu((s, l), None, self.slope)
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -89,5 +96,16 @@ impl CustomOp2 for LeakyReluGrad {
             move |v, g| if v > 0.0 { g } else { g * slope },
         );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::leaky_relu((s1, l1), Some((s2, l2)), self.slope)
     }
 }

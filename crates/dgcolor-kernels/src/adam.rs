@@ -4,7 +4,7 @@
 //! order, that those candle ops perform (candle's scalar `*`, `/`, `+` are `affine` with the
 //! scalar rounded to f32), so both paths give bit-identical weights.
 
-use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
+use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 
 use crate::cpu::{f32_slice, f32_slice_mut, for_chunks};
 
@@ -22,8 +22,9 @@ pub struct AdamCoeffs {
 
 /// `m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 /// param -= step_size * m / (sqrt(v) / sqrt(bias2) + eps)`, all three updated in place.
-/// Returns `Ok(false)` and changes nothing unless every tensor is a contiguous f32 CPU
-/// tensor of the same size (the caller then uses candle ops), or when `DGCOLOR_KERNELS=candle`.
+/// Returns `Ok(false)` and changes nothing unless every tensor is a contiguous f32 tensor of
+/// the same size on the CPU or (in a `cuda` build) on CUDA, where the same three passes run
+/// as kernels; the caller then uses candle ops (also under `DGCOLOR_KERNELS=candle|convs`).
 pub fn adam_inplace(
     param: &Tensor,
     m: &Tensor,
@@ -32,10 +33,8 @@ pub fn adam_inplace(
     c: AdamCoeffs,
 ) -> Result<bool> {
     let n = param.elem_count();
-    let usable = !crate::conv::disabled()
-        && [param, m, v, grad]
-            .iter()
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.elem_count() == n)
+    let usable = crate::conv::fused_on(&[param, m, v, grad])
+        && [param, m, v, grad].iter().all(|t| t.elem_count() == n)
         && [param, m, v].iter().all(|t| t.is_contiguous());
     if !usable {
         return Ok(false);
@@ -98,6 +97,17 @@ impl InplaceOp2 for Moment {
         );
         Ok(())
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        crate::cuda::adam_moment((s1, l1), (s2, l2), self.decay, self.scale, self.square)
+    }
 }
 
 /// `param -= step_size * m / (sqrt(v) * inv_sqrt_bias2 + eps)`.
@@ -139,5 +149,19 @@ impl InplaceOp3 for Apply {
             },
         );
         Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let c = [self.inv_sqrt_bias2, self.eps, self.step_size];
+        crate::cuda::adam_apply((s1, l1), (s2, l2), (s3, l3), c)
     }
 }

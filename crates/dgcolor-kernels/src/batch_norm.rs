@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{f32_slice, min_items, simd};
@@ -23,11 +25,7 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let fast = !crate::conv::disabled()
-        && [x, weight, bias]
-            .iter()
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
-    if !fast {
+    if !crate::conv::fused_on(&[x, weight, bias]) {
         return batch_norm_train_reference(x, weight, bias, eps);
     }
     let (_, c, _, _) = x.dims4()?;
@@ -151,6 +149,11 @@ impl CustomOp1 for ChannelStats {
             .collect();
         Ok((CpuStorage::F32(out), Shape::from((2, c))))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::channel_sums((s, l), crate::cuda::Sums::Stats)
+    }
 }
 
 /// Per-channel `(mean, 1 / sqrt(var + eps))` from a `[2, C]` statistics slice.
@@ -213,6 +216,19 @@ impl CustomOp3 for BatchNormOp {
         // SAFETY: the planes cover 0..len, each element written once above.
         unsafe { y.set_len(x.len()) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::batch_norm_elementwise((s1, l1), (s2, l2), (s3, l3), self.eps, false)
     }
 
     fn bwd(
@@ -291,6 +307,22 @@ impl CustomOp3 for GradSums {
             .collect();
         Ok((CpuStorage::F32(out), Shape::from((2, dims[1]))))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::channel_sums(
+            (s1, l1),
+            crate::cuda::Sums::Grad((s2, l2), (s3, l3), self.eps),
+        )
+    }
 }
 
 /// `(x, dy, [mean; var; weight; bias; sum(dy); sum(dy * x_hat)]) -> dx`.
@@ -346,5 +378,18 @@ impl CustomOp3 for GradInput {
         // SAFETY: the planes cover 0..len, each element written once above.
         unsafe { dx.set_len(x.len()) };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::batch_norm_elementwise((s1, l1), (s2, l2), (s3, l3), self.eps, true)
     }
 }

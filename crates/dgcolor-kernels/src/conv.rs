@@ -120,8 +120,8 @@ enum Backend {
 }
 
 /// `DGCOLOR_KERNELS` overrides the choice for before/after benchmarks: `candle` (candle's own
-/// ops everywhere, f32), `lowered` (the lowered path everywhere, also on the CPU); unset or
-/// `auto` picks the CPU ops for f32 on the CPU, cuDNN on CUDA when built with `cudnn`, and
+/// ops everywhere, f32), `lowered` (the lowered path everywhere, also on the CPU); unset,
+/// `auto` or `convs` (see [`fused_on`]) picks the CPU ops for f32 on the CPU, cuDNN on CUDA when built with `cudnn`, and
 /// the lowered path otherwise.
 fn backend(ts: &[Option<&Tensor>]) -> Backend {
     static CHOICE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -144,10 +144,19 @@ fn backend(ts: &[Option<&Tensor>]) -> Backend {
     }
 }
 
-/// True when `DGCOLOR_KERNELS=candle` turns every custom op off.
-pub(crate) fn disabled() -> bool {
+/// True when the fused ops (BatchNorm, LeakyReLU, Adam) can run on all of `ts`: f32 tensors
+/// on the CPU, or on CUDA in a `cuda` build (the kernels of the `cuda` module).
+/// `DGCOLOR_KERNELS=candle` (every custom op off) or `convs` (only the convolutions on) sends
+/// them to candle ops instead, for before/after measurements.
+pub(crate) fn fused_on(ts: &[&Tensor]) -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OFF.get_or_init(|| std::env::var("DGCOLOR_KERNELS").is_ok_and(|v| v == "candle"))
+    let off = *OFF.get_or_init(|| {
+        std::env::var("DGCOLOR_KERNELS").is_ok_and(|v| v == "candle" || v == "convs")
+    });
+    !off && ts.iter().all(|t| {
+        t.dtype() == DType::F32
+            && (t.device().is_cpu() || cfg!(feature = "cuda") && t.device().is_cuda())
+    })
 }
 
 thread_local! {

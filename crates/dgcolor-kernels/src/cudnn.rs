@@ -46,6 +46,32 @@ use crate::lowered::Precision;
 thread_local! {
     // cuDNN handles are neither Send nor Sync: one per thread and device (as candle does).
     static HANDLES: RefCell<HashMap<DeviceId, Arc<Cudnn>>> = RefCell::new(HashMap::new());
+    // The algorithm that ran for each product (kind, geometry, precision, bf16 data, device),
+    // so that cuDNN's heuristic query, a host-side cost paid on every call otherwise, runs once
+    // per layer shape (PyTorch keeps such a plan cache too). `DGCOLOR_CUDNN_CACHE=0` asks the
+    // heuristic every call (for before/after measurements).
+    static ALGOS: RefCell<HashMap<AlgoKey, Algo>> = RefCell::new(HashMap::new());
+}
+
+type AlgoKey = (DeviceId, Kind, ConvGeom, Precision, bool);
+
+#[derive(Clone, Copy)]
+enum Algo {
+    Fwd(sys::cudnnConvolutionFwdAlgo_t),
+    Data(sys::cudnnConvolutionBwdDataAlgo_t),
+    Filter(sys::cudnnConvolutionBwdFilterAlgo_t),
+}
+
+fn cached_algo(key: &AlgoKey) -> Option<Algo> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var("DGCOLOR_CUDNN_CACHE").is_ok_and(|v| v == "0")) {
+        return None;
+    }
+    ALGOS.with(|a| a.borrow().get(key).copied())
+}
+
+fn remember_algo(key: AlgoKey, algo: Algo) {
+    ALGOS.with(|a| a.borrow_mut().insert(key, algo));
 }
 
 fn handle(dev: &CudaDevice) -> Result<Arc<Cudnn>> {
@@ -91,7 +117,10 @@ pub(crate) fn conv(
         .apply_op2(&weight.to_dtype(dt)?.contiguous()?, op)?
         .to_dtype(x.dtype())?;
     match bias {
-        // [B, C_out, H, W] + [1, C_out, 1, 1]
+        // [B, C_out, H, W] + [C_out]
+        Some(b) if y.dtype() == DType::F32 && b.dtype() == DType::F32 => {
+            crate::cuda::bias_add(&y, b)
+        }
         Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
         None => Ok(y),
     }
@@ -195,7 +224,7 @@ impl CustomOp2 for Conv {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     /// (image, filter) -> columns.
     Forward,
@@ -280,6 +309,13 @@ impl Product {
         let a = view::<T>(a, al)?;
         let b = view::<T>(b, bl)?;
         let (one, zero) = (T::from_f64(1.0), T::from_f64(0.0));
+        let key = (
+            dev.id(),
+            self.kind,
+            *g,
+            self.precision,
+            T::DTYPE == DType::BF16,
+        );
         let out = match self.kind {
             Kind::Forward => {
                 let op = ConvForward {
@@ -291,13 +327,21 @@ impl Product {
                 // SAFETY: every operand was checked against the descriptors' shapes (contiguous
                 // NCHW, dtype T) and `out` has the columns' size.
                 let mut out = unsafe { dev.alloc::<T>(g.cols_len()) }?;
-                let picked = op.pick_algorithm().map_err(wrap)?;
-                self.with_fallback(picked as u32, |first| {
-                    let algo = if first { picked } else { FWD_FALLBACK };
-                    let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
-                    unsafe { op.launch(algo, ws.as_mut(), (one, zero), &a, &b, &mut out) }
-                        .map_err(wrap)
-                })?;
+                let cached = match cached_algo(&key) {
+                    Some(Algo::Fwd(a)) => Some(a),
+                    _ => None,
+                };
+                let ran = self.launch(
+                    cached,
+                    || op.pick_algorithm(),
+                    FWD_FALLBACK,
+                    |algo| {
+                        let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
+                        unsafe { op.launch(algo, ws.as_mut(), (one, zero), &a, &b, &mut out) }
+                            .map_err(wrap)
+                    },
+                )?;
+                remember_algo(key, Algo::Fwd(ran));
                 out
             }
             Kind::BackwardData => {
@@ -309,13 +353,21 @@ impl Product {
                 };
                 // SAFETY: as above; `out` has the image's size.
                 let mut out = unsafe { dev.alloc::<T>(g.image_len()) }?;
-                let picked = op.pick_algorithm().map_err(wrap)?;
-                self.with_fallback(picked as u32, |first| {
-                    let algo = if first { picked } else { DATA_FALLBACK };
-                    let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
-                    unsafe { op.launch(algo, ws.as_mut(), (one, zero), &mut out, &b, &a) }
-                        .map_err(wrap)
-                })?;
+                let cached = match cached_algo(&key) {
+                    Some(Algo::Data(a)) => Some(a),
+                    _ => None,
+                };
+                let ran = self.launch(
+                    cached,
+                    || op.pick_algorithm(),
+                    DATA_FALLBACK,
+                    |algo| {
+                        let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
+                        unsafe { op.launch(algo, ws.as_mut(), (one, zero), &mut out, &b, &a) }
+                            .map_err(wrap)
+                    },
+                )?;
+                remember_algo(key, Algo::Data(ran));
                 out
             }
             Kind::BackwardFilter => {
@@ -327,29 +379,48 @@ impl Product {
                 };
                 // SAFETY: as above; `out` has the filter's size.
                 let mut out = unsafe { dev.alloc::<T>(g.m * g.k()) }?;
-                let picked = op.pick_algorithm().map_err(wrap)?;
-                self.with_fallback(picked as u32, |first| {
-                    let algo = if first { picked } else { FILTER_FALLBACK };
-                    let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
-                    unsafe { op.launch(algo, ws.as_mut(), (one, zero), &a, &mut out, &b) }
-                        .map_err(wrap)
-                })?;
+                let cached = match cached_algo(&key) {
+                    Some(Algo::Filter(a)) => Some(a),
+                    _ => None,
+                };
+                let ran = self.launch(
+                    cached,
+                    || op.pick_algorithm(),
+                    FILTER_FALLBACK,
+                    |algo| {
+                        let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
+                        unsafe { op.launch(algo, ws.as_mut(), (one, zero), &a, &mut out, &b) }
+                            .map_err(wrap)
+                    },
+                )?;
+                remember_algo(key, Algo::Filter(ran));
                 out
             }
         };
         Ok(T::wrap_cuda_slice(out, dev.clone()))
     }
 
-    /// Runs `launch(true)` (the heuristic's algorithm) and, if cuDNN refuses it (an algorithm
-    /// the heuristic ranks first may lack a kernel for the requested math type),
-    /// `launch(false)` (an implicit-GEMM algorithm every math type and size supports).
-    fn with_fallback(&self, picked: u32, mut launch: impl FnMut(bool) -> Result<()>) -> Result<()> {
-        let Err(first) = launch(true) else {
-            return Ok(());
+    /// Runs `launch` with the cached algorithm, or else with the heuristic's pick and, if
+    /// cuDNN refuses that (an algorithm the heuristic ranks first may lack a kernel for the
+    /// requested math type), with `fallback` (an implicit-GEMM algorithm every math type and
+    /// size supports). Returns the algorithm that ran.
+    fn launch<A: Copy + std::fmt::Debug>(
+        &self,
+        cached: Option<A>,
+        pick: impl FnOnce() -> std::result::Result<A, candle_core::cuda::cudarc::cudnn::CudnnError>,
+        fallback: A,
+        mut launch: impl FnMut(A) -> Result<()>,
+    ) -> Result<A> {
+        if let Some(algo) = cached {
+            return launch(algo).map(|()| algo);
+        }
+        let picked = pick().map_err(wrap)?;
+        let Err(first) = launch(picked) else {
+            return Ok(picked);
         };
-        launch(false).map_err(|second| {
+        launch(fallback).map(|()| fallback).map_err(|second| {
             candle_core::Error::Msg(format!(
-                "{} ({:?}) on {:?}: algorithm {picked} failed ({first}), and the fallback too ({second})",
+                "{} ({:?}) on {:?}: algorithm {picked:?} failed ({first}), and the fallback too ({second})",
                 self.name(),
                 self.precision,
                 self.g

@@ -4,7 +4,7 @@ use candle_core::{bail, Result};
 /// is convolved by an `M x C x kh x kw` filter into columns `[B, M, OH, OW]`. A transposed
 /// convolution is the same geometry read backwards (its output is the image, its input the
 /// columns).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeom {
     pub b: usize,
     /// Image channels (conv input / transposed-conv output).

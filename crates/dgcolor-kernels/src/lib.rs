@@ -26,6 +26,10 @@
 //! ([`set_precision`]), they take the [`lowered`] path: the same convolutions expressed as
 //! candle copies around GEMMs (cuBLAS on CUDA), differentiable on every backend, which
 //! avoids candle's naive CUDA transposed convolution but materialises every tap window.
+//! BatchNorm, LeakyReLU and Adam run as this crate's CUDA kernels on CUDA (the `cuda`
+//! module), the same arithmetic as their CPU loops.
+
+use candle_core::{Device, Result};
 
 mod activation;
 mod adam;
@@ -33,6 +37,8 @@ mod alloc;
 mod batch_norm;
 mod conv;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 #[cfg(feature = "cudnn")]
 mod cudnn;
 mod gemm_f32;
@@ -54,3 +60,14 @@ pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use im2col::{col2im, im2col};
 pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
+
+/// Opens CUDA device `ordinal` (as `Device::new_cuda`) and sets it up for training loops:
+/// freed memory stays in its allocation pool, and cudarc's cross-stream events are off
+/// (see `cuda::prepare_device`). Without the `cuda` feature this is candle's "not compiled
+/// with CUDA" error.
+pub fn cuda_device(ordinal: usize) -> Result<Device> {
+    let device = Device::new_cuda(ordinal)?;
+    #[cfg(feature = "cuda")]
+    cuda::prepare_device(device.as_cuda_device()?)?;
+    Ok(device)
+}

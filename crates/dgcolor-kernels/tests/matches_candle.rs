@@ -249,15 +249,15 @@ fn leaky_relu_matches_candle() -> Result<()> {
 }
 
 /// The GPU path against the CPU one: convolutions at the U-Net's layer shapes on CUDA (cuDNN
-/// in a `cudnn` build, the lowered path on cuBLAS otherwise) give the CPU custom ops' outputs
-/// and gradients. Needs a CUDA
+/// in a `cudnn` build, the lowered path on cuBLAS otherwise), BatchNorm, LeakyReLU and Adam
+/// (the kernels of fused.cu) give the CPU custom ops' outputs and gradients. Needs a CUDA
 /// device; `scripts/gpu-check.sh` runs them on the GPU machine.
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::*;
 
     fn gpu() -> Device {
-        Device::new_cuda(0).expect("these tests need CUDA device 0")
+        dgcolor_kernels::cuda_device(0).expect("these tests need CUDA device 0")
     }
 
     /// Output and gradients of `op` on the CPU and on the GPU, compared.
@@ -319,13 +319,126 @@ mod cuda {
         }
     }
 
+    /// Forward and gradient, LeakyReLU and ReLU, an odd shape.
     #[test]
     fn leaky_relu_matches_cpu() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let x = randn(&mut rng, &[2, 8, 33, 31]).unwrap();
-        let cpu = dgcolor_kernels::leaky_relu(&x, 0.2).unwrap();
-        let gpu = dgcolor_kernels::leaky_relu(&x.to_device(&gpu()).unwrap(), 0.2).unwrap();
-        assert!(rel_err(&gpu.to_device(&Device::Cpu).unwrap(), &cpu).unwrap() < TOL);
+        let up = randn(&mut rng, &[2, 8, 33, 31]).unwrap();
+        for slope in [0.2, 0.0] {
+            let run = |dev: &Device| -> Result<[Tensor; 2]> {
+                let x = Var::from_tensor(&x.to_device(dev)?)?;
+                let y = dgcolor_kernels::leaky_relu(&x, slope)?;
+                let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
+                let dx = g.get(&x).expect("gradient").to_device(&Device::Cpu)?;
+                Ok([y.to_device(&Device::Cpu)?, dx])
+            };
+            let (cpu, gpu) = (run(&Device::Cpu).unwrap(), run(&gpu()).unwrap());
+            for (name, (a, r)) in ["output", "gradient"].iter().zip(gpu.iter().zip(&cpu)) {
+                let e = rel_err(a, r).unwrap();
+                assert!(e < TOL, "slope {slope}: {name} rel err {e}");
+            }
+        }
+    }
+
+    /// The CUDA BatchNorm kernels against the CPU op: output, batch statistics and the three
+    /// gradients, on odd sizes, 1x1 planes and a U-Net-sized plane (several partial sums per
+    /// channel); and bit-identical on the GPU from run to run.
+    #[test]
+    fn batch_norm_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(33);
+        for dims in [
+            [4usize, 3, 5, 7],
+            [3, 5, 1, 1],
+            [16, 32, 16, 16],
+            [2, 64, 128, 128],
+        ] {
+            let x = randn(&mut rng, &dims).unwrap().affine(3.0, 1.5).unwrap();
+            let w = randn(&mut rng, &[dims[1]]).unwrap();
+            let b = randn(&mut rng, &[dims[1]]).unwrap();
+            let up = randn(&mut rng, &dims).unwrap();
+            let run = |dev: &Device| -> Result<Vec<Tensor>> {
+                let vars =
+                    [&x, &w, &b].map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
+                let (y, mean, var) =
+                    dgcolor_kernels::batch_norm_train(&vars[0], &vars[1], &vars[2], 1e-5)?;
+                let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
+                let mut out = vec![y, mean, var];
+                for v in &vars {
+                    out.push(g.get(v).expect("gradient").clone());
+                }
+                out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+            };
+            let dev = gpu();
+            let cpu = run(&Device::Cpu).unwrap();
+            let first = run(&dev).unwrap();
+            let names = [
+                "output",
+                "mean",
+                "var",
+                "input grad",
+                "weight grad",
+                "bias grad",
+            ];
+            for (name, (a, r)) in names.iter().zip(first.iter().zip(&cpu)) {
+                let e = rel_err(a, r).unwrap();
+                assert!(e < TOL, "{dims:?} {name} rel err {e}");
+            }
+            let again = run(&dev).unwrap();
+            for (name, (a, r)) in names.iter().zip(first.iter().zip(&again)) {
+                let diff = (a - r).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(
+                    diff.to_scalar::<f32>().unwrap(),
+                    0.0,
+                    "{dims:?} {name}: GPU run to run"
+                );
+            }
+        }
+    }
+
+    /// Adam in place on the GPU: the kernels do the CPU loops' f32 operations in the same
+    /// order (fused.cu is compiled without multiply-add contraction), so three steps give
+    /// bit-identical moments and weights.
+    #[test]
+    fn adam_inplace_is_bit_identical_to_cpu() {
+        use dgcolor_kernels::{adam_inplace, AdamCoeffs};
+        let mut rng = ChaCha8Rng::seed_from_u64(43);
+        let n = 100_003;
+        let p0 = randn(&mut rng, &[n]).unwrap();
+        let grads: Vec<Tensor> = (0..3).map(|_| randn(&mut rng, &[n]).unwrap()).collect();
+        let run = |dev: &Device| -> Result<Vec<Vec<u32>>> {
+            // (a copy: on the CPU `to_device` would share p0's storage, updated in place)
+            let p = p0.to_device(dev)?.copy()?;
+            let (m, v) = (p.zeros_like()?, p.zeros_like()?);
+            for (t, g) in (1..).zip(&grads) {
+                let c = AdamCoeffs {
+                    beta1: 0.5,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    step_size: 1e-3 / (1.0 - f64::powi(0.5, t)),
+                    bias2: 1.0 - f64::powi(0.999, t),
+                };
+                assert!(
+                    adam_inplace(&p, &m, &v, &g.to_device(dev)?, c)?,
+                    "fused path not taken on {dev:?}"
+                );
+            }
+            [m, v, p]
+                .iter()
+                .map(|t| Ok(t.to_vec1::<f32>()?.iter().map(|x| x.to_bits()).collect()))
+                .collect()
+        };
+        let (cpu, gpu) = (run(&Device::Cpu).unwrap(), run(&gpu()).unwrap());
+        for (name, (a, r)) in ["first moment", "second moment", "parameters"]
+            .iter()
+            .zip(gpu.iter().zip(&cpu))
+        {
+            let differ = a.iter().zip(r).filter(|(a, r)| a != r).count();
+            assert_eq!(
+                differ, 0,
+                "{name}: {differ} of {n} values differ from the CPU's"
+            );
+        }
     }
 }
 

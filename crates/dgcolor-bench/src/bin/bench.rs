@@ -137,7 +137,7 @@ fn main() -> Result<()> {
     let threads = dgcolor_kernels::num_threads();
     let device = match args.device.as_str() {
         "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0)?,
+        "cuda" => dgcolor_kernels::cuda_device(0)?,
         other => bail!("--device `{other}`: expected cpu or cuda"),
     };
     let precision = Precision::parse(&args.precision).with_context(|| {

@@ -1,0 +1,173 @@
+// CUDA versions of the fused CPU custom ops (BatchNorm2d in training mode, LeakyReLU, Adam in
+// place): as candle ops each of them is many full passes over the tensor with a fresh
+// allocation per pass, which on a GPU costs memory bandwidth and, at the paper's batch of 128,
+// tens of GB of intermediates.
+//
+// Compiled to PTX by build.rs with `-fmad=false`, so every element sees the same f32 roundings
+// as the CPU loops (no contracted multiply-adds); sqrt and division are IEEE (nvcc's default).
+// Reductions use a fixed split and a fixed tree, so results are bit-identical run to run.
+#include <stdint.h>
+
+#define BLOCK 256
+
+// Sum of `v` over a block of BLOCK threads in a fixed order; the result is valid in thread 0.
+__device__ double block_sum(double v, double *shared) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    double total = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < BLOCK / 32; ++w) total += shared[w];
+    __syncthreads();
+    return total;
+}
+
+// Per-channel partial sums of a contiguous [B, C, HW] tensor, in f64. Block (part, ch) covers
+// the part-th of `parts` contiguous pieces of the channel's B*HW elements and writes
+// partial[(ch * parts + part) * 2 + {0, 1}]:
+//   dy == nullptr: (x, x^2)                      -> batch statistics
+//   otherwise:     (dy, dy * (x - mean) * inv)   -> BatchNorm's gradient sums
+// where mean = stats[ch], inv = 1 / sqrt(stats[C + ch] + eps).
+extern "C" __global__ void channel_partials(const float *x, const float *dy, const float *stats,
+                                            float eps, uint32_t b, uint32_t c, uint32_t hw,
+                                            double *partial) {
+    __shared__ double shared[BLOCK / 32];
+    const uint32_t part = blockIdx.x, parts = gridDim.x, ch = blockIdx.y;
+    const uint64_t n = (uint64_t)b * hw;
+    const uint64_t lo = n * part / parts, hi = n * (part + 1) / parts;
+    float mean = 0.f, inv = 0.f;
+    if (dy != nullptr) {
+        mean = stats[ch];
+        inv = (float)(1.0 / sqrt((double)stats[c + ch] + (double)eps));
+    }
+    double s0 = 0.0, s1 = 0.0;
+    for (uint64_t j = lo; j < hi;) {
+        // One image's plane at a time: [t0, t1) of image `img`.
+        const uint64_t img = j / hw, t0 = j - img * hw;
+        const uint64_t t1 = min((uint64_t)hw, t0 + (hi - j));
+        const uint64_t base = (img * c + ch) * hw;
+        if (dy == nullptr) {
+            for (uint64_t t = t0 + threadIdx.x; t < t1; t += BLOCK) {
+                const double v = x[base + t];
+                s0 += v;
+                s1 += v * v;
+            }
+        } else {
+            for (uint64_t t = t0 + threadIdx.x; t < t1; t += BLOCK) {
+                const float g = dy[base + t];
+                s0 += g;
+                s1 += (double)(g * (x[base + t] - mean) * inv);
+            }
+        }
+        j += t1 - t0;
+    }
+    s0 = block_sum(s0, shared);
+    s1 = block_sum(s1, shared);
+    if (threadIdx.x == 0) {
+        partial[((uint64_t)ch * parts + part) * 2] = s0;
+        partial[((uint64_t)ch * parts + part) * 2 + 1] = s1;
+    }
+}
+
+// Adds each channel's partial sums in order into out [2, C]. stats != 0: (mean, biased
+// variance) over n elements; otherwise the two sums as they are.
+extern "C" __global__ void channel_finish(const double *partial, uint32_t c, uint32_t parts,
+                                          double n, int stats, float *out) {
+    const uint32_t ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double s0 = 0.0, s1 = 0.0;
+    for (uint32_t p = 0; p < parts; ++p) {
+        s0 += partial[((uint64_t)ch * parts + p) * 2];
+        s1 += partial[((uint64_t)ch * parts + p) * 2 + 1];
+    }
+    if (stats) {
+        const double mean = s0 / n;
+        out[ch] = (float)mean;
+        out[c + ch] = (float)fmax(s1 / n - mean * mean, 0.0);
+    } else {
+        out[ch] = (float)s0;
+        out[c + ch] = (float)s1;
+    }
+}
+
+// Grid (ceil(HW / blockDim), C, B): one thread per element, channel and image from the block.
+__device__ inline bool plane_index(uint32_t hw, uint64_t *at) {
+    const uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
+    *at = ((uint64_t)blockIdx.z * gridDim.y + blockIdx.y) * hw + t;
+    return t < hw;
+}
+
+__device__ inline float inv_std(const float *stats, uint32_t c, uint32_t ch, float eps) {
+    return (float)(1.0 / sqrt((double)stats[c + ch] + (double)eps));
+}
+
+// y = x * scale + shift, scale = weight * inv, shift = bias - mean * scale.
+// affine = [weight; bias], stats = [mean; var], each [C].
+extern "C" __global__ void bn_forward(const float *x, const float *affine, const float *stats,
+                                      float eps, uint32_t hw, float *y) {
+    uint64_t at;
+    if (!plane_index(hw, &at)) return;
+    const uint32_t c = gridDim.y, ch = blockIdx.y;
+    const float scale = inv_std(stats, c, ch, eps) * affine[ch];
+    const float shift = affine[c + ch] - stats[ch] * scale;
+    y[at] = x[at] * scale + shift;
+}
+
+// y = x + bias[channel]
+extern "C" __global__ void bias_add(const float *x, const float *bias, uint32_t hw, float *y) {
+    uint64_t at;
+    if (!plane_index(hw, &at)) return;
+    y[at] = x[at] + bias[blockIdx.y];
+}
+
+// dx = weight * inv / N * (N * dy - sum(dy) - x_hat * sum(dy * x_hat)).
+// aux = [mean; var; weight; bias; sum(dy); sum(dy * x_hat)], each [C]; N = B * HW.
+extern "C" __global__ void bn_grad_input(const float *x, const float *dy, const float *aux,
+                                         float eps, uint32_t hw, float *dx) {
+    uint64_t at;
+    if (!plane_index(hw, &at)) return;
+    const uint32_t c = gridDim.y, ch = blockIdx.y;
+    const float n = (float)((uint64_t)gridDim.z * hw);
+    const float mean = aux[ch], inv = inv_std(aux, c, ch, eps);
+    const float k = aux[2 * c + ch] * inv / n;
+    const float x_hat = (x[at] - mean) * inv;
+    dx[at] = k * (n * dy[at] - aux[4 * c + ch] - x_hat * aux[5 * c + ch]);
+}
+
+#define FOR_EACH(i, len) \
+    for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (len); \
+         i += (uint64_t)gridDim.x * blockDim.x)
+
+// y = x > 0 ? x : slope * x
+extern "C" __global__ void leaky_relu(const float *x, float slope, uint64_t len, float *y) {
+    FOR_EACH(i, len) {
+        const float v = x[i];
+        y[i] = v > 0.f ? v : v * slope;
+    }
+}
+
+// dx = g * (x > 0 ? 1 : slope)
+extern "C" __global__ void leaky_relu_grad(const float *x, const float *g, float slope,
+                                           uint64_t len, float *dx) {
+    FOR_EACH(i, len) dx[i] = x[i] > 0.f ? g[i] : g[i] * slope;
+}
+
+// m = m * decay + (g or g^2) * scale, in place.
+extern "C" __global__ void adam_moment(float *m, const float *g, float decay, float scale,
+                                       int square, uint64_t len) {
+    FOR_EACH(i, len) {
+        const float gi = square ? g[i] * g[i] : g[i];
+        m[i] = m[i] * decay + gi * scale;
+    }
+}
+
+// p -= m / (sqrt(v) * inv_sqrt_bias2 + eps) * step_size, in place.
+extern "C" __global__ void adam_apply(float *p, const float *m, const float *v,
+                                      float inv_sqrt_bias2, float eps, float step_size,
+                                      uint64_t len) {
+    FOR_EACH(i, len) {
+        const float denom = sqrtf(v[i]) * inv_sqrt_bias2 + eps;
+        p[i] -= m[i] / denom * step_size;
+    }
+}

@@ -1,0 +1,380 @@
+//! The CUDA side of the fused custom ops (`--features cuda`): BatchNorm2d in training mode,
+//! LeakyReLU and Adam's in-place update run as the kernels of `cuda/fused.cu` (compiled to
+//! PTX by build.rs) with the same arithmetic as the CPU loops. As candle ops on CUDA each is
+//! many full passes with a fresh allocation per pass; at the paper's batch of 128 those
+//! intermediates were most of a 64 GB footprint against PyTorch's 14 GB.
+
+use candle_core::cuda::cudarc::driver::{
+    result, sys, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda::WrapErr;
+use candle_core::{
+    bail, CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor,
+};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+const BLOCK: u32 = 256;
+
+/// An operand of a custom op: its storage and layout.
+pub(crate) type Arg<'a> = (&'a CudaStorage, &'a Layout);
+
+const MODULE: &str = "dgcolor_fused";
+
+/// The contiguous f32 elements of an operand; `what` names it in errors.
+fn view<'a>((s, l): Arg<'a>, what: &str) -> Result<CudaView<'a, f32>> {
+    let Some((lo, hi)) = l.contiguous_offsets() else {
+        bail!("{what}: operand must be contiguous")
+    };
+    Ok(s.as_cuda_slice::<f32>()?.slice(lo..hi))
+}
+
+fn view_mut<'a>(s: &'a mut CudaStorage, l: &Layout, what: &str) -> Result<CudaViewMut<'a, f32>> {
+    let Some((lo, hi)) = l.contiguous_offsets() else {
+        bail!("{what}: updated tensor must be contiguous")
+    };
+    Ok(s.as_cuda_slice_mut::<f32>()?.slice_mut(lo..hi))
+}
+
+fn storage(out: CudaSlice<f32>, dev: &CudaDevice) -> CudaStorage {
+    CudaStorage::wrap_cuda_slice(out, dev.clone())
+}
+
+/// A grid-stride launch over `len` elements.
+fn flat(len: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (len.div_ceil(BLOCK as usize).clamp(1, 1 << 16) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// `[B, C, H, W]` as (B, C, H*W), checked against the kernels' grid limits.
+fn bchw(l: &Layout, what: &str) -> Result<(u32, u32, u32)> {
+    let &[b, c, h, w] = l.dims() else {
+        bail!("{what}: expected [B, C, H, W], got {:?}", l.shape())
+    };
+    if b > 65535 || c > 65535 || h * w > u32::MAX as usize {
+        bail!(
+            "{what}: {:?} is past the CUDA kernel's grid limits",
+            l.shape()
+        )
+    }
+    Ok((b as u32, c as u32, (h * w) as u32))
+}
+
+/// One thread per element; the block's (y, z) are the channel and the image, so the kernels
+/// need no index division.
+fn planes(b: u32, c: u32, hw: u32) -> LaunchConfig {
+    let threads = hw.next_multiple_of(32).clamp(32, BLOCK);
+    LaunchConfig {
+        grid_dim: (hw.div_ceil(threads), c, b),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// What [`channel_sums`] adds up per channel of `x [B, C, H, W]`, into `[2, C]` f32.
+#[derive(Clone, Copy)]
+pub(crate) enum Sums<'a> {
+    /// The batch mean and biased variance.
+    Stats,
+    /// `sum(x)` and `sum(x^2)`.
+    Plain,
+    /// BatchNorm's gradient sums `sum(dy)` and `sum(dy * x_hat)`, given `(dy, [mean; var])`.
+    Grad(Arg<'a>, Arg<'a>, f64),
+}
+
+/// Per-channel sums in f64 (see [`Sums`]); the split into partial sums depends only on the
+/// shape, so the result is the same from run to run.
+pub(crate) fn channel_sums(x: Arg, what: Sums) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.0.device;
+    let (b, c, hw) = bchw(x.1, "channel sums")?;
+    let n = b as usize * hw as usize;
+    let parts = 1024usize.div_ceil(c as usize).min(n.div_ceil(1024)).max(1) as u32;
+    let xs = view(x, "channel sums input")?;
+    let partial = unsafe { dev.alloc::<f64>(2 * c as usize * parts as usize) }?;
+    let f = dev.get_or_load_custom_func("channel_partials", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&xs);
+    let (grad_views, eps) = match what {
+        Sums::Grad(dy, stats, eps) => (
+            Some((
+                view(dy, "batch_norm gradient")?,
+                view(stats, "batch_norm statistics")?,
+            )),
+            eps as f32,
+        ),
+        Sums::Stats | Sums::Plain => (None, 0.0f32),
+    };
+    let null = 0u64;
+    match &grad_views {
+        Some((dy, stats)) => {
+            call.arg(dy);
+            call.arg(stats);
+        }
+        None => {
+            call.arg(&null);
+            call.arg(&null);
+        }
+    }
+    call.arg(&eps).arg(&b).arg(&c).arg(&hw).arg(&partial);
+    let cfg = LaunchConfig {
+        grid_dim: (parts, c, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    unsafe { call.launch(cfg) }.w()?;
+
+    let out = unsafe { dev.alloc::<f32>(2 * c as usize) }?;
+    let f = dev.get_or_load_custom_func("channel_finish", MODULE, PTX)?;
+    let (nf, stats) = (n as f64, matches!(what, Sums::Stats) as i32);
+    let mut call = f.builder();
+    call.arg(&partial)
+        .arg(&c)
+        .arg(&parts)
+        .arg(&nf)
+        .arg(&stats)
+        .arg(&out);
+    unsafe { call.launch(LaunchConfig::for_num_elems(c)) }.w()?;
+    Ok((storage(out, dev), Shape::from((2, c as usize))))
+}
+
+/// `x [B, C, H, W] + bias [C]` broadcast over channels, differentiable in both; the bias
+/// gradient is one channel-sum pass over the output gradient (as candle ops it is a strided
+/// reduction with one thread block per channel: two blocks for the U-Net's last layer).
+pub(crate) fn bias_add(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&bias.flatten_all()?.contiguous()?, BiasAdd)
+}
+
+struct BiasAdd;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "dgcolor-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("dgcolor-bias-add: CUDA op called on CPU tensors")
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = &s1.device;
+        let (b, c, hw) = bchw(l1, "bias_add input")?;
+        if l2.shape().elem_count() != c as usize {
+            bail!(
+                "bias_add: input {:?} has {c} channels, bias {:?}",
+                l1.shape(),
+                l2.shape()
+            )
+        }
+        let (xs, bs) = (view((s1, l1), "bias_add input")?, view((s2, l2), "bias")?);
+        let out = unsafe { dev.alloc::<f32>(xs.len()) }?;
+        let f = dev.get_or_load_custom_func("bias_add", MODULE, PTX)?;
+        let mut call = f.builder();
+        call.arg(&xs).arg(&bs).arg(&hw).arg(&out);
+        unsafe { call.launch(planes(b, c, hw)) }.w()?;
+        Ok((storage(out, dev), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let sums = grad.contiguous()?.apply_op1_no_bwd(&ChannelSum)?; // [2, C]
+        Ok((
+            Some(grad.clone()),
+            Some(sums.get(0)?.reshape(bias.shape())?),
+        ))
+    }
+}
+
+/// `[B, C, H, W] -> [sum(x); sum(x^2)]` per channel.
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "dgcolor-channel-sum"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        bail!("dgcolor-channel-sum: CUDA op called on CPU tensors")
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        channel_sums((s, l), Sums::Plain)
+    }
+}
+
+/// BatchNorm's forward `(x, [weight; bias], [mean; var]) -> y`, or with `grad_input` its input
+/// gradient `(x, dy, aux) -> dx` (see `bn_grad_input` in fused.cu for `aux`).
+pub(crate) fn batch_norm_elementwise(
+    x: Arg,
+    second: Arg,
+    third: Arg,
+    eps: f64,
+    grad_input: bool,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.0.device;
+    let (b, c, hw) = bchw(x.1, "batch_norm input")?;
+    let xs = view(x, "batch_norm input")?;
+    let out = unsafe { dev.alloc::<f32>(xs.len()) }?;
+    let (s2, s3) = (
+        view(second, "batch_norm operand")?,
+        view(third, "batch_norm aux")?,
+    );
+    let eps = eps as f32;
+    let name = if grad_input {
+        "bn_grad_input"
+    } else {
+        "bn_forward"
+    };
+    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&xs).arg(&s2).arg(&s3).arg(&eps).arg(&hw).arg(&out);
+    unsafe { call.launch(planes(b, c, hw)) }.w()?;
+    Ok((storage(out, dev), x.1.shape().clone()))
+}
+
+/// LeakyReLU forward (`grad = None`) or its gradient with respect to `x` given `grad`.
+pub(crate) fn leaky_relu(x: Arg, grad: Option<Arg>, slope: f32) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.0.device;
+    let xs = view(x, "leaky_relu input")?;
+    let len = xs.len() as u64;
+    let out = unsafe { dev.alloc::<f32>(xs.len()) }?;
+    let gs = grad.map(|g| view(g, "leaky_relu gradient")).transpose()?;
+    let name = if gs.is_some() {
+        "leaky_relu_grad"
+    } else {
+        "leaky_relu"
+    };
+    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&xs);
+    if let Some(g) = &gs {
+        if g.len() != xs.len() {
+            bail!(
+                "leaky_relu backward: {:?} vs {:?}",
+                x.1.shape(),
+                grad.unwrap().1.shape()
+            )
+        }
+        call.arg(g);
+    }
+    call.arg(&slope).arg(&len).arg(&out);
+    unsafe { call.launch(flat(xs.len())) }.w()?;
+    Ok((storage(out, dev), x.1.shape().clone()))
+}
+
+/// Adam's moment update in place: `m = m * decay + (g or g^2) * scale`.
+pub(crate) fn adam_moment(
+    m: (&mut CudaStorage, &Layout),
+    g: Arg,
+    decay: f32,
+    scale: f32,
+    square: bool,
+) -> Result<()> {
+    let dev = m.0.device.clone();
+    let gs = view(g, "adam gradient")?;
+    let mut ms = view_mut(m.0, m.1, "adam moment")?;
+    if gs.len() != ms.len() {
+        bail!(
+            "adam: moment {:?} vs gradient {:?}",
+            m.1.shape(),
+            g.1.shape()
+        )
+    }
+    let (len, square) = (ms.len() as u64, square as i32);
+    let f = dev.get_or_load_custom_func("adam_moment", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&mut ms)
+        .arg(&gs)
+        .arg(&decay)
+        .arg(&scale)
+        .arg(&square)
+        .arg(&len);
+    unsafe { call.launch(flat(len as usize)) }.w()?;
+    Ok(())
+}
+
+/// Adam's parameter update in place: `p -= m / (sqrt(v) * inv_sqrt_bias2 + eps) * step_size`.
+pub(crate) fn adam_apply(
+    p: (&mut CudaStorage, &Layout),
+    m: Arg,
+    v: Arg,
+    [inv_sqrt_bias2, eps, step_size]: [f32; 3],
+) -> Result<()> {
+    let dev = p.0.device.clone();
+    let (ms, vs) = (view(m, "adam m")?, view(v, "adam v")?);
+    let mut ps = view_mut(p.0, p.1, "adam parameters")?;
+    if ms.len() != ps.len() || vs.len() != ps.len() {
+        bail!(
+            "adam: parameters {:?}, m {:?}, v {:?}",
+            p.1.shape(),
+            m.1.shape(),
+            v.1.shape()
+        )
+    }
+    let len = ps.len() as u64;
+    let f = dev.get_or_load_custom_func("adam_apply", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&mut ps)
+        .arg(&ms)
+        .arg(&vs)
+        .arg(&inv_sqrt_bias2)
+        .arg(&eps)
+        .arg(&step_size)
+        .arg(&len);
+    unsafe { call.launch(flat(len as usize)) }.w()?;
+    Ok(())
+}
+
+/// Sets a freshly opened CUDA device up for training loops:
+///
+/// - Freed device memory stays in the device's default memory pool for reuse. candle
+///   allocates with `cuMemAllocAsync` from that pool, whose release threshold is 0 by default:
+///   at every synchronisation (each loss read back to the host) the pool hands all free memory
+///   back to the driver, and the next iteration maps every buffer again. PyTorch's caching
+///   allocator keeps it; so does this (`DGCOLOR_CUDA_POOL=trim` keeps CUDA's default).
+/// - cudarc's per-allocation CUDA events are turned off (`DGCOLOR_CUDA_EVENTS=1` keeps them).
+///   They order buffers between streams, and only ever act once a context has a second
+///   stream; candle runs everything on one stream, so they are two event creations and
+///   destructions of host time per tensor and nothing else. (A caller that creates more
+///   streams on this device must order them itself.)
+pub(crate) fn prepare_device(dev: &CudaDevice) -> Result<()> {
+    let env_is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
+    if !env_is("DGCOLOR_CUDA_EVENTS", "1") {
+        // SAFETY: see above; this device's work all goes to its one stream.
+        unsafe { dev.disable_event_tracking() };
+    }
+    if env_is("DGCOLOR_CUDA_POOL", "trim") {
+        return Ok(());
+    }
+    let cu_device = dev.cuda_stream().context().cu_device();
+    let mut threshold = u64::MAX;
+    unsafe {
+        let pool = result::device::get_default_mem_pool(cu_device).w()?;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .w()?;
+    }
+    Ok(())
+}
