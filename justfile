@@ -16,6 +16,11 @@ ablate:
 bench:
     python3 bench/compare.py --threads 2 --runs 3
 
+# The GPU path: build and pack the CUDA binaries here (toolchain from PyPI, ~15 min cold);
+# then run `OUT=<dir> bash scripts/gpu-check.sh` on the GPU machine with target-cuda/gpu.
+gpu-build:
+    scripts/gpu-build.sh
+
 # The test suite (what CI runs).
 test:
     cargo test --workspace --release
