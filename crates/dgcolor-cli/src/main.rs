@@ -51,7 +51,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::retain_freed_memory();
+    dgcolor_kernels::setup_process();
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data::run(cmd)?,

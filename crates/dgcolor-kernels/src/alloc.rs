@@ -1,3 +1,6 @@
+//! Process set-up for the binaries: keeping freed memory in the process, and candle's idle
+//! CPU threads parked instead of spinning.
+//!
 //! Keeping freed memory in the process. glibc's malloc serves large allocations (above an
 //! adaptive threshold from 128 KiB) with fresh mmaps and hands freed memory at the top of
 //! the heap back to the kernel, so a loop that frees and reallocates the same image- and
@@ -26,4 +29,26 @@ pub fn retain_freed_memory() -> bool {
     {
         false
     }
+}
+
+/// candle's CPU thread pool (the `candle-bp-*` threads, used by candle's own parallel ops)
+/// spins up to `CANDLE_BARRIER_POOL_SPIN_LIMIT` pause instructions (25 000 by default, about
+/// 1.5 ms here) waiting for the next candle op before it parks. Between candle ops our
+/// kernels run on rayon's threads, so that spinning takes a core from them: on 2 cores it was
+/// 17 % of all CPU samples of a quick-preset `ours` iteration. Parking at once costs a wake-up
+/// per parallel candle op instead; training iterations ran 4–14 % faster here
+/// (bench/README.md). Sets the limit to 0 unless the environment already sets it; for
+/// binaries, first thing in `main`, before any candle op creates the pool.
+pub fn park_idle_candle_threads() {
+    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(VAR).is_none() {
+        std::env::set_var(VAR, "0");
+    }
+}
+
+/// [`retain_freed_memory`] and [`park_idle_candle_threads`]: what every binary here calls
+/// first thing in `main`.
+pub fn setup_process() {
+    retain_freed_memory();
+    park_idle_candle_threads();
 }

@@ -49,7 +49,7 @@ mod scratch;
 
 pub use activation::{leaky_relu, leaky_relu_reference};
 pub use adam::{adam_inplace, AdamCoeffs};
-pub use alloc::retain_freed_memory;
+pub use alloc::{park_idle_candle_threads, retain_freed_memory, setup_process};
 pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
 pub use conv::{
     conv2d, conv2d_reference, conv_transpose2d, conv_transpose2d_reference, precision,

@@ -18,7 +18,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::retain_freed_memory();
+    dgcolor_kernels::setup_process();
     let cli = Cli::parse();
     let depth = Preset::get(&cli.sweep.preset)?.depth;
     // (label, adain, overrides)

@@ -20,7 +20,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::retain_freed_memory();
+    dgcolor_kernels::setup_process();
     let cli = Cli::parse();
     let algorithms: Vec<&str> = if cli.algorithms.is_empty() {
         ALGORITHMS.iter().map(|a| a.name).collect()

@@ -23,7 +23,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::retain_freed_memory();
+    dgcolor_kernels::setup_process();
     let cli = Cli::parse();
     let files = write_report(&cli.sweep_dir, &cli.data_root, &parse_device(&cli.device)?)?;
     println!("report: {}", files.index.display());

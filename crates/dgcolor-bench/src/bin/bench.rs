@@ -132,7 +132,7 @@ fn collect_images(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::retain_freed_memory();
+    dgcolor_kernels::setup_process();
     let args = Args::parse();
     let threads = dgcolor_kernels::num_threads();
     let device = match args.device.as_str() {
