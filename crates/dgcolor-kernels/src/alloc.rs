@@ -35,14 +35,16 @@ pub fn retain_freed_memory() -> bool {
 /// spins up to `CANDLE_BARRIER_POOL_SPIN_LIMIT` pause instructions (25 000 by default, about
 /// 1.5 ms here) waiting for the next candle op before it parks. Between candle ops our
 /// kernels run on rayon's threads, so that spinning takes a core from them: on 2 cores it was
-/// 17 % of all CPU samples of a quick-preset `ours` iteration. Parking at once costs a wake-up
-/// per parallel candle op instead; training iterations ran 4–14 % faster here
-/// (bench/README.md). Sets the limit to 0 unless the environment already sets it; for
-/// binaries, first thing in `main`, before any candle op creates the pool.
+/// 17 % of all CPU samples of a quick-preset `ours` iteration. Parking at once (0) pays a
+/// wake-up for every parallel candle op instead, which lost on the generator step; a short
+/// spin (2000, ~0.1 ms) was best in interleaved runs of the quick preset here: G step +10 %,
+/// pix2pix iteration +13 %, inference +15 % against the default (bench/README.md). Sets that
+/// limit unless the environment already sets one; for binaries, first thing in `main`,
+/// before any candle op creates the pool.
 pub fn park_idle_candle_threads() {
     const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(VAR).is_none() {
-        std::env::set_var(VAR, "0");
+        std::env::set_var(VAR, "2000");
     }
 }
 
