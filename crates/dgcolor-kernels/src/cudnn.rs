@@ -328,7 +328,7 @@ impl Product {
                 // NCHW, dtype T) and `out` has the columns' size.
                 let mut out = unsafe { dev.alloc::<T>(g.cols_len()) }?;
                 let cached = match cached_algo(&key) {
-                    Some(Algo::Fwd(a)) => Some(a),
+                    Some(Algo::Fwd(algo)) => Some(algo),
                     _ => None,
                 };
                 let ran = self.launch(
@@ -354,7 +354,7 @@ impl Product {
                 // SAFETY: as above; `out` has the image's size.
                 let mut out = unsafe { dev.alloc::<T>(g.image_len()) }?;
                 let cached = match cached_algo(&key) {
-                    Some(Algo::Data(a)) => Some(a),
+                    Some(Algo::Data(algo)) => Some(algo),
                     _ => None,
                 };
                 let ran = self.launch(
@@ -380,7 +380,7 @@ impl Product {
                 // SAFETY: as above; `out` has the filter's size.
                 let mut out = unsafe { dev.alloc::<T>(g.m * g.k()) }?;
                 let cached = match cached_algo(&key) {
-                    Some(Algo::Filter(a)) => Some(a),
+                    Some(Algo::Filter(algo)) => Some(algo),
                     _ => None,
                 };
                 let ran = self.launch(
