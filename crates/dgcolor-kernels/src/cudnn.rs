@@ -62,16 +62,52 @@ enum Algo {
     Filter(sys::cudnnConvolutionBwdFilterAlgo_t),
 }
 
-fn cached_algo(key: &AlgoKey) -> Option<Algo> {
+/// One of cuDNN's three algorithm enums, as stored in the cache, with the implicit-GEMM
+/// algorithm every math type and size supports as its fallback.
+trait CachedAlgo: Copy + std::fmt::Debug {
+    const FALLBACK: Self;
+    fn into_algo(self) -> Algo;
+    fn from_algo(a: Algo) -> Option<Self>;
+}
+
+macro_rules! cached_algo {
+    ($t:ty, $variant:ident, $fallback:ident) => {
+        impl CachedAlgo for $t {
+            const FALLBACK: Self = <$t>::$fallback;
+            fn into_algo(self) -> Algo {
+                Algo::$variant(self)
+            }
+            fn from_algo(a: Algo) -> Option<Self> {
+                match a {
+                    Algo::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+cached_algo!(
+    sys::cudnnConvolutionFwdAlgo_t,
+    Fwd,
+    CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
+);
+cached_algo!(
+    sys::cudnnConvolutionBwdDataAlgo_t,
+    Data,
+    CUDNN_CONVOLUTION_BWD_DATA_ALGO_1
+);
+cached_algo!(
+    sys::cudnnConvolutionBwdFilterAlgo_t,
+    Filter,
+    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1
+);
+
+fn cached_algo<A: CachedAlgo>(key: &AlgoKey) -> Option<A> {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *OFF.get_or_init(|| std::env::var("DGCOLOR_CUDNN_CACHE").is_ok_and(|v| v == "0")) {
         return None;
     }
-    ALGOS.with(|a| a.borrow().get(key).copied())
-}
-
-fn remember_algo(key: AlgoKey, algo: Algo) {
-    ALGOS.with(|a| a.borrow_mut().insert(key, algo));
+    ALGOS.with(|a| a.borrow().get(key).copied().and_then(A::from_algo))
 }
 
 fn handle(dev: &CudaDevice) -> Result<Arc<Cudnn>> {
@@ -327,21 +363,15 @@ impl Product {
                 // SAFETY: every operand was checked against the descriptors' shapes (contiguous
                 // NCHW, dtype T) and `out` has the columns' size.
                 let mut out = unsafe { dev.alloc::<T>(g.cols_len()) }?;
-                let cached = match cached_algo(&key) {
-                    Some(Algo::Fwd(algo)) => Some(algo),
-                    _ => None,
-                };
-                let ran = self.launch(
-                    cached,
+                self.launch(
+                    &key,
                     || op.pick_algorithm(),
-                    FWD_FALLBACK,
                     |algo| {
                         let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
                         unsafe { op.launch(algo, ws.as_mut(), (one, zero), &a, &b, &mut out) }
                             .map_err(wrap)
                     },
                 )?;
-                remember_algo(key, Algo::Fwd(ran));
                 out
             }
             Kind::BackwardData => {
@@ -353,21 +383,15 @@ impl Product {
                 };
                 // SAFETY: as above; `out` has the image's size.
                 let mut out = unsafe { dev.alloc::<T>(g.image_len()) }?;
-                let cached = match cached_algo(&key) {
-                    Some(Algo::Data(algo)) => Some(algo),
-                    _ => None,
-                };
-                let ran = self.launch(
-                    cached,
+                self.launch(
+                    &key,
                     || op.pick_algorithm(),
-                    DATA_FALLBACK,
                     |algo| {
                         let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
                         unsafe { op.launch(algo, ws.as_mut(), (one, zero), &mut out, &b, &a) }
                             .map_err(wrap)
                     },
                 )?;
-                remember_algo(key, Algo::Data(ran));
                 out
             }
             Kind::BackwardFilter => {
@@ -379,62 +403,53 @@ impl Product {
                 };
                 // SAFETY: as above; `out` has the filter's size.
                 let mut out = unsafe { dev.alloc::<T>(g.m * g.k()) }?;
-                let cached = match cached_algo(&key) {
-                    Some(Algo::Filter(algo)) => Some(algo),
-                    _ => None,
-                };
-                let ran = self.launch(
-                    cached,
+                self.launch(
+                    &key,
                     || op.pick_algorithm(),
-                    FILTER_FALLBACK,
                     |algo| {
                         let mut ws = workspace(dev, op.get_workspace_size(algo).map_err(wrap)?)?;
                         unsafe { op.launch(algo, ws.as_mut(), (one, zero), &a, &mut out, &b) }
                             .map_err(wrap)
                     },
                 )?;
-                remember_algo(key, Algo::Filter(ran));
                 out
             }
         };
         Ok(T::wrap_cuda_slice(out, dev.clone()))
     }
 
-    /// Runs `launch` with the cached algorithm, or else with the heuristic's pick and, if
-    /// cuDNN refuses that (an algorithm the heuristic ranks first may lack a kernel for the
-    /// requested math type), with `fallback` (an implicit-GEMM algorithm every math type and
-    /// size supports). Returns the algorithm that ran.
-    fn launch<A: Copy + std::fmt::Debug>(
+    /// Runs `launch` with the algorithm cached for `key`, or else with the heuristic's pick
+    /// and, if cuDNN refuses that (an algorithm the heuristic ranks first may lack a kernel
+    /// for the requested math type), with the fallback; the one that ran is cached.
+    fn launch<A: CachedAlgo>(
         &self,
-        cached: Option<A>,
+        key: &AlgoKey,
         pick: impl FnOnce() -> std::result::Result<A, candle_core::cuda::cudarc::cudnn::CudnnError>,
-        fallback: A,
         mut launch: impl FnMut(A) -> Result<()>,
-    ) -> Result<A> {
-        if let Some(algo) = cached {
-            return launch(algo).map(|()| algo);
+    ) -> Result<()> {
+        if let Some(algo) = cached_algo::<A>(key) {
+            return launch(algo);
         }
         let picked = pick().map_err(wrap)?;
-        let Err(first) = launch(picked) else {
-            return Ok(picked);
+        let ran = match launch(picked) {
+            Ok(()) => picked,
+            Err(first) => {
+                launch(A::FALLBACK).map_err(|second| {
+                    candle_core::Error::Msg(format!(
+                        "{} ({:?}) on {:?}: algorithm {picked:?} failed ({first}), and the fallback {:?} too ({second})",
+                        self.name(),
+                        self.precision,
+                        self.g,
+                        A::FALLBACK
+                    ))
+                })?;
+                A::FALLBACK
+            }
         };
-        launch(fallback).map(|()| fallback).map_err(|second| {
-            candle_core::Error::Msg(format!(
-                "{} ({:?}) on {:?}: algorithm {picked:?} failed ({first}), and the fallback too ({second})",
-                self.name(),
-                self.precision,
-                self.g
-            ))
-        })
+        ALGOS.with(|a| a.borrow_mut().insert(*key, ran.into_algo()));
+        Ok(())
     }
 }
-
-const FWD_FALLBACK: sys::cudnnConvolutionFwdAlgo_t =
-    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-const DATA_FALLBACK: sys::cudnnConvolutionBwdDataAlgo_t =
-    sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-const FILTER_FALLBACK: sys::cudnnConvolutionBwdFilterAlgo_t =
-    sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
 
 /// The four cuDNN descriptors of one geometry, NCHW.
 struct Descriptors<T: CudnnDataType> {
