@@ -246,9 +246,13 @@ def run_model(args, torch, nn, F):
             opt_d.step()
 
         def task_loss():
+            # D frozen while the graph is recorded (pix2pix's set_requires_grad(netD, False)):
+            # the generator's update computes no weight gradients for D, as in dgcolor.
+            disc.requires_grad_(False)
             with amp():
                 fake = run_gen(l)
                 scores = run_disc(l, fake)
+            disc.requires_grad_(True)
             fake, scores = fake.float(), scores.float()
             return 100 * F.l1_loss(fake, ab) + F.mse_loss(scores, torch.ones_like(scores))
 

@@ -98,8 +98,9 @@ pub fn grad_store(
 }
 
 /// Per-domain task losses of one generator forward on the union: D scores the union once (so
-/// its BatchNorm sees the same batch as in every other method) and each domain's
-/// `100 * L1 + LSGAN` is taken over its own slice.
+/// its BatchNorm sees the same batch as in every other method; frozen, as in
+/// [`crate::pix2pix::Pix2Pix::task_loss`]) and each domain's `100 * L1 + LSGAN` is taken over
+/// its own slice.
 pub fn per_domain_task(
     core: &crate::pix2pix::Pix2Pix,
     l: &Tensor,
@@ -107,7 +108,7 @@ pub fn per_domain_task(
     ab: &Tensor,
     slices: &[(usize, usize, usize)],
 ) -> Result<Vec<crate::pix2pix::TaskLoss>> {
-    let scores = core.disc.forward_t(l, fake, true)?; // [B, 1, h, w]
+    let scores = core.disc.frozen().forward_t(l, fake, true)?; // [B, 1, h, w]
     slices
         .iter()
         .map(|&(_, start, len)| {

@@ -66,9 +66,10 @@ impl Pix2Pix {
         Ok(loss)
     }
 
-    /// `100 * L1(G(L), ab) + mse(D(L, G(L)), 1)` for a prediction already made.
+    /// `100 * L1(G(L), ab) + mse(D(L, G(L)), 1)` for a prediction already made. D is frozen
+    /// (its weight gradients are not computed; only the D step moves D).
     pub fn task_loss(&self, l: &Tensor, fake: &Tensor, ab: &Tensor) -> Result<TaskLoss> {
-        let scores = self.disc.forward_t(l, fake, true)?;
+        let scores = self.disc.frozen().forward_t(l, fake, true)?;
         let (total, l1, gan) = losses::pix2pix_generator(fake, ab, &scores)?;
         Ok(TaskLoss { total, l1, gan })
     }

@@ -523,7 +523,7 @@ impl CustomOp3 for ConvOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -552,23 +552,33 @@ impl CustomOp3 for ConvOp {
                 }
             })
             .transpose()?;
-        // The filter gradient pairs the image side with the columns side.
+        // The same for weights that record no graph (a network frozen for this update, like
+        // the colour discriminator inside the generator's loss). The filter gradient pairs
+        // the image side with the columns side.
         let (image, cols) = if self.transposed {
             (&grad, x)
         } else {
             (x, &grad)
         };
-        let dw = image.apply_op2_no_bwd(
-            cols,
-            &BackwardFilter {
-                stride,
-                padding,
-                kernel: (w.dim(2)?, w.dim(3)?),
-                transposed: self.transposed,
-            },
-        )?;
-        let db = grad.apply_op1_no_bwd(&ChannelSum)?;
-        Ok((dx, Some(dw), Some(db)))
+        let dw = w
+            .track_op()
+            .then(|| {
+                image.apply_op2_no_bwd(
+                    cols,
+                    &BackwardFilter {
+                        stride,
+                        padding,
+                        kernel: (w.dim(2)?, w.dim(3)?),
+                        transposed: self.transposed,
+                    },
+                )
+            })
+            .transpose()?;
+        let db = b
+            .track_op()
+            .then(|| grad.apply_op1_no_bwd(&ChannelSum))
+            .transpose()?;
+        Ok((dx, dw, db))
     }
 }
 

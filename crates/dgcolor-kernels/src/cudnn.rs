@@ -249,14 +249,18 @@ impl CustomOp2 for Conv {
                 grad.apply_op2_no_bwd(w, &product(kind))
             })
             .transpose()?;
-        // Backward filter pairs the image side with the columns side.
+        // Likewise no filter gradient for frozen weights. Backward filter pairs the image side
+        // with the columns side.
         let (image, cols) = if self.transposed {
             (&grad, x)
         } else {
             (x, &grad)
         };
-        let dw = image.apply_op2_no_bwd(cols, &product(Kind::BackwardFilter))?;
-        Ok((dx, Some(dw)))
+        let dw = w
+            .track_op()
+            .then(|| image.apply_op2_no_bwd(cols, &product(Kind::BackwardFilter)))
+            .transpose()?;
+        Ok((dx, dw))
     }
 }
 

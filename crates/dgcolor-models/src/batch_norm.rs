@@ -70,6 +70,17 @@ impl BatchNorm2d {
         Ok(y)
     }
 
+    /// The same layer with `weight` and `bias` detached, so that a backward pass through it
+    /// computes no gradient for them; the running statistics are shared (same variables) and
+    /// still move in train mode, as in PyTorch with `requires_grad` off.
+    pub fn frozen(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            ..self.clone()
+        }
+    }
+
     /// Per-channel (scale, shift) of eval mode, for folding into a preceding convolution.
     pub fn eval_affine(&self) -> Result<(Tensor, Tensor)> {
         let inv_std = (self.running_var.as_tensor() + EPS)?.sqrt()?.recip()?;

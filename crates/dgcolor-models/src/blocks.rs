@@ -73,6 +73,21 @@ pub fn down_block(
 }
 
 impl DownBlock {
+    /// This block with its parameters detached ([`BatchNorm2d::frozen`]): gradients still
+    /// reach the input, none are computed for the weights.
+    pub fn frozen(&self) -> Self {
+        let conv = Conv2d::new(
+            self.conv.weight().detach(),
+            self.conv.bias().map(Tensor::detach),
+            *self.conv.config(),
+        );
+        Self {
+            conv,
+            bn: self.bn.as_ref().map(BatchNorm2d::frozen),
+            ..self.clone()
+        }
+    }
+
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (_, c, _, _) = x.dims4()?;
         if c != self.in_channels {

@@ -111,6 +111,16 @@ impl ColorDiscriminator {
         Ok(Self { convs })
     }
 
+    /// The same discriminator with its parameters detached, for the generator's loss: the
+    /// gradient reaches the generator through the input, and D's own weight gradients (which
+    /// that update throws away) are not computed, as pix2pix's `set_requires_grad(netD, False)`
+    /// does. BatchNorm running statistics are shared and still move in train mode.
+    pub fn frozen(&self) -> Self {
+        Self {
+            convs: self.convs.iter().map(DownBlock::frozen).collect(),
+        }
+    }
+
     /// L `[B, 1, S, S]` and ab `[B, 2, S, S]` -> patch scores `[B, 1, S/8 - 2, S/8 - 2]`.
     pub fn forward_t(&self, l: &Tensor, ab: &Tensor, train: bool) -> Result<Tensor> {
         let lab = Tensor::cat(&[l, ab], 1)?;

@@ -343,3 +343,47 @@ fn dropout_is_seeded_and_off_in_eval() -> Result<()> {
     assert_eq!(run(Mode::Eval), run(Mode::Eval));
     Ok(())
 }
+
+/// The frozen colour discriminator (used in the generator's loss) passes the same gradient to
+/// its input as the trainable one, computes none for its own parameters, and still moves its
+/// BatchNorm running statistics in train mode.
+#[test]
+fn frozen_discriminator_gives_the_input_gradient_and_no_weight_gradients() -> Result<()> {
+    let cfg = ModelConfig::new(64, 4, 6, 7, 2);
+    let run = |frozen: bool| -> Result<(Tensor, usize, Vec<f32>)> {
+        let nets = build(&cfg, 5)?;
+        let l = random(&[2, 1, 64, 64], 6)?;
+        let ab = candle_core::Var::from_tensor(&random(&[2, 2, 64, 64], 7)?)?;
+        let disc = if frozen {
+            nets.color.frozen()
+        } else {
+            nets.color.clone()
+        };
+        let scores = disc.forward_t(&l, ab.as_tensor(), true)?;
+        let grads = (scores.sqr()?.mean_all()?).backward()?;
+        let data = nets.varmap.data().lock().unwrap();
+        let with_grad = data
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix::COLOR_DISC))
+            .filter(|(_, v)| grads.get(v.as_tensor()).is_some())
+            .count();
+        let running = data[&format!("{}.conv2.bn.running_mean", prefix::COLOR_DISC)]
+            .as_tensor()
+            .to_vec1::<f32>()?;
+        let d_ab = grads.get(ab.as_tensor()).expect("input gradient").clone();
+        Ok((d_ab, with_grad, running))
+    };
+    let (d_live, n_live, rm_live) = run(false)?;
+    let (d_frozen, n_frozen, rm_frozen) = run(true)?;
+    // conv1..conv5 weight + bias, BatchNorm weight + bias on conv2..conv4.
+    assert_eq!(n_live, 16);
+    assert_eq!(n_frozen, 0);
+    let diff = (d_live - d_frozen)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert_eq!(diff, 0.0, "input gradients differ");
+    assert_eq!(rm_live, rm_frozen);
+    assert!(
+        rm_frozen.iter().any(|&v| v != 0.0),
+        "running mean did not move"
+    );
+    Ok(())
+}
