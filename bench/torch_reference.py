@@ -275,6 +275,9 @@ def run_model(args, torch, nn, F):
             bn_affine = [p for mod in gen.head.modules() if isinstance(mod, nn.BatchNorm2d)
                          for p in mod.parameters()]
             opt_bn = adam(bn_affine)
+            bn_ids = {id(p) for p in bn_affine}
+            adv_frozen = [p for p in gen.head.parameters() if id(p) not in bn_ids] + \
+                list(style.parameters())
             all_params = list(gen.parameters()) + list(disc.parameters()) + \
                 list(head_cls.parameters()) + list(style.parameters())
             cr = m["content_randomize"]
@@ -302,11 +305,17 @@ def run_model(args, torch, nn, F):
                     logits = style(cr(z, torch.randperm(B, device=dev)))
                 F.cross_entropy(logits.float(), dom).backward()
                 opt_style.step()
-                # 5. adversarial: head BN affine only
+                # 5. adversarial: head BN affine only; the head's convolutions and f_s frozen
+                # while the graph is recorded (no weight gradients that would be thrown away),
+                # as in dgcolor
                 zero()
+                for p in adv_frozen:
+                    p.requires_grad_(False)
                 with amp():
                     z = gen.head_forward(l)[-1]
                     logits = style(cr(z, torch.randperm(B, device=dev)))
+                for p in adv_frozen:
+                    p.requires_grad_(True)
                 (-1.0 * F.cross_entropy(logits.float(), dom)).backward()
                 opt_bn.step()
         else:

@@ -142,7 +142,8 @@ impl Ours {
             .forward_t(&u.l, true)?
             .pop()
             .expect("3 levels"); // [B, 4nf, S/8, S/8]
-        let ce = losses::cross_entropy(&self.style_logits(&z.detach(), perm)?, &u.domain)?;
+        let logits = self.style_logits(&self.style_disc, &z.detach(), perm)?;
+        let ce = losses::cross_entropy(&logits, &u.domain)?;
         self.opt_style.step(&ce.backward()?)?;
         scalar(&ce)
     }
@@ -153,16 +154,19 @@ impl Ours {
         self.adversarial_update_with_perm(u, &perm)
     }
 
-    /// Update 5 with a given CR permutation (see [`Ours::style_update_with_perm`]).
+    /// Update 5 with a given CR permutation (see [`Ours::style_update_with_perm`]). E_h's
+    /// convolutions and f_s run frozen: their weight gradients would be thrown away.
     pub fn adversarial_update_with_perm(&mut self, u: &Union, perm: &Tensor) -> Result<f32> {
         let z = self
             .core
             .generator
             .head
+            .with_frozen_convs()
             .forward_t(&u.l, true)?
             .pop()
             .expect("3 levels");
-        let ce = losses::cross_entropy(&self.style_logits(&z, perm)?, &u.domain)?;
+        let logits = self.style_logits(&self.style_disc.frozen(), &z, perm)?;
+        let ce = losses::cross_entropy(&logits, &u.domain)?;
         let adv = (ce * (-self.w_adv))?;
         self.opt_head_bn.step(&adv.backward()?)?;
         scalar(&adv)
@@ -175,14 +179,20 @@ impl Ours {
         Tensor::from_vec(perm, n, device)
     }
 
-    /// f_s's domain logits for z: through CR with permutation `perm` unless ablated.
-    fn style_logits(&self, z: &Tensor, perm: &Tensor) -> Result<Tensor> {
+    /// f_s's (`style_disc`, live or frozen) domain logits for z: through CR with permutation
+    /// `perm` unless ablated.
+    fn style_logits(
+        &self,
+        style_disc: &StyleDiscriminator,
+        z: &Tensor,
+        perm: &Tensor,
+    ) -> Result<Tensor> {
         let z = if self.use_cr {
             content_randomize(z, perm)?
         } else {
             z.clone()
         };
-        self.style_disc.forward_t(&z, true)
+        style_disc.forward_t(&z, true)
     }
 }
 

@@ -76,6 +76,15 @@ impl DownBlock {
     /// This block with its parameters detached ([`BatchNorm2d::frozen`]): gradients still
     /// reach the input, none are computed for the weights.
     pub fn frozen(&self) -> Self {
+        Self {
+            bn: self.bn.as_ref().map(BatchNorm2d::frozen),
+            ..self.with_frozen_conv()
+        }
+    }
+
+    /// This block with only its convolution detached; the BatchNorm affine still gets
+    /// gradients (the adversarial update of the proposed method moves only those).
+    pub fn with_frozen_conv(&self) -> Self {
         let conv = Conv2d::new(
             self.conv.weight().detach(),
             self.conv.bias().map(Tensor::detach),
@@ -83,7 +92,6 @@ impl DownBlock {
         );
         Self {
             conv,
-            bn: self.bn.as_ref().map(BatchNorm2d::frozen),
             ..self.clone()
         }
     }

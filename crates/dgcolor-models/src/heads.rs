@@ -27,6 +27,15 @@ impl MlpHead {
         })
     }
 
+    /// The same head with its weights detached (gradients reach only the input).
+    pub fn frozen(&self) -> Self {
+        Self {
+            layers: self.layers.clone().map(|layer| {
+                Linear::new(layer.weight().detach(), layer.bias().map(Tensor::detach))
+            }),
+        }
+    }
+
     /// `[B, C, H, W]` -> logits `[B, n]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?; // [B, C]
@@ -70,6 +79,16 @@ impl StyleDiscriminator {
             levels: encoder_levels(cfg, 1, HEAD_LEVELS + 1..=cfg.depth, &vb)?,
             mlp: MlpHead::new(cfg.width(cfg.depth), cfg.n_domains, vb.pp("linear_layer"))?,
         })
+    }
+
+    /// The same discriminator with every parameter detached, for the encoder's adversarial
+    /// update (which moves only E_h): no weight gradients for f_s. BatchNorm running
+    /// statistics are shared and still move in train mode.
+    pub fn frozen(&self) -> Self {
+        Self {
+            levels: self.levels.iter().map(DownBlock::frozen).collect(),
+            mlp: self.mlp.frozen(),
+        }
     }
 
     /// z-shaped `[B, 4nf, S/8, S/8]` -> domain logits `[B, n_domains]`.

@@ -75,6 +75,18 @@ impl HeadEncoder {
     pub fn forward_t(&self, l: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         run_levels(&self.levels, l, train)
     }
+
+    /// E_h with its convolutions detached and its BatchNorm affine trainable, for an update
+    /// that moves only the latter: no convolution weight gradients are computed.
+    pub fn with_frozen_convs(&self) -> Self {
+        Self {
+            levels: self
+                .levels
+                .iter()
+                .map(DownBlock::with_frozen_conv)
+                .collect(),
+        }
+    }
 }
 
 /// E_t: levels 4..D on z. Parameters `tail.down{4..D}.*`.

@@ -387,3 +387,53 @@ fn frozen_discriminator_gives_the_input_gradient_and_no_weight_gradients() -> Re
     );
     Ok(())
 }
+
+/// The adversarial update's frozen networks: E_h with frozen convolutions and a frozen f_s
+/// leave gradients only on E_h's BatchNorm affine, equal to those of the live networks.
+#[test]
+fn frozen_head_convs_and_style_disc_leave_only_batch_norm_gradients() -> Result<()> {
+    let cfg = ModelConfig::new(64, 4, 6, 7, 2);
+    let run = |frozen: bool| -> Result<Vec<(String, Vec<f32>)>> {
+        let nets = build(&cfg, 8)?;
+        let l = random(&[4, 1, 64, 64], 9)?;
+        let (head, style) = if frozen {
+            (nets.generator.head.with_frozen_convs(), nets.style.frozen())
+        } else {
+            (nets.generator.head.clone(), nets.style.clone())
+        };
+        let z = head.forward_t(&l, true)?.pop().expect("3 levels");
+        let grads = style.forward_t(&z, true)?.sqr()?.mean_all()?.backward()?;
+        let data = nets.varmap.data().lock().unwrap();
+        let mut with_grad: Vec<(String, Vec<f32>)> = data
+            .iter()
+            .filter_map(|(name, v)| {
+                let g = grads.get(v.as_tensor())?;
+                Some((name.clone(), g.flatten_all().ok()?.to_vec1::<f32>().ok()?))
+            })
+            .collect();
+        with_grad.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(with_grad)
+    };
+    let live = run(false)?;
+    let frozen = run(true)?;
+    let names: Vec<&str> = frozen.iter().map(|(n, _)| n.as_str()).collect();
+    let head = prefix::HEAD;
+    assert_eq!(
+        names,
+        [
+            format!("{head}.down2.bn.bias"),
+            format!("{head}.down2.bn.weight"),
+            format!("{head}.down3.bn.bias"),
+            format!("{head}.down3.bn.weight"),
+        ]
+    );
+    assert!(
+        live.len() > 10,
+        "the live networks give every parameter a gradient"
+    );
+    for (name, g) in &frozen {
+        let (_, want) = live.iter().find(|(n, _)| n == name).expect("live gradient");
+        assert_eq!(g, want, "{name}");
+    }
+    Ok(())
+}
