@@ -12,6 +12,7 @@ use crate::gemm_f32::{gemm_into, num_threads, Mat, Threads};
 use crate::geom::ConvGeom;
 use crate::im2col::{col2im_via, im2col_via, TapTable};
 use crate::lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
+use crate::one_filter;
 use crate::scratch::Scratch;
 
 /// `x [B, C, H, W]` conv `weight [M, C, kh, kw]` (+ `bias [M]`), stride and padding on both
@@ -269,6 +270,9 @@ const PER_GEMM_MIN: usize = 256;
 
 /// Columns `[B, M, OH, OW]` = conv(image, `w [M, K]`) + `bias [M]`.
 pub(crate) fn conv_forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    if g.m == 1 {
+        return one_filter::forward(img, w, bias, g);
+    }
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));
     let mut out = vec![0.0f32; g.cols_len()];
@@ -332,6 +336,9 @@ pub(crate) fn conv_backward_data(
     bias: Option<&[f32]>,
     g: &ConvGeom,
 ) -> Vec<f32> {
+    if g.m == 1 {
+        return one_filter::backward_data(cols, w, bias, g);
+    }
     let (k, m, ohw, hw) = (g.k(), g.m, g.oh * g.ow, g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));
     let mut img = vec![0.0f32; g.image_len()];
@@ -374,6 +381,9 @@ pub(crate) fn conv_backward_data(
 /// them into its own `[M, K]` buffer, and the buffers are added in thread order, so the result
 /// is the same run to run at a given thread count.
 pub(crate) fn conv_backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
+    if g.m == 1 {
+        return one_filter::backward_filter(img, cols, g);
+    }
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));
     // Adds group `i`'s share into `dw` (overwriting it when `fresh`).

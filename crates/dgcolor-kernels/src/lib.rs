@@ -45,6 +45,7 @@ mod gemm_f32;
 mod geom;
 mod im2col;
 pub mod lowered;
+mod one_filter;
 mod scratch;
 
 pub use activation::{leaky_relu, leaky_relu_reference};

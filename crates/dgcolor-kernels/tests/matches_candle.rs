@@ -103,6 +103,12 @@ fn conv2d_matches_candle() -> Result<()> {
         ([5, 4, 2, 2], [3, 4, 4], 2, 1), // 2x2 -> 1x1, the bottleneck
         ([2, 3, 10, 10], [4, 3, 5], 2, 2),
         ([2, 3, 11, 10], [4, 5, 4], 3, 2), // stride 3: three phases per axis
+        // one filter (direct kernels, no columns): the PatchGAN's last layer and odd cases
+        ([2, 24, 9, 9], [1, 4, 4], 1, 1),
+        ([1, 5, 7, 9], [1, 4, 4], 2, 1),
+        ([3, 4, 8, 11], [1, 3, 5], 1, 2),
+        ([2, 3, 10, 10], [1, 4, 4], 3, 0),
+        ([1, 2, 2, 2], [1, 4, 4], 1, 1),
     ];
     // bf16 keeps 8 significant bits: a relative error of a few 2^-8 on sums of ~100 terms.
     let paths: [(&str, Op, f32); 3] = [
@@ -136,6 +142,9 @@ fn conv_transpose2d_matches_candle() -> Result<()> {
         ([2, 3, 6, 6], [5, 4, 4], 1, 0),
         ([1, 2, 9, 5], [2, 4, 4], 2, 1),
         ([2, 3, 4, 5], [2, 5, 5], 3, 1),
+        // one input channel (the one-filter kernels' geometry)
+        ([2, 1, 7, 8], [5, 4, 4], 2, 1),
+        ([1, 1, 6, 5], [3, 3, 3], 1, 1),
     ];
     let paths: [(&str, Op, f32); 3] = [
         ("custom", conv_transpose2d, TOL),
