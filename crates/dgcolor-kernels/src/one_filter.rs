@@ -3,94 +3,175 @@
 //! the columns. With one filter the GEMM is a matrix-vector product over a column matrix
 //! `kh * kw` times the size of the image, so building the columns costs far more than the
 //! arithmetic: at 256 px (512 channels, 31 x 31, batch 4) the lowered layer took 22-28 ms
-//! forward and ~82 ms forward + backward against PyTorch's 8 and 25 ms.
+//! forward and ~82 ms forward + backward; these kernels 7-8 and 22 ms (PyTorch, same minute:
+//! 10 and 30 ms); at 64 px (256 channels, 7 x 7, batch 16) 0.5-0.7 and 1.2-1.9 ms (PyTorch
+//! 1.1-1.3 and 3.2-3.6 ms).
 //!
-//! Every output element is summed in a fixed order (channel, then kernel row, then kernel
-//! column), so results do not depend on the thread count.
+//! The image side is worked on channels-last (`[B, H, W, C]`, one transposed copy), so every
+//! inner loop is a dot product or an `axpy` over the channels: contiguous and long even when
+//! the planes are a few pixels wide (7 x 7 at 64 px), where loops along a row would run on
+//! 6 elements. Each output element is summed in a fixed order, so results do not depend on the
+//! thread count.
 
 use rayon::prelude::*;
 
 use crate::cpu::simd;
 use crate::geom::ConvGeom;
 
-/// The output indices `o` in `0..o_len` whose input index `o * s + k - p` lies in
-/// `0..in_len`, as a range.
-fn valid(o_len: usize, in_len: usize, k: usize, s: usize, p: usize) -> std::ops::Range<usize> {
-    let lo = p.saturating_sub(k).div_ceil(s);
-    let hi = if in_len + p > k {
-        o_len.min((in_len - 1 + p - k) / s + 1)
-    } else {
-        0
-    };
-    lo.min(hi)..hi
-}
-
-/// `acc[o] += v * src[o * s + off]` for `o` in `range` (`off` may be negative as long as
-/// every index is in bounds): a contiguous slice update when `s == 1`.
-fn axpy_strided(
-    acc: &mut [f32],
-    src: &[f32],
-    v: f32,
-    range: std::ops::Range<usize>,
+/// For each kernel index `k` in `0..k_len`, the output indices `o` in `0..o_len` whose input
+/// index `o * s + k - p` lies in `0..in_len`.
+fn valid_ranges(
+    o_len: usize,
+    in_len: usize,
+    k_len: usize,
     s: usize,
-    off: isize,
-) {
-    if range.is_empty() {
-        return;
-    }
-    let first = (range.start * s) as isize + off;
-    if s == 1 {
-        let src = &src[first as usize..][..range.len()];
-        for (a, &x) in acc[range].iter_mut().zip(src) {
-            *a += v * x;
-        }
-    } else {
-        for (i, a) in acc[range].iter_mut().enumerate() {
-            *a += v * src[first as usize + i * s];
-        }
-    }
+    p: usize,
+) -> Vec<std::ops::Range<usize>> {
+    (0..k_len)
+        .map(|k| {
+            let lo = p.saturating_sub(k).div_ceil(s);
+            let hi = if in_len + p > k {
+                o_len.min((in_len - 1 + p - k) / s + 1)
+            } else {
+                0
+            };
+            lo.min(hi)..hi
+        })
+        .collect()
 }
 
-/// `out [B, 1, OH, OW]` = conv(image `[B, C, H, W]`, `w [1, C*kh*kw]`) + bias. One task per
-/// output row.
-pub(crate) fn forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
-    debug_assert_eq!(g.m, 1);
-    let (hw, taps, s, p) = (g.h * g.w, g.kh * g.kw, g.stride, g.padding);
-    let b0 = bias.map_or(0.0, |b| b[0]);
-    let mut out = vec![b0; g.b * g.oh * g.ow];
-    simd(|| {
-        out.par_chunks_mut(g.ow.max(1))
-            .enumerate()
-            .for_each(|(row, acc)| {
-                let (b, oy) = (row / g.oh, row % g.oh);
-                let img = &img[b * g.c * hw..][..g.c * hw];
-                for c in 0..g.c {
-                    for ky in valid_taps(oy, g.h, g.kh, s, p) {
-                        let iy = oy * s + ky - p;
-                        let src = &img[c * hw + iy * g.w..][..g.w];
-                        for kx in 0..g.kw {
-                            let v = w[c * taps + ky * g.kw + kx];
-                            let range = valid(g.ow, g.w, kx, s, p);
-                            axpy_strided(acc, src, v, range, s, kx as isize - p as isize);
-                        }
-                    }
-                }
-            })
-    });
+/// `[B, C, HW]` -> `[B, HW, C]`.
+fn to_channels_last(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; b * c * hw];
+    transpose_each(x, &mut out, c, hw);
     out
 }
 
-/// The kernel rows `ky` for which output row `oy` reads an input row inside `0..h`.
-fn valid_taps(oy: usize, h: usize, kh: usize, s: usize, p: usize) -> std::ops::Range<usize> {
-    // oy * s + ky - p in 0..h  <=>  ky in (p - oy*s)..(h + p - oy*s)
-    let base = oy * s;
-    let lo = p.saturating_sub(base);
-    let hi = (h + p).saturating_sub(base).min(kh);
-    lo.min(hi)..hi
+/// Transposes each `[rows, cols]` matrix of `src` (one per image) into `dst`, in parallel over
+/// the images.
+fn transpose_each(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    let len = (rows * cols).max(1);
+    dst.par_chunks_mut(len)
+        .zip(src.par_chunks(len))
+        .for_each(|(dst, src)| {
+            simd(
+                #[inline(always)]
+                || transpose(src, dst, rows, cols),
+            )
+        });
+}
+
+/// `dst [cols, rows]` = `src [rows, cols]`^T, by 16 x 16 tiles (16 rows read and 16 written
+/// as contiguous runs, instead of one strided access per element).
+#[inline(always)]
+fn transpose(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    const T: usize = 16;
+    let mut tile = [[0.0f32; T]; T];
+    for r0 in (0..rows).step_by(T) {
+        let rn = T.min(rows - r0);
+        for c0 in (0..cols).step_by(T) {
+            let cn = T.min(cols - c0);
+            for (i, row) in tile.iter_mut().enumerate().take(rn) {
+                row[..cn].copy_from_slice(&src[(r0 + i) * cols + c0..][..cn]);
+            }
+            for j in 0..cn {
+                let out = &mut dst[(c0 + j) * rows + r0..][..rn];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = tile[i][j];
+                }
+            }
+        }
+    }
+}
+
+/// `sum(a[i] * b[i])` with 64 running partial sums (four independent vector chains) added in
+/// a fixed order: vectorised, and the result depends only on the inputs.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 64;
+    let mut acc = [0.0f32; LANES];
+    let n16 = a.len() / LANES * LANES;
+    for (ac, bc) in a[..n16]
+        .chunks_exact(LANES)
+        .zip(b[..n16].chunks_exact(LANES))
+    {
+        for i in 0..LANES {
+            acc[i] += ac[i] * bc[i];
+        }
+    }
+    let mut sum = 0.0;
+    for v in acc {
+        sum += v;
+    }
+    for (&x, &y) in a[n16..].iter().zip(&b[n16..]) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// `y += a * x`.
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// The filter as `[kh*kw, C]` (tap-major) from `[1, C, kh, kw]`.
+fn taps_by_channel(w: &[f32], c: usize, taps: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; c * taps];
+    for ci in 0..c {
+        for t in 0..taps {
+            out[t * c + ci] = w[ci * taps + t];
+        }
+    }
+    out
+}
+
+/// `out [B, 1, OH, OW]` = conv(image `[B, C, H, W]`, `w [1, C*kh*kw]`) + bias. One task per
+/// output row; each output is the sum over taps (in order) of a dot product over channels.
+pub(crate) fn forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    debug_assert_eq!(g.m, 1);
+    let (c, hw, taps, s, p) = (g.c, g.h * g.w, g.kh * g.kw, g.stride, g.padding);
+    let x = to_channels_last(img, g.b, c, hw);
+    let wt = taps_by_channel(w, c, taps);
+    let (rows, cols) = (
+        valid_ranges(g.oh, g.h, g.kh, s, p),
+        valid_ranges(g.ow, g.w, g.kw, s, p),
+    );
+    let b0 = bias.map_or(0.0, |b| b[0]);
+    let mut out = vec![0.0f32; g.b * g.oh * g.ow];
+    // Each task's body compiled for the wide vector unit (rayon runs task bodies outside
+    // any `simd` wrapper around the loop).
+    out.par_chunks_mut(g.ow.max(1))
+        .enumerate()
+        .for_each(|(row, out)| {
+            simd(
+                #[inline(always)]
+                || {
+                    let (b, oy) = (row / g.oh, row % g.oh);
+                    let x = &x[b * hw * c..][..hw * c];
+                    for (ox, o) in out.iter_mut().enumerate() {
+                        let mut sum = b0;
+                        for ky in (0..g.kh).filter(|&ky| rows[ky].contains(&oy)) {
+                            let iy = oy * s + ky - p;
+                            for kx in (0..g.kw).filter(|&kx| cols[kx].contains(&ox)) {
+                                let ix = ox * s + kx - p;
+                                let t = ky * g.kw + kx;
+                                sum += dot(&wt[t * c..][..c], &x[(iy * g.w + ix) * c..][..c]);
+                            }
+                        }
+                        *o = sum;
+                    }
+                },
+            )
+        });
+    out
 }
 
 /// `img [B, C, H, W]` = adjoint of conv (`w [1, C*kh*kw]`) applied to `cols [B, 1, OH, OW]`,
-/// + `bias [C]`. One task per image plane.
+/// plus `bias [C]`. Built channels-last, one task per input row (each adds its taps in order),
+/// then transposed back.
 pub(crate) fn backward_data(
     cols: &[f32],
     w: &[f32],
@@ -98,121 +179,110 @@ pub(crate) fn backward_data(
     g: &ConvGeom,
 ) -> Vec<f32> {
     debug_assert_eq!(g.m, 1);
-    let (hw, ohw, taps, s, p) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw, g.stride, g.padding);
-    let mut img = vec![0.0f32; g.b * g.c * hw];
-    simd(|| {
-        img.par_chunks_mut(hw.max(1))
-            .enumerate()
-            .for_each(|(plane, out)| {
-                let (b, c) = (plane / g.c, plane % g.c);
-                if let Some(bias) = bias {
-                    out.fill(bias[c]);
-                }
-                let dy = &cols[b * ohw..][..ohw];
-                for oy in 0..g.oh {
-                    let dy_row = &dy[oy * g.ow..][..g.ow];
-                    for ky in valid_taps(oy, g.h, g.kh, s, p) {
-                        let iy = oy * s + ky - p;
-                        let dst = &mut out[iy * g.w..][..g.w];
-                        for kx in 0..g.kw {
-                            let v = w[c * taps + ky * g.kw + kx];
-                            let range = valid(g.ow, g.w, kx, s, p);
-                            scatter_strided(dst, dy_row, v, range, s, kx as isize - p as isize);
+    let (c, hw, ohw, taps, s, p) = (
+        g.c,
+        g.h * g.w,
+        g.oh * g.ow,
+        g.kh * g.kw,
+        g.stride,
+        g.padding,
+    );
+    let wt = taps_by_channel(w, c, taps);
+    let (rows, colr) = (
+        valid_ranges(g.oh, g.h, g.kh, s, p),
+        valid_ranges(g.ow, g.w, g.kw, s, p),
+    );
+    let mut xt = vec![0.0f32; g.b * hw * c]; // [B, H, W, C]
+                                             // Each task's body compiled for the wide vector unit (rayon runs task bodies outside
+                                             // any `simd` wrapper around the loop).
+    xt.par_chunks_mut((g.w * c).max(1))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            simd(
+                #[inline(always)]
+                || {
+                    let (b, iy) = (row / g.h, row % g.h);
+                    if let Some(bias) = bias {
+                        for px in dst.chunks_exact_mut(c) {
+                            px.copy_from_slice(bias);
                         }
                     }
-                }
-            })
-    });
-    img
-}
-
-/// `dst[o * s + off] += v * src[o]` for `o` in `range`.
-fn scatter_strided(
-    dst: &mut [f32],
-    src: &[f32],
-    v: f32,
-    range: std::ops::Range<usize>,
-    s: usize,
-    off: isize,
-) {
-    if range.is_empty() {
-        return;
-    }
-    let first = (range.start * s) as isize + off;
-    if s == 1 {
-        let dst = &mut dst[first as usize..][..range.len()];
-        for (d, &x) in dst.iter_mut().zip(&src[range]) {
-            *d += v * x;
-        }
-    } else {
-        for (i, &x) in src[range].iter().enumerate() {
-            dst[first as usize + i * s] += v * x;
-        }
-    }
-}
-
-/// Filter gradient `[1, C*kh*kw]` = `cols [B, 1, OH, OW]` correlated with the image
-/// `[B, C, H, W]`, summed over the batch. One task per channel; each tap's sum runs over
-/// images, then rows, in order.
-pub(crate) fn backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
-    debug_assert_eq!(g.m, 1);
-    let (hw, ohw, taps, s, p) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw, g.stride, g.padding);
-    let mut dw = vec![0.0f32; g.c * taps];
-    simd(|| {
-        dw.par_chunks_mut(taps.max(1))
-            .enumerate()
-            .for_each(|(c, dw)| {
-                for b in 0..g.b {
-                    let plane = &img[(b * g.c + c) * hw..][..hw];
                     let dy = &cols[b * ohw..][..ohw];
-                    for oy in 0..g.oh {
-                        let dy_row = &dy[oy * g.ow..][..g.ow];
-                        for ky in valid_taps(oy, g.h, g.kh, s, p) {
-                            let iy = oy * s + ky - p;
-                            let src = &plane[iy * g.w..][..g.w];
-                            for kx in 0..g.kw {
-                                let range = valid(g.ow, g.w, kx, s, p);
-                                dw[ky * g.kw + kx] +=
-                                    dot_strided(dy_row, src, range, s, kx as isize - p as isize);
+                    for (ky, oy_range) in rows.iter().enumerate() {
+                        // Output row oy reads input row iy through tap ky when oy*s + ky - p == iy.
+                        let Some(num) = (iy + p).checked_sub(ky) else {
+                            continue;
+                        };
+                        if num % s != 0 || !oy_range.contains(&(num / s)) {
+                            continue;
+                        }
+                        let oy = num / s;
+                        for (kx, ox_range) in colr.iter().enumerate() {
+                            let t = ky * g.kw + kx;
+                            let wtap = &wt[t * c..][..c];
+                            for ox in ox_range.clone() {
+                                let ix = ox * s + kx - p;
+                                axpy(&mut dst[ix * c..][..c], dy[oy * g.ow + ox], wtap);
                             }
                         }
                     }
-                }
-            })
-    });
-    dw
+                },
+            )
+        });
+    // [B, H, W, C] -> [B, C, H, W]
+    let mut img = vec![0.0f32; g.b * c * hw];
+    transpose_each(&xt, &mut img, hw, c);
+    img
 }
 
-/// `sum(a[o] * x[o * s + off])` over `o` in `range`, in index order (8 running partial sums,
-/// added in a fixed order, so that the loop vectorises and stays deterministic).
-fn dot_strided(a: &[f32], x: &[f32], range: std::ops::Range<usize>, s: usize, off: isize) -> f32 {
-    if range.is_empty() {
-        return 0.0;
-    }
-    let first = ((range.start * s) as isize + off) as usize;
-    let a = &a[range.clone()];
-    if s == 1 {
-        let x = &x[first..][..a.len()];
-        let mut acc = [0.0f32; 8];
-        let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-        let (x8, x_rest) = x.split_at(a8.len());
-        for (ac, xc) in a8.chunks_exact(8).zip(x8.chunks_exact(8)) {
-            for i in 0..8 {
-                acc[i] += ac[i] * xc[i];
-            }
+/// Filter gradient `[1, C*kh*kw]` = `cols [B, 1, OH, OW]` correlated with the image
+/// `[B, C, H, W]`, summed over the batch. One task per tap, each summing over images, then
+/// output positions, in order.
+pub(crate) fn backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
+    debug_assert_eq!(g.m, 1);
+    let (c, hw, ohw, taps, s, p) = (
+        g.c,
+        g.h * g.w,
+        g.oh * g.ow,
+        g.kh * g.kw,
+        g.stride,
+        g.padding,
+    );
+    let x = to_channels_last(img, g.b, c, hw);
+    let (rows, colr) = (
+        valid_ranges(g.oh, g.h, g.kh, s, p),
+        valid_ranges(g.ow, g.w, g.kw, s, p),
+    );
+    let mut dwt = vec![0.0f32; taps * c]; // [kh*kw, C]
+                                          // Each task's body compiled for the wide vector unit (rayon runs task bodies outside
+                                          // any `simd` wrapper around the loop).
+    dwt.par_chunks_mut(c.max(1))
+        .enumerate()
+        .for_each(|(t, acc)| {
+            simd(
+                #[inline(always)]
+                || {
+                    let (ky, kx) = (t / g.kw, t % g.kw);
+                    for b in 0..g.b {
+                        let (x, dy) = (&x[b * hw * c..][..hw * c], &cols[b * ohw..][..ohw]);
+                        for oy in rows[ky].clone() {
+                            let iy = oy * s + ky - p;
+                            for ox in colr[kx].clone() {
+                                let ix = ox * s + kx - p;
+                                axpy(acc, dy[oy * g.ow + ox], &x[(iy * g.w + ix) * c..][..c]);
+                            }
+                        }
+                    }
+                },
+            )
+        });
+    let mut dw = vec![0.0f32; c * taps];
+    for t in 0..taps {
+        for ci in 0..c {
+            dw[ci * taps + t] = dwt[t * c + ci];
         }
-        let mut sum =
-            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        for (&av, &xv) in a_rest.iter().zip(x_rest) {
-            sum += av * xv;
-        }
-        sum
-    } else {
-        a.iter()
-            .enumerate()
-            .map(|(i, &av)| av * x[first + i * s])
-            .sum()
     }
+    dw
 }
 
 #[cfg(test)]
@@ -221,35 +291,26 @@ mod tests {
 
     #[test]
     fn valid_ranges_match_a_scan() {
-        for (o_len, in_len, k, s, p) in [
-            (30, 31, 0, 1, 1),
-            (30, 31, 3, 1, 1),
-            (4, 9, 2, 2, 1),
-            (5, 7, 0, 3, 2),
-            (1, 1, 3, 1, 1),
+        for (o_len, in_len, k_len, s, p) in [
+            (30, 31, 4, 1, 1),
+            (4, 9, 4, 2, 1),
+            (5, 7, 3, 3, 2),
+            (1, 1, 4, 1, 1),
         ] {
-            let want: Vec<usize> = (0..o_len)
-                .filter(|&o| {
-                    let i = (o * s + k) as isize - p as isize;
-                    i >= 0 && i < in_len as isize
-                })
-                .collect();
-            let got: Vec<usize> = valid(o_len, in_len, k, s, p).collect();
-            assert_eq!(got, want, "o_len {o_len} in_len {in_len} k {k} s {s} p {p}");
-        }
-        for (oy, h, kh, s, p) in [
-            (0, 31, 4, 1, 1),
-            (29, 31, 4, 1, 1),
-            (0, 2, 4, 2, 1),
-            (3, 9, 5, 2, 2),
-        ] {
-            let want: Vec<usize> = (0..kh)
-                .filter(|&ky| {
-                    let i = (oy * s + ky) as isize - p as isize;
-                    i >= 0 && i < h as isize
-                })
-                .collect();
-            assert_eq!(valid_taps(oy, h, kh, s, p).collect::<Vec<_>>(), want);
+            let ranges = valid_ranges(o_len, in_len, k_len, s, p);
+            for (k, r) in ranges.iter().enumerate() {
+                let want: Vec<usize> = (0..o_len)
+                    .filter(|&o| {
+                        let i = (o * s + k) as isize - p as isize;
+                        i >= 0 && i < in_len as isize
+                    })
+                    .collect();
+                assert_eq!(
+                    r.clone().collect::<Vec<_>>(),
+                    want,
+                    "o_len {o_len} in_len {in_len} k {k} s {s} p {p}"
+                );
+            }
         }
     }
 }
