@@ -40,6 +40,37 @@ fn valid_ranges(
         .collect()
 }
 
+/// The sizes and per-tap valid output ranges the three kernels share.
+struct Plan {
+    c: usize,
+    hw: usize,
+    ohw: usize,
+    taps: usize,
+    s: usize,
+    p: usize,
+    /// Per kernel row `ky`, the output rows that read inside the image.
+    rows: Vec<std::ops::Range<usize>>,
+    /// Per kernel column `kx`, the output columns that read inside the image.
+    cols: Vec<std::ops::Range<usize>>,
+}
+
+impl Plan {
+    fn new(g: &ConvGeom) -> Self {
+        debug_assert_eq!(g.m, 1);
+        let (s, p) = (g.stride, g.padding);
+        Self {
+            c: g.c,
+            hw: g.h * g.w,
+            ohw: g.oh * g.ow,
+            taps: g.kh * g.kw,
+            s,
+            p,
+            rows: valid_ranges(g.oh, g.h, g.kh, s, p),
+            cols: valid_ranges(g.ow, g.w, g.kw, s, p),
+        }
+    }
+}
+
 /// `[B, C, HW]` -> `[B, HW, C]`.
 fn to_channels_last(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; b * c * hw];
@@ -131,14 +162,13 @@ fn taps_by_channel(w: &[f32], c: usize, taps: usize) -> Vec<f32> {
 /// `out [B, 1, OH, OW]` = conv(image `[B, C, H, W]`, `w [1, C*kh*kw]`) + bias. One task per
 /// output row; each output is the sum over taps (in order) of a dot product over channels.
 pub(crate) fn forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
-    debug_assert_eq!(g.m, 1);
-    let (c, hw, taps, s, p) = (g.c, g.h * g.w, g.kh * g.kw, g.stride, g.padding);
+    let plan = Plan::new(g);
+    let Plan {
+        c, hw, taps, s, p, ..
+    } = plan;
+    let (rows, cols) = (&plan.rows, &plan.cols);
     let x = to_channels_last(img, g.b, c, hw);
     let wt = taps_by_channel(w, c, taps);
-    let (rows, cols) = (
-        valid_ranges(g.oh, g.h, g.kh, s, p),
-        valid_ranges(g.ow, g.w, g.kw, s, p),
-    );
     let b0 = bias.map_or(0.0, |b| b[0]);
     let mut out = vec![0.0f32; g.b * g.oh * g.ow];
     // Each task's body compiled for the wide vector unit (rayon runs task bodies outside
@@ -178,23 +208,21 @@ pub(crate) fn backward_data(
     bias: Option<&[f32]>,
     g: &ConvGeom,
 ) -> Vec<f32> {
-    debug_assert_eq!(g.m, 1);
-    let (c, hw, ohw, taps, s, p) = (
-        g.c,
-        g.h * g.w,
-        g.oh * g.ow,
-        g.kh * g.kw,
-        g.stride,
-        g.padding,
-    );
+    let plan = Plan::new(g);
+    let Plan {
+        c,
+        hw,
+        ohw,
+        taps,
+        s,
+        p,
+        ..
+    } = plan;
+    let (rows, colr) = (&plan.rows, &plan.cols);
     let wt = taps_by_channel(w, c, taps);
-    let (rows, colr) = (
-        valid_ranges(g.oh, g.h, g.kh, s, p),
-        valid_ranges(g.ow, g.w, g.kw, s, p),
-    );
-    let mut xt = vec![0.0f32; g.b * hw * c]; // [B, H, W, C]
-                                             // Each task's body compiled for the wide vector unit (rayon runs task bodies outside
-                                             // any `simd` wrapper around the loop).
+    // [B, H, W, C]. Each task's body compiled for the wide vector unit (rayon runs task
+    // bodies outside any `simd` wrapper around the loop).
+    let mut xt = vec![0.0f32; g.b * hw * c];
     xt.par_chunks_mut((g.w * c).max(1))
         .enumerate()
         .for_each(|(row, dst)| {
@@ -239,23 +267,20 @@ pub(crate) fn backward_data(
 /// `[B, C, H, W]`, summed over the batch. One task per tap, each summing over images, then
 /// output positions, in order.
 pub(crate) fn backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
-    debug_assert_eq!(g.m, 1);
-    let (c, hw, ohw, taps, s, p) = (
-        g.c,
-        g.h * g.w,
-        g.oh * g.ow,
-        g.kh * g.kw,
-        g.stride,
-        g.padding,
-    );
+    let plan = Plan::new(g);
+    let Plan {
+        c,
+        hw,
+        ohw,
+        taps,
+        s,
+        p,
+        ..
+    } = plan;
+    let (rows, colr) = (&plan.rows, &plan.cols);
     let x = to_channels_last(img, g.b, c, hw);
-    let (rows, colr) = (
-        valid_ranges(g.oh, g.h, g.kh, s, p),
-        valid_ranges(g.ow, g.w, g.kw, s, p),
-    );
-    let mut dwt = vec![0.0f32; taps * c]; // [kh*kw, C]
-                                          // Each task's body compiled for the wide vector unit (rayon runs task bodies outside
-                                          // any `simd` wrapper around the loop).
+    // [kh*kw, C]; task bodies in `simd` as above.
+    let mut dwt = vec![0.0f32; taps * c];
     dwt.par_chunks_mut(c.max(1))
         .enumerate()
         .for_each(|(t, acc)| {
