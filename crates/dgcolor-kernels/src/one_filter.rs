@@ -40,35 +40,16 @@ fn valid_ranges(
         .collect()
 }
 
-/// The sizes and per-tap valid output ranges the three kernels share.
-struct Plan {
-    c: usize,
-    hw: usize,
-    ohw: usize,
-    taps: usize,
-    s: usize,
-    p: usize,
-    /// Per kernel row `ky`, the output rows that read inside the image.
-    rows: Vec<std::ops::Range<usize>>,
-    /// Per kernel column `kx`, the output columns that read inside the image.
-    cols: Vec<std::ops::Range<usize>>,
-}
+/// Per kernel row and per kernel column, the output rows / columns that read inside the image
+/// (what every kernel below loops over).
+type TapRanges = (Vec<std::ops::Range<usize>>, Vec<std::ops::Range<usize>>);
 
-impl Plan {
-    fn new(g: &ConvGeom) -> Self {
-        debug_assert_eq!(g.m, 1);
-        let (s, p) = (g.stride, g.padding);
-        Self {
-            c: g.c,
-            hw: g.h * g.w,
-            ohw: g.oh * g.ow,
-            taps: g.kh * g.kw,
-            s,
-            p,
-            rows: valid_ranges(g.oh, g.h, g.kh, s, p),
-            cols: valid_ranges(g.ow, g.w, g.kw, s, p),
-        }
-    }
+fn tap_ranges(g: &ConvGeom) -> TapRanges {
+    debug_assert_eq!(g.m, 1);
+    (
+        valid_ranges(g.oh, g.h, g.kh, g.stride, g.padding),
+        valid_ranges(g.ow, g.w, g.kw, g.stride, g.padding),
+    )
 }
 
 /// `[B, C, HW]` -> `[B, HW, C]`.
@@ -151,22 +132,15 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 /// The filter as `[kh*kw, C]` (tap-major) from `[1, C, kh, kw]`.
 fn taps_by_channel(w: &[f32], c: usize, taps: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; c * taps];
-    for ci in 0..c {
-        for t in 0..taps {
-            out[t * c + ci] = w[ci * taps + t];
-        }
-    }
+    transpose(w, &mut out, c, taps);
     out
 }
 
 /// `out [B, 1, OH, OW]` = conv(image `[B, C, H, W]`, `w [1, C*kh*kw]`) + bias. One task per
 /// output row; each output is the sum over taps (in order) of a dot product over channels.
 pub(crate) fn forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
-    let plan = Plan::new(g);
-    let Plan {
-        c, hw, taps, s, p, ..
-    } = plan;
-    let (rows, cols) = (&plan.rows, &plan.cols);
+    let (c, hw, taps, s, p) = (g.c, g.h * g.w, g.kh * g.kw, g.stride, g.padding);
+    let (rows, cols) = tap_ranges(g);
     let x = to_channels_last(img, g.b, c, hw);
     let wt = taps_by_channel(w, c, taps);
     let b0 = bias.map_or(0.0, |b| b[0]);
@@ -208,17 +182,9 @@ pub(crate) fn backward_data(
     bias: Option<&[f32]>,
     g: &ConvGeom,
 ) -> Vec<f32> {
-    let plan = Plan::new(g);
-    let Plan {
-        c,
-        hw,
-        ohw,
-        taps,
-        s,
-        p,
-        ..
-    } = plan;
-    let (rows, colr) = (&plan.rows, &plan.cols);
+    let (c, hw, ohw, taps) = (g.c, g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    let (s, p) = (g.stride, g.padding);
+    let (rows, colr) = tap_ranges(g);
     let wt = taps_by_channel(w, c, taps);
     // [B, H, W, C]. Each task's body compiled for the wide vector unit (rayon runs task
     // bodies outside any `simd` wrapper around the loop).
@@ -267,17 +233,9 @@ pub(crate) fn backward_data(
 /// `[B, C, H, W]`, summed over the batch. One task per tap, each summing over images, then
 /// output positions, in order.
 pub(crate) fn backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let plan = Plan::new(g);
-    let Plan {
-        c,
-        hw,
-        ohw,
-        taps,
-        s,
-        p,
-        ..
-    } = plan;
-    let (rows, colr) = (&plan.rows, &plan.cols);
+    let (c, hw, ohw, taps) = (g.c, g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    let (s, p) = (g.stride, g.padding);
+    let (rows, colr) = tap_ranges(g);
     let x = to_channels_last(img, g.b, c, hw);
     // [kh*kw, C]; task bodies in `simd` as above.
     let mut dwt = vec![0.0f32; taps * c];
@@ -302,11 +260,7 @@ pub(crate) fn backward_filter(img: &[f32], cols: &[f32], g: &ConvGeom) -> Vec<f3
             )
         });
     let mut dw = vec![0.0f32; c * taps];
-    for t in 0..taps {
-        for ci in 0..c {
-            dw[ci * taps + t] = dwt[t * c + ci];
-        }
-    }
+    transpose(&dwt, &mut dw, taps, c);
     dw
 }
 
