@@ -195,27 +195,43 @@ fn lab_planes(rgb: &[u8], scaled: bool) -> (Vec<f32>, Vec<f32>) {
     (l, ab)
 }
 
-/// The body of [`lab_planes`] for one run of pixels, `LANES` at a time.
+/// Pixels staged at a time by [`rgb8_to_lab_block`] (a multiple of `LANES`): their
+/// linearised channels (3 x 2 KiB) stay in L1 between the table look-ups and the maths.
+const STAGE: usize = 256;
+
+/// The body of [`lab_planes`] for one run of pixels. The table look-ups run first, as a
+/// plain loop over a stage of pixels into three channel arrays, and the maths then reads
+/// `LANES` contiguous values per channel: building each vector from its look-ups in place
+/// compiled to one masked broadcast per value (24 per 8 pixels), which cost about as much
+/// as the maths (227 x 227 pixels, one thread: 14.6 -> 11-12.5 ns per pixel).
 #[inline(always)]
 fn rgb8_to_lab_block(rgb: &[u8], mut out: [&mut [f32]; 3], scaled: bool) {
     let lut = linear_lut();
-    for (p, px) in rgb.chunks(3 * LANES).enumerate() {
-        // A short last run is padded with black and only its real lanes are written.
-        let mut lin = [[0.0f64; LANES]; 3];
-        for (k, c) in px.chunks_exact(3).enumerate() {
+    let mut lin = [[0.0f64; STAGE]; 3];
+    for (s, px) in rgb.chunks(3 * STAGE).enumerate() {
+        let len = px.len() / 3;
+        for (i, c) in px.chunks_exact(3).enumerate() {
             for ch in 0..3 {
-                lin[ch][k] = lut[c[ch] as usize];
+                lin[ch][i] = lut[c[ch] as usize];
             }
         }
-        let mut lab = linear_rgb_to_lab(lin);
-        if scaled {
-            lab[0] = lab[0].map(scale_l);
-            lab[1] = lab[1].map(scale_ab);
-            lab[2] = lab[2].map(scale_ab);
+        // A short last stage is padded with black and only its real lanes are written.
+        for ch in &mut lin {
+            ch[len..].fill(0.0);
         }
-        let len = px.len() / 3;
-        for (plane, vals) in out.iter_mut().zip(&lab) {
-            plane[p * LANES..][..len].copy_from_slice(&vals[..len]);
+        for p in 0..len.div_ceil(LANES) {
+            let lanes =
+                |ch: &[f64; STAGE]| -> [f64; LANES] { std::array::from_fn(|k| ch[p * LANES + k]) };
+            let mut lab = linear_rgb_to_lab([lanes(&lin[0]), lanes(&lin[1]), lanes(&lin[2])]);
+            if scaled {
+                lab[0] = lab[0].map(scale_l);
+                lab[1] = lab[1].map(scale_ab);
+                lab[2] = lab[2].map(scale_ab);
+            }
+            let n = LANES.min(len - p * LANES);
+            for (plane, vals) in out.iter_mut().zip(&lab) {
+                plane[s * STAGE + p * LANES..][..n].copy_from_slice(&vals[..n]);
+            }
         }
     }
 }

@@ -116,6 +116,30 @@ fn planes_are_a_then_b() {
     );
 }
 
+/// The plane conversion stages pixels in blocks of 256 and converts 8 at a time: every pixel
+/// lands at its own index, at lengths around and between those blocks, and agrees with the
+/// one-pixel conversion (which takes its levels through f32, hence not bit-identical).
+#[test]
+fn planes_match_per_pixel_conversion_at_any_length() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for n in [1usize, 7, 255, 256, 257, 1000, 20_001] {
+        let rgb: Vec<u8> = (0..3 * n).map(|_| rng.random()).collect();
+        let (l, ab) = rgb8_to_lab_planes(&rgb);
+        assert_eq!((l.len(), ab.len()), (n, 2 * n));
+        for (i, px) in rgb.chunks_exact(3).enumerate() {
+            let want = srgb_to_lab([px[0], px[1], px[2]].map(|c| c as f32 / 255.0));
+            let got = [l[i], ab[i], ab[n + i]];
+            for ch in 0..3 {
+                assert!(
+                    (got[ch] - want[ch]).abs() < 1e-4,
+                    "n = {n}, pixel {i} {px:?}: planes {got:?}, per pixel {want:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn rgb8_round_trip_is_exact() {
     // Every 5th level on each axis (52^3 = 140 608 colours), plus all grays; large enough
