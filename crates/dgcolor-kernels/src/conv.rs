@@ -5,7 +5,8 @@ use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
 
-use crate::cpu::f32_slice;
+use crate::activation::Act;
+use crate::cpu::{f32_slice, simd};
 use rayon::prelude::*;
 
 use crate::gemm_f32::{gemm_into, num_threads, Mat, Threads};
@@ -31,16 +32,71 @@ pub fn conv2d(
         Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, false, p),
         Backend::CpuOps => {}
     }
+    conv_op(x, weight, bias, stride, padding, false, Act::Identity)
+}
+
+/// `act(conv2d(x, weight, bias))` for the inference path: the activation runs inside the
+/// convolution on each group's output block while it is in cache. Without a backward:
+/// when any operand records a graph (or off the CPU ops) it is [`conv2d`] then
+/// [`Act::apply`], differentiable.
+pub fn conv2d_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    act: Act,
+) -> Result<Tensor> {
+    if fused_act_on(&[Some(x), Some(weight), bias]) {
+        conv_op(x, weight, bias, stride, padding, false, act)
+    } else {
+        act.apply(&conv2d(x, weight, bias, stride, padding)?)
+    }
+}
+
+/// `act(conv_transpose2d(x, weight, bias))`, as [`conv2d_act`].
+pub fn conv_transpose2d_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    act: Act,
+) -> Result<Tensor> {
+    if fused_act_on(&[Some(x), Some(weight), bias]) {
+        conv_op(x, weight, bias, stride, padding, true, act)
+    } else {
+        act.apply(&conv_transpose2d(x, weight, bias, stride, padding)?)
+    }
+}
+
+/// The CPU ops apply, and no operand records a graph (a fused activation has no backward).
+fn fused_act_on(ts: &[Option<&Tensor>]) -> bool {
+    matches!(backend(ts), Backend::CpuOps) && ts.iter().flatten().all(|t| !t.track_op())
+}
+
+/// The CPU custom op (bias as zeros when absent).
+fn conv_op(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    transposed: bool,
+    act: Act,
+) -> Result<Tensor> {
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
-    let bias = bias_or_zeros(bias, weight.dim(0)?, &x)?;
+    let out_channels = weight.dim(if transposed { 1 } else { 0 })?;
+    let bias = bias_or_zeros(bias, out_channels, &x)?;
     x.apply_op3_arc(
         &weight,
         &bias,
         std::sync::Arc::new(Box::new(ConvOp {
             stride,
             padding,
-            transposed: false,
+            transposed,
+            act,
         })),
     )
 }
@@ -63,18 +119,7 @@ pub fn conv_transpose2d(
         Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, true, p),
         Backend::CpuOps => {}
     }
-    let x = x.contiguous()?;
-    let weight = weight.contiguous()?;
-    let bias = bias_or_zeros(bias, weight.dim(1)?, &x)?;
-    x.apply_op3_arc(
-        &weight,
-        &bias,
-        std::sync::Arc::new(Box::new(ConvOp {
-            stride,
-            padding,
-            transposed: true,
-        })),
-    )
+    conv_op(x, weight, bias, stride, padding, true, Act::Identity)
 }
 
 /// candle's `conv2d` + bias: the fallback off the CPU and the reference in tests.
@@ -268,10 +313,18 @@ impl Groups {
 /// dozen columns runs the microkernel mostly on its edges).
 const PER_GEMM_MIN: usize = 256;
 
-/// Columns `[B, M, OH, OW]` = conv(image, `w [M, K]`) + `bias [M]`.
-pub(crate) fn conv_forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+/// Columns `[B, M, OH, OW]` = act(conv(image, `w [M, K]`) + `bias [M]`).
+pub(crate) fn conv_forward(
+    img: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+    act: Act,
+) -> Vec<f32> {
     if g.m == 1 {
-        return one_filter::forward(img, w, bias, g);
+        let mut out = one_filter::forward(img, w, bias, g);
+        act.apply_slice(&mut out);
+        return out;
     }
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));
@@ -324,20 +377,28 @@ pub(crate) fn conv_forward(img: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Con
                 }
                 unpermute(&tmp, nb, m, ohw, bias, out);
             }
+            simd(
+                #[inline(always)]
+                || act.apply_block(out),
+            );
         });
     out
 }
 
-/// Image `[B, C, H, W]` = adjoint of conv (`w [M, K]`) applied to columns `[B, M, OH, OW]`,
-/// + `bias [C]`: the input gradient of a conv, the forward pass of a transposed conv.
+/// Image `[B, C, H, W]` = act(adjoint of conv (`w [M, K]`) applied to columns
+/// `[B, M, OH, OW]`, + `bias [C]`): the input gradient of a conv, the forward pass of a
+/// transposed conv.
 pub(crate) fn conv_backward_data(
     cols: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     g: &ConvGeom,
+    act: Act,
 ) -> Vec<f32> {
     if g.m == 1 {
-        return one_filter::backward_data(cols, w, bias, g);
+        let mut img = one_filter::backward_data(cols, w, bias, g);
+        act.apply_slice(&mut img);
+        return img;
     }
     let (k, m, ohw, hw) = (g.k(), g.m, g.oh * g.ow, g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));
@@ -369,6 +430,10 @@ pub(crate) fn conv_backward_data(
                 }
             }
             col2im_via(&dcol, &Groups::geom(g, nb), img, table.as_ref());
+            simd(
+                #[inline(always)]
+                || act.apply_block(img),
+            );
         });
     img
 }
@@ -493,6 +558,8 @@ struct ConvOp {
     stride: usize,
     padding: usize,
     transposed: bool,
+    /// Not `Identity` only on the inference path ([`conv2d_act`]), which never records a graph.
+    act: Act,
 }
 
 impl CustomOp3 for ConvOp {
@@ -520,11 +587,11 @@ impl CustomOp3 for ConvOp {
         let b = f32_slice(s3, l3, op)?;
         if self.transposed {
             let g = ConvGeom::transposed(xd, wd, self.stride, self.padding)?;
-            let out = conv_backward_data(x, w, Some(b), &g);
+            let out = conv_backward_data(x, w, Some(b), &g, self.act);
             Ok((CpuStorage::F32(out), (g.b, g.c, g.h, g.w).into()))
         } else {
             let g = ConvGeom::conv(xd, wd, self.stride, self.padding)?;
-            let out = conv_forward(x, w, Some(b), &g);
+            let out = conv_forward(x, w, Some(b), &g, self.act);
             Ok((CpuStorage::F32(out), (g.b, g.m, g.oh, g.ow).into()))
         }
     }
@@ -537,6 +604,13 @@ impl CustomOp3 for ConvOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.act != Act::Identity {
+            bail!(
+                "{}: no backward with a fused activation ({:?}); conv2d_act records no graph",
+                self.name(),
+                self.act
+            )
+        }
         let grad = grad.contiguous()?;
         let (stride, padding) = (self.stride, self.padding);
         // No input gradient for an input that records no graph (the network's L input, a
@@ -621,6 +695,7 @@ impl CustomOp2 for Forward {
             f32_slice(s2, l2, "conv weight")?,
             None,
             &g,
+            Act::Identity,
         );
         Ok((CpuStorage::F32(out), (g.b, g.m, g.oh, g.ow).into()))
     }
@@ -664,6 +739,7 @@ impl CustomOp2 for BackwardData {
             f32_slice(s2, l2, "conv weight")?,
             None,
             &g,
+            Act::Identity,
         );
         Ok((CpuStorage::F32(out), (b, c, h, w).into()))
     }

@@ -257,6 +257,93 @@ fn leaky_relu_matches_candle() -> Result<()> {
     Ok(())
 }
 
+/// The inference path's fused activations: `conv2d_act` / `conv_transpose2d_act` give
+/// exactly the unfused conv followed by the activation for ReLU and LeakyReLU (the same
+/// arithmetic, applied per block) and candle's `tanh` within 3e-7; several groups per
+/// batch (b = 8 at 8x8 output), one image, and a single-filter layer (its own kernels).
+/// With a graph-recording operand they fall back to the differentiable composition.
+#[test]
+fn fused_activations_match_unfused() -> Result<()> {
+    use dgcolor_kernels::{conv2d_act, conv_transpose2d_act, Act};
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let acts = [Act::Identity, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh];
+    for (transposed, x_dims, w_dims) in [
+        (false, [8usize, 3, 16, 16], [5usize, 3, 4, 4]),
+        (false, [1, 4, 9, 7], [6, 4, 4, 4]),
+        (false, [2, 5, 8, 8], [1, 5, 4, 4]),
+        (true, [8, 6, 8, 8], [6, 3, 4, 4]),
+        (true, [1, 4, 5, 3], [4, 2, 4, 4]),
+    ] {
+        let x = randn(&mut rng, &x_dims)?;
+        let w = randn(&mut rng, &w_dims)?;
+        let b = randn(&mut rng, &[w_dims[usize::from(transposed)]])?;
+        let base = if transposed {
+            conv_transpose2d(&x, &w, Some(&b), 2, 1)?
+        } else {
+            conv2d(&x, &w, Some(&b), 2, 1)?
+        };
+        for act in acts {
+            let got = if transposed {
+                conv_transpose2d_act(&x, &w, Some(&b), 2, 1, act)?
+            } else {
+                conv2d_act(&x, &w, Some(&b), 2, 1, act)?
+            };
+            let want = act.apply(&base)?;
+            let diff = (&got - &want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            let tol = if act == Act::Tanh { 3e-7 } else { 0.0 };
+            assert!(
+                diff <= tol,
+                "{x_dims:?} {w_dims:?} transposed {transposed} {act:?}: max diff {diff}"
+            );
+        }
+    }
+    // A weight that records a graph: the composition, with gradients.
+    let x = randn(&mut rng, &[2, 3, 8, 8])?;
+    let w = Var::from_tensor(&randn(&mut rng, &[4, 3, 4, 4])?)?;
+    let y = conv2d_act(&x, &w, None, 2, 1, Act::Tanh)?;
+    let g = y.sum_all()?.backward()?;
+    let y_ref = conv2d_reference(&x, &w, None, 2, 1)?.tanh()?;
+    let g_ref = y_ref.sum_all()?.backward()?;
+    assert!(rel_err(&y, &y_ref)? < TOL);
+    assert!(rel_err(g.get(&w).unwrap(), g_ref.get(&w).unwrap())? < TOL);
+    Ok(())
+}
+
+/// `relu_cat` is `relu(cat([a, b], 1))` exactly, for one image and several (enough values to
+/// split over threads), and rejects operands that differ outside the channel dimension.
+#[test]
+fn relu_cat_matches_cat_then_relu() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    for (b, ca, cb, h, w) in [(1, 3, 5, 7, 9), (16, 64, 32, 16, 16), (4, 1, 1, 1, 1)] {
+        let x = randn(&mut rng, &[b, ca, h, w])?;
+        let y = randn(&mut rng, &[b, cb, h, w])?;
+        let got = dgcolor_kernels::relu_cat(&x, &y)?;
+        let want = Tensor::cat(&[&x, &y], 1)?.relu()?;
+        assert_eq!(got.dims(), want.dims());
+        assert_eq!(
+            got.flatten_all()?.to_vec1::<f32>()?,
+            want.flatten_all()?.to_vec1::<f32>()?,
+            "{:?}",
+            (b, ca, cb, h, w)
+        );
+    }
+    let err = dgcolor_kernels::relu_cat(
+        &randn(&mut rng, &[2, 3, 4, 4])?,
+        &randn(&mut rng, &[2, 3, 4, 5])?,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("relu_cat") && err.contains("differ outside dim 1"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// The GPU path against the CPU one: convolutions at the U-Net's layer shapes on CUDA (cuDNN
 /// in a `cudnn` build, the lowered path on cuBLAS otherwise), BatchNorm, LeakyReLU and Adam
 /// (the kernels of fused.cu) give the CPU custom ops' outputs and gradients. Needs a CUDA

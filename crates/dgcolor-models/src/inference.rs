@@ -1,7 +1,8 @@
 //! The generator for inference: eval mode (BatchNorm running statistics, no dropout) with
 //! every BatchNorm folded into the convolution before it at load time, and weights held as
-//! plain tensors, so a forward pass records no autograd graph and runs two ops per block
-//! (activation, convolution) instead of nine.
+//! plain tensors, so a forward pass records no autograd graph and runs one op per block
+//! (the convolution, its activation fused in; plus the decoder's concatenation) instead of
+//! nine.
 //!
 //! Folding: eval BatchNorm is `y = x * s + t` per channel with `s = gamma / sqrt(var + eps)`
 //! and `t = beta - mean * s`; for a conv `x -> W * x + b` that is `W' = s W` (scaling output
@@ -9,9 +10,10 @@
 
 use candle_core::{bail, Result, Tensor};
 use candle_nn::VarMap;
+use dgcolor_kernels::{conv2d_act, conv_transpose2d_act, relu_cat, Act};
 
 use crate::adain::adain;
-use crate::blocks::leaky_relu;
+use crate::blocks::LEAKY_SLOPE;
 use crate::config::ModelConfig;
 use crate::mode::Mode;
 use crate::prefix;
@@ -134,29 +136,32 @@ impl InferenceGenerator {
         }
         let l = l.detach();
         let d = self.cfg.depth;
-        // acts[i] = LeakyReLU(x_{i+1}): the next level's input and the decoder's skip (the
-        // reference's in-place activation), computed once.
+        // Each activation runs inside the convolution that produces its input
+        // (`conv2d_act`): acts[i] = LeakyReLU(x_{i+1}) is the next level's input and the
+        // decoder's skip (the reference's in-place activation); the innermost level is only
+        // ever read through the decoder's ReLU, so it gets that ReLU instead.
         let mut acts: Vec<Tensor> = Vec::with_capacity(d);
         let mut x_d = l.clone();
         for (i, conv) in self.downs.iter().enumerate() {
             let input = if i == 0 { &l } else { &acts[i - 1] };
-            let x =
-                dgcolor_kernels::conv2d(input, &conv.weight, Some(&conv.bias), STRIDE, PADDING)?;
-            if i + 1 < d {
-                acts.push(leaky_relu(&x)?);
+            let act = if i + 1 < d {
+                Act::LeakyRelu(LEAKY_SLOPE as f32)
             } else {
-                x_d = x; // [B, 8nf, S/2^D, S/2^D]
+                Act::Relu
+            };
+            let x = conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, PADDING, act)?;
+            if i + 1 < d {
+                acts.push(x);
+            } else {
+                x_d = x; // ReLU(x_D) [B, 8nf, S/2^D, S/2^D]
             }
         }
+        // The decoder's input ReLU is `relu_cat` (one pass with the concatenation), and the
+        // output's tanh runs inside the last transposed convolution.
         let up = |k: usize, x: &Tensor| -> Result<Tensor> {
             let conv = &self.ups[k];
-            dgcolor_kernels::conv_transpose2d(
-                &x.relu()?,
-                &conv.weight,
-                Some(&conv.bias),
-                STRIDE,
-                PADDING,
-            )
+            let act = if k + 1 == d { Act::Tanh } else { Act::Identity };
+            conv_transpose2d_act(x, &conv.weight, Some(&conv.bias), STRIDE, PADDING, act)
         };
         let mut o = up(0, &x_d)?;
         for k in 1..d {
@@ -166,9 +171,9 @@ impl InferenceGenerator {
             } else {
                 skip.clone()
             };
-            o = up(k, &Tensor::cat(&[&o, &skip], 1)?)?;
+            o = up(k, &relu_cat(&o, &skip)?)?;
         }
-        o.tanh() // [B, 2, S, S]
+        Ok(o) // tanh(...) [B, 2, S, S]
     }
 }
 
