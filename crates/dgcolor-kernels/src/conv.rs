@@ -47,11 +47,7 @@ pub fn conv2d_act(
     padding: usize,
     act: Act,
 ) -> Result<Tensor> {
-    if fused_act_on(&[Some(x), Some(weight), bias]) {
-        conv_op(x, weight, bias, stride, padding, false, act)
-    } else {
-        act.apply(&conv2d(x, weight, bias, stride, padding)?)
-    }
+    conv_act(x, weight, bias, (stride, padding), false, act)
 }
 
 /// `act(conv_transpose2d(x, weight, bias))`, as [`conv2d_act`].
@@ -63,11 +59,26 @@ pub fn conv_transpose2d_act(
     padding: usize,
     act: Act,
 ) -> Result<Tensor> {
+    conv_act(x, weight, bias, (stride, padding), true, act)
+}
+
+fn conv_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    (stride, padding): (usize, usize),
+    transposed: bool,
+    act: Act,
+) -> Result<Tensor> {
     if fused_act_on(&[Some(x), Some(weight), bias]) {
-        conv_op(x, weight, bias, stride, padding, true, act)
-    } else {
-        act.apply(&conv_transpose2d(x, weight, bias, stride, padding)?)
+        return conv_op(x, weight, bias, stride, padding, transposed, act);
     }
+    let y = if transposed {
+        conv_transpose2d(x, weight, bias, stride, padding)?
+    } else {
+        conv2d(x, weight, bias, stride, padding)?
+    };
+    act.apply(&y)
 }
 
 /// The CPU ops apply, and no operand records a graph (a fused activation has no backward).
