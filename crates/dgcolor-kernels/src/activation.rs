@@ -190,13 +190,16 @@ pub(crate) fn tanh_fast(x: f32) -> f32 {
 }
 
 /// `relu(cat([a, b], 1))` in one pass: the decoder's input at every level (upsampled
-/// features and skip) on the inference path. Candle ops when either records a graph or
-/// the fused ops are off for them.
+/// features and skip). Differentiable: its backward is one pass per operand,
+/// `grad[:, part] * (out[:, part] > 0)` (the ReLU gradient of [`leaky_relu`] at slope 0, so
+/// the same values as cat + ReLU), one graph node where cat + ReLU were two whose
+/// gradients candle would each accumulate and copy. Candle ops when the fused ops are off
+/// for the operands or they live off the CPU.
 pub fn relu_cat(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.track_op() || b.track_op() || !crate::conv::fused_on(&[a, b]) || !a.device().is_cpu() {
+    if !crate::conv::fused_on(&[a, b]) || !a.device().is_cpu() || !b.device().is_cpu() {
         return Tensor::cat(&[a, b], 1)?.relu();
     }
-    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &ReluCat)
+    a.contiguous()?.apply_op2(&b.contiguous()?, ReluCat)
 }
 
 struct ReluCat;
@@ -249,6 +252,78 @@ impl CustomOp2 for ReluCat {
         // values from slices of exactly that length).
         unsafe { out.set_len(a.len() + b.len()) };
         Ok((CpuStorage::F32(out), (ad.0, ad.1 + bd.1, ad.2, ad.3).into()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (ca, cb) = (a.dim(1)?, b.dim(1)?);
+        let part = |t: &Tensor, channels| {
+            t.track_op()
+                .then(|| res.apply_op2_no_bwd(&grad, &ReluCatGrad { channels }))
+                .transpose()
+        };
+        Ok((part(a, (0, ca))?, part(b, (ca, ca + cb))?))
+    }
+}
+
+/// `(out, grad) -> grad[:, c0..c1] * (out[:, c0..c1] > 0)`: one operand's share of the
+/// gradient of [`relu_cat`].
+struct ReluCatGrad {
+    channels: (usize, usize),
+}
+
+impl CustomOp2 for ReluCatGrad {
+    fn name(&self) -> &'static str {
+        "dgcolor-relu-cat-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = crate::conv::dims4(l1, "relu_cat backward")?;
+        if l2.dims() != [b, c, h, w] {
+            bail!(
+                "relu_cat backward: output {:?} vs gradient {:?}",
+                l1.dims(),
+                l2.dims()
+            )
+        }
+        let (out, grad) = (
+            f32_slice(s1, l1, "relu_cat backward")?,
+            f32_slice(s2, l2, "relu_cat backward")?,
+        );
+        let (c0, c1) = self.channels;
+        let (hw, np) = (h * w, (c1 - c0) * h * w);
+        let mut dx = Vec::with_capacity(b * np);
+        dx.spare_capacity_mut()[..b * np]
+            .par_chunks_mut(np.max(1))
+            .with_min_len(crate::cpu::min_items(np))
+            .enumerate()
+            .for_each(|(i, d)| {
+                let at = (i * c + c0) * hw;
+                let (o, g) = (&out[at..][..np], &grad[at..][..np]);
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ((d, &o), &g) in d.iter_mut().zip(o).zip(g) {
+                            d.write(if o > 0.0 { g } else { 0.0 });
+                        }
+                    },
+                )
+            });
+        // SAFETY: the chunks cover 0..b*np and each is written in full (np values).
+        unsafe { dx.set_len(b * np) };
+        Ok((CpuStorage::F32(dx), (b, c1 - c0, h, w).into()))
     }
 }
 

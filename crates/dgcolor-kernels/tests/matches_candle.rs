@@ -313,23 +313,38 @@ fn fused_activations_match_unfused() -> Result<()> {
     Ok(())
 }
 
-/// `relu_cat` is `relu(cat([a, b], 1))` exactly, for one image and several (enough values to
-/// split over threads), and rejects operands that differ outside the channel dimension.
+/// `relu_cat` is `relu(cat([a, b], 1))` exactly, output and both gradients, for one image
+/// and several (enough values to split over threads); with only one operand recording a
+/// graph only that one gets a gradient. It rejects operands that differ outside the channel
+/// dimension.
 #[test]
 fn relu_cat_matches_cat_then_relu() -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(32);
+    let values = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
     for (b, ca, cb, h, w) in [(1, 3, 5, 7, 9), (16, 64, 32, 16, 16), (4, 1, 1, 1, 1)] {
-        let x = randn(&mut rng, &[b, ca, h, w])?;
-        let y = randn(&mut rng, &[b, cb, h, w])?;
+        let case = (b, ca, cb, h, w);
+        let x = Var::from_tensor(&randn(&mut rng, &[b, ca, h, w])?)?;
+        let y = Var::from_tensor(&randn(&mut rng, &[b, cb, h, w])?)?;
+        let up = randn(&mut rng, &[b, ca + cb, h, w])?;
         let got = dgcolor_kernels::relu_cat(&x, &y)?;
-        let want = Tensor::cat(&[&x, &y], 1)?.relu()?;
+        let want = Tensor::cat(&[x.as_tensor(), y.as_tensor()], 1)?.relu()?;
         assert_eq!(got.dims(), want.dims());
-        assert_eq!(
-            got.flatten_all()?.to_vec1::<f32>()?,
-            want.flatten_all()?.to_vec1::<f32>()?,
-            "{:?}",
-            (b, ca, cb, h, w)
-        );
+        assert_eq!(values(&got)?, values(&want)?, "{case:?}");
+        let g = (&got * &up)?.sum_all()?.backward()?;
+        let g_ref = (&want * &up)?.sum_all()?.backward()?;
+        for v in [&x, &y] {
+            let (a, r) = (g.get(v).unwrap(), g_ref.get(v).unwrap());
+            assert_eq!(a.dims(), r.dims());
+            // (`0 * g` in the reference may be -0.0; compare values, not bits.)
+            assert!(
+                values(a)?.iter().zip(values(r)?).all(|(a, r)| *a == r),
+                "{case:?}: gradient"
+            );
+        }
+        let got = dgcolor_kernels::relu_cat(&x.detach(), &y)?;
+        let g = (&got * &up)?.sum_all()?.backward()?;
+        assert!(g.get(&y).is_some());
+        assert_eq!(values(g.get(&y).unwrap())?, values(g_ref.get(&y).unwrap())?);
     }
     let err = dgcolor_kernels::relu_cat(
         &randn(&mut rng, &[2, 3, 4, 4])?,

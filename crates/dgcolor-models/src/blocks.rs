@@ -179,18 +179,34 @@ pub fn up_block(
 
 impl UpBlock {
     pub fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
-        let (_, c, _, _) = x.dims4()?;
+        self.check_channels(x.dim(1)?, x.shape())?;
+        self.forward_activated(&dgcolor_kernels::leaky_relu(x, 0.0)?, mode) // ReLU
+    }
+
+    /// [`UpBlock::forward`] of `cat([o, skip], 1)`, the decoder's input at every level but the
+    /// innermost: the concatenation and the ReLU are one op ([`dgcolor_kernels::relu_cat`]).
+    pub fn forward_cat(&self, o: &Tensor, skip: &Tensor, mode: &Mode) -> Result<Tensor> {
+        self.check_channels(o.dim(1)? + skip.dim(1)?, o.shape())?;
+        self.forward_activated(&dgcolor_kernels::relu_cat(o, skip)?, mode)
+    }
+
+    fn check_channels(&self, c: usize, shape: &candle_core::Shape) -> Result<()> {
         if c != self.in_channels {
             bail!(
-                "{}: expected {} input channels, got {:?}",
+                "{}: expected {} input channels, got {c} (input {:?})",
                 self.name,
                 self.in_channels,
-                x.shape()
+                shape
             )
         }
+        Ok(())
+    }
+
+    /// ConvTranspose -> BatchNorm -> Dropout of the ReLU'd input.
+    fn forward_activated(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
         let cfg = self.upconv.config();
         let x = dgcolor_kernels::conv_transpose2d(
-            &dgcolor_kernels::leaky_relu(x, 0.0)?, // ReLU
+            x,
             self.upconv.weight(),
             self.upconv.bias(),
             cfg.stride,

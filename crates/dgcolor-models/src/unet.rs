@@ -162,7 +162,7 @@ impl Decoder {
             } else {
                 skip
             };
-            o = self.ups[k].forward(&Tensor::cat(&[&o, &skip], 1)?, mode)?;
+            o = self.ups[k].forward_cat(&o, &skip, mode)?;
         }
         o.tanh() // [B, 2, S, S]
     }
