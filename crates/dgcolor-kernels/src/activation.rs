@@ -6,11 +6,10 @@
 //! The gradient is PyTorch's: `grad * (x > 0 ? 1 : slope)`, also at x == 0 (where
 //! candle's `maximum` would split the gradient between both arguments).
 
-use crate::cpu::{f32_slice, for_chunks, map2, simd};
+use crate::cpu::{f32_slice, for_chunks, map2, write_items};
 #[cfg(feature = "cuda")]
 use candle_core::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// `x > 0 ? x : slope * x`, differentiable; candle ops where [`crate::conv::fused_on`] says no.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
@@ -35,6 +34,16 @@ struct LeakyRelu {
     slope: f32,
 }
 
+/// The forward map, shared by the op and by [`Act::LeakyRelu`] so the two agree bit for bit.
+#[inline(always)]
+fn leaky(v: f32, slope: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        v * slope
+    }
+}
+
 impl CustomOp1 for LeakyRelu {
     fn name(&self) -> &'static str {
         "dgcolor-leaky-relu"
@@ -47,7 +56,7 @@ impl CustomOp1 for LeakyRelu {
             x,
             x,
             #[inline(always)]
-            move |v, _| if v > 0.0 { v } else { v * slope },
+            move |v, _| leaky(v, slope),
         );
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -136,15 +145,13 @@ impl Act {
         }
     }
 
-    /// In place on a block of one task; the caller runs it inside [`simd`].
+    /// In place on a block of one task; the caller runs it inside [`crate::simd`].
     #[inline(always)]
     pub(crate) fn apply_block(self, v: &mut [f32]) {
         match self {
             Act::Identity => {}
             Act::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Act::LeakyRelu(slope) => v
-                .iter_mut()
-                .for_each(|x| *x = if *x > 0.0 { *x } else { *x * slope }),
+            Act::LeakyRelu(slope) => v.iter_mut().for_each(|x| *x = leaky(*x, slope)),
             Act::Tanh => v.iter_mut().for_each(|x| *x = tanh_fast(*x)),
         }
     }
@@ -228,29 +235,23 @@ impl CustomOp2 for ReluCat {
             f32_slice(s2, l2, "relu_cat")?,
         );
         let (na, nb) = (ad.1 * ad.2 * ad.3, bd.1 * bd.2 * bd.3);
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let items = crate::cpu::min_items(na + nb);
-        out.spare_capacity_mut()[..a.len() + b.len()]
-            .par_chunks_mut(na + nb)
-            .with_min_len(items)
-            .enumerate()
-            .for_each(|(i, o)| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        let (oa, ob) = o.split_at_mut(na);
-                        for (o, &x) in oa.iter_mut().zip(&a[i * na..][..na]) {
-                            o.write(x.max(0.0));
-                        }
-                        for (o, &x) in ob.iter_mut().zip(&b[i * nb..][..nb]) {
-                            o.write(x.max(0.0));
-                        }
-                    },
-                )
-            });
-        // SAFETY: the chunks cover the whole output and each is written in full (na + nb
-        // values from slices of exactly that length).
-        unsafe { out.set_len(a.len() + b.len()) };
+        // SAFETY: each image's item is written in full: na values of a, then nb of b.
+        let out = unsafe {
+            write_items(
+                ad.0,
+                na + nb,
+                #[inline(always)]
+                |i, o| {
+                    let (oa, ob) = o.split_at_mut(na);
+                    for (o, &x) in oa.iter_mut().zip(&a[i * na..][..na]) {
+                        o.write(x.max(0.0));
+                    }
+                    for (o, &x) in ob.iter_mut().zip(&b[i * nb..][..nb]) {
+                        o.write(x.max(0.0));
+                    }
+                },
+            )
+        };
         Ok((CpuStorage::F32(out), (ad.0, ad.1 + bd.1, ad.2, ad.3).into()))
     }
 
@@ -304,25 +305,21 @@ impl CustomOp2 for ReluCatGrad {
         );
         let (c0, c1) = self.channels;
         let (hw, np) = (h * w, (c1 - c0) * h * w);
-        let mut dx = Vec::with_capacity(b * np);
-        dx.spare_capacity_mut()[..b * np]
-            .par_chunks_mut(np.max(1))
-            .with_min_len(crate::cpu::min_items(np))
-            .enumerate()
-            .for_each(|(i, d)| {
-                let at = (i * c + c0) * hw;
-                let (o, g) = (&out[at..][..np], &grad[at..][..np]);
-                simd(
-                    #[inline(always)]
-                    || {
-                        for ((d, &o), &g) in d.iter_mut().zip(o).zip(g) {
-                            d.write(if o > 0.0 { g } else { 0.0 });
-                        }
-                    },
-                )
-            });
-        // SAFETY: the chunks cover 0..b*np and each is written in full (np values).
-        unsafe { dx.set_len(b * np) };
+        // SAFETY: each image's item is written in full (np values).
+        let dx = unsafe {
+            write_items(
+                b,
+                np,
+                #[inline(always)]
+                |i, d| {
+                    let at = (i * c + c0) * hw;
+                    let (o, g) = (&out[at..][..np], &grad[at..][..np]);
+                    for ((d, &o), &g) in d.iter_mut().zip(o).zip(g) {
+                        d.write(if o > 0.0 { g } else { 0.0 });
+                    }
+                },
+            )
+        };
         Ok((CpuStorage::F32(dx), (b, c1 - c0, h, w).into()))
     }
 }

@@ -13,7 +13,7 @@ use candle_core::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{f32_slice, min_items, simd};
+use crate::cpu::{f32_slice, min_items, simd, write_items};
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over `x [B, C, H, W]` with the batch's
 /// per-channel mean and biased variance, differentiable in `x`, `weight` and `bias`.
@@ -193,28 +193,23 @@ impl CustomOp3 for BatchNormOp {
         let mi = mean_inv(f32_slice(s3, l3, "batch_norm statistics")?, self.eps);
         let dims = l1.dims();
         let (c, hw) = (dims[1], dims[2] * dims[3]);
-        let mut y = Vec::with_capacity(x.len());
-        y.spare_capacity_mut()[..x.len()]
-            .par_chunks_mut(hw.max(1))
-            .zip(x.par_chunks(hw.max(1)))
-            .enumerate()
-            .with_min_len(min_items(hw))
-            .for_each(|(p, (y, x))| {
-                let ch = p % c;
-                let (mean, inv) = mi[ch];
-                let scale = inv * affine[ch];
-                let shift = affine[c + ch] - mean * scale;
-                simd(
-                    #[inline(always)]
-                    || {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            y.write(x * scale + shift);
-                        }
-                    },
-                )
-            });
-        // SAFETY: the planes cover 0..len, each element written once above.
-        unsafe { y.set_len(x.len()) };
+        // SAFETY: each plane's item is written in full (hw values).
+        let y = unsafe {
+            write_items(
+                x.len() / hw.max(1),
+                hw,
+                #[inline(always)]
+                |p, y| {
+                    let ch = p % c;
+                    let (mean, inv) = mi[ch];
+                    let scale = inv * affine[ch];
+                    let shift = affine[c + ch] - mean * scale;
+                    for (y, &x) in y.iter_mut().zip(&x[p * hw..][..hw]) {
+                        y.write(x * scale + shift);
+                    }
+                },
+            )
+        };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -354,29 +349,25 @@ impl CustomOp3 for GradInput {
         let n = (dims[0] * hw) as f32;
         let mi = mean_inv(&aux[..2 * c], self.eps);
         let (weight, sdy, sdyx) = (&aux[2 * c..3 * c], &aux[4 * c..5 * c], &aux[5 * c..]);
-        let mut dx = Vec::with_capacity(x.len());
-        dx.spare_capacity_mut()[..x.len()]
-            .par_chunks_mut(hw.max(1))
-            .zip(x.par_chunks(hw.max(1)).zip(dy.par_chunks(hw.max(1))))
-            .enumerate()
-            .with_min_len(min_items(hw))
-            .for_each(|(p, (dx, (x, dy)))| {
-                let ch = p % c;
-                let (mean, inv) = mi[ch];
-                let k = weight[ch] * inv / n;
-                let (sum_dy, sum_dyx) = (sdy[ch], sdyx[ch]);
-                simd(
-                    #[inline(always)]
-                    || {
-                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                            let x_hat = (x - mean) * inv;
-                            dx.write(k * (n * g - sum_dy - x_hat * sum_dyx));
-                        }
-                    },
-                )
-            });
-        // SAFETY: the planes cover 0..len, each element written once above.
-        unsafe { dx.set_len(x.len()) };
+        // SAFETY: each plane's item is written in full (hw values).
+        let dx = unsafe {
+            write_items(
+                x.len() / hw.max(1),
+                hw,
+                #[inline(always)]
+                |p, dx| {
+                    let ch = p % c;
+                    let (mean, inv) = mi[ch];
+                    let k = weight[ch] * inv / n;
+                    let (sum_dy, sum_dyx) = (sdy[ch], sdyx[ch]);
+                    let (x, dy) = (&x[p * hw..][..hw], &dy[p * hw..][..hw]);
+                    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                        let x_hat = (x - mean) * inv;
+                        dx.write(k * (n * g - sum_dy - x_hat * sum_dyx));
+                    }
+                },
+            )
+        };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 

@@ -42,6 +42,35 @@ pub(crate) fn min_items(item_len: usize) -> usize {
     PAR_MIN.div_ceil(item_len.max(1))
 }
 
+/// A new vector of `items` consecutive items of `item_len` values each, item `i` written by
+/// `f(i, item)`: in parallel (several small items per task, [`min_items`]), each call
+/// compiled for the widest vector unit ([`simd`]; `f` must be `#[inline(always)]`), and
+/// without zero-filling the vector first.
+///
+/// # Safety
+/// `f` must write every element of the item it is given.
+pub(crate) unsafe fn write_items(
+    items: usize,
+    item_len: usize,
+    f: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let len = items * item_len;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(item_len.max(1))
+        .with_min_len(min_items(item_len))
+        .enumerate()
+        .for_each(|(i, item)| {
+            simd(
+                #[inline(always)]
+                || f(i, item),
+            )
+        });
+    // SAFETY: the items cover 0..len, and the caller's `f` wrote each of them in full.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// `f(a[i], b[i])` for every i into a new vector, chunked as [`for_chunks`]; the vector is
 /// written once (no zero-fill first, which cost as much as the op itself).
 pub(crate) fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
