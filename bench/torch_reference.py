@@ -53,6 +53,22 @@ def median_time(fn, warmup, iters, sync=lambda: None):
     return statistics.median(times), times
 
 
+def breakdown(parts, warmup, iters, sync):
+    """Median seconds of each named update, every update timed on its own in each iteration."""
+    for _ in range(warmup):
+        for _, update in parts:
+            update()
+    times = {name: [] for name, _ in parts}
+    for _ in range(max(1, iters)):
+        for name, update in parts:
+            sync()
+            t = time.perf_counter()
+            update()
+            sync()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def build(torch, nn, F):
     def width(nf, level):
         return nf << min(level - 1, 3)
@@ -286,28 +302,30 @@ def run_model(args, torch, nn, F):
                 for p in all_params:
                     p.grad = None
 
-            def step():
-                d_update()
-                # 2. class: E_h, E_t, f_c
+            def class_update():
                 zero()
                 with amp():
                     logits = head_cls(gen.encode(l)[-1])
                 F.cross_entropy(logits.float(), cls).backward()
                 opt_head.step(); opt_tail.step(); opt_cls.step()
-                # 3. generator: E_h, E_t, decoder
+
+            def generator_update():
                 zero()
                 task_loss().backward()
                 opt_head.step(); opt_tail.step(); opt_dec.step()
-                # 4. style discriminator on CR(z), z detached
+
+            def style_update():
+                # f_s on CR(z), z detached
                 zero()
                 with amp():
                     z = gen.head_forward(l)[-1].detach()
                     logits = style(cr(z, torch.randperm(B, device=dev)))
                 F.cross_entropy(logits.float(), dom).backward()
                 opt_style.step()
-                # 5. adversarial: head BN affine only; the head's convolutions and f_s frozen
-                # while the graph is recorded (no weight gradients that would be thrown away),
-                # as in dgcolor
+
+            def adversarial_update():
+                # head BN affine only; the head's convolutions and f_s frozen while the graph
+                # is recorded (no weight gradients that would be thrown away), as in dgcolor
                 zero()
                 for p in adv_frozen:
                     p.requires_grad_(False)
@@ -318,9 +336,21 @@ def run_model(args, torch, nn, F):
                     p.requires_grad_(True)
                 (-1.0 * F.cross_entropy(logits.float(), dom)).backward()
                 opt_bn.step()
+
+            # METHOD.md section 3's order; the names match the Rust bench's `--breakdown`.
+            parts = [("disc", d_update), ("class", class_update), ("generator", generator_update),
+                     ("style", style_update), ("adversarial", adversarial_update)]
+
+            def step():
+                for _, update in parts:
+                    update()
         else:
             raise SystemExit(f"unknown mode {args.mode}")
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if args.breakdown:
+        if args.mode != "ours":
+            raise SystemExit("--breakdown: only for --mode ours")
+        out["breakdown"] = breakdown(parts, args.warmup, args.iters, sync)
     t, times = median_time(step, args.warmup, args.iters, sync)
     out.update(sec_per_iter=t, times=times, images_per_sec=B / t)
     if dev.type == "cuda":
@@ -369,6 +399,8 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--amp", default="none", choices=["none", "bf16"])
+    p.add_argument("--breakdown", action="store_true",
+                   help="ours only: also time each of the five updates on its own")
     p.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True) (off by default, PyTorch's default)")
     args = p.parse_args()

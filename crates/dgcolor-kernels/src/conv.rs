@@ -15,6 +15,7 @@ use crate::im2col::{col2im_via, im2col_via, TapTable};
 use crate::lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 use crate::one_filter;
 use crate::scratch::Scratch;
+use crate::winograd;
 
 /// `x [B, C, H, W]` conv `weight [M, C, kh, kw]` (+ `bias [M]`), stride and padding on both
 /// axes, dilation 1, one group: PyTorch's `F.conv2d`. Differentiable in all three.
@@ -336,6 +337,9 @@ pub(crate) fn conv_forward(
         let mut out = one_filter::forward(img, w, bias, g);
         act.apply_slice(&mut out);
         return out;
+    }
+    if let Some(plan) = winograd::Plan::new(g) {
+        return winograd::conv_forward(img, w, bias, g, act, &plan);
     }
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));

@@ -47,6 +47,7 @@ mod im2col;
 pub mod lowered;
 mod one_filter;
 mod scratch;
+mod winograd;
 
 pub use activation::{leaky_relu, leaky_relu_reference, relu_cat, Act};
 pub use adam::{adam_inplace, AdamCoeffs};

@@ -99,6 +99,10 @@ fn conv2d_matches_candle() -> Result<()> {
         ([4, 5, 13, 11], [7, 4, 4], 2, 1),
         ([2, 7, 33, 35], [6, 4, 4], 1, 1), // per-image GEMM path (OH*OW >= 256)
         ([2, 16, 32, 32], [8, 4, 4], 2, 1),
+        // Winograd F(2x2, 2x2) (winograd.rs): 4x4 stride 2 with >= 16 filters on a plane
+        // large enough; batch 1 and odd channel / filter counts
+        ([2, 8, 64, 64], [16, 4, 4], 2, 1),
+        ([1, 5, 64, 48], [19, 4, 4], 2, 1),
         ([1, 3, 3, 3], [2, 4, 4], 1, 1),
         ([5, 4, 2, 2], [3, 4, 4], 2, 1), // 2x2 -> 1x1, the bottleneck
         ([2, 3, 10, 10], [4, 3, 5], 2, 2),
@@ -138,7 +142,8 @@ fn conv_transpose2d_matches_candle() -> Result<()> {
         ([3, 4, 5, 5], [6, 3, 3], 1, 1),
         ([1, 8, 1, 1], [4, 4, 4], 2, 1), // 1x1 bottleneck -> 2x2
         ([4, 8, 1, 1], [3, 4, 4], 2, 1),
-        ([2, 6, 16, 17], [3, 4, 4], 2, 1), // per-image path
+        ([2, 6, 16, 17], [3, 4, 4], 2, 1),  // per-image path
+        ([2, 17, 32, 32], [5, 4, 4], 2, 1), // input gradient by Winograd (a conv 5 -> 17)
         ([2, 3, 6, 6], [5, 4, 4], 1, 0),
         ([1, 2, 9, 5], [2, 4, 4], 2, 1),
         ([2, 3, 4, 5], [2, 5, 5], 3, 1),

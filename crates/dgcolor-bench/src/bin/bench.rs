@@ -18,8 +18,11 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
-use dgcolor_algorithms::{params, Adam, AdamConfig, Algorithm, AlgorithmSpec, Erm, HParams, Ours};
+use dgcolor_algorithms::{
+    params, union, Adam, AdamConfig, Algorithm, AlgorithmSpec, Erm, HParams, Ours, Union,
+};
 use dgcolor_bench::{domain_batches, generator_conv_flops, uniform, BenchConfig};
+use dgcolor_data::DomainBatch;
 use dgcolor_data::{load_lab_planes, Preprocess, ResizeFilter};
 use dgcolor_kernels::Precision;
 use dgcolor_models::{init_weights, prefix, Generator, InferenceGenerator, Mode};
@@ -49,6 +52,9 @@ struct Args {
     /// f32, tf32 or bf16: the convolutions' GEMM precision.
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// `ours` only: also time each of the five updates on its own (median seconds each).
+    #[arg(long)]
+    breakdown: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,6 +102,43 @@ fn peak_rss_mib() -> f64 {
             })
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Median seconds of each of `ours`' five updates, each timed on its own in every iteration
+/// (the same names as `torch_reference.py --breakdown`). The updates are called directly, so
+/// the step counter (dropout and permutation draws) does not advance; timing is unaffected.
+fn ours_breakdown(
+    alg: &mut Ours,
+    batches: &[DomainBatch],
+    device: &Device,
+    args: &Args,
+) -> Result<serde_json::Value> {
+    type Update = fn(&mut Ours, &Union) -> candle_core::Result<()>;
+    let parts: [(&str, Update); 5] = [
+        ("disc", |a, u| a.discriminator_update(u).map(drop)),
+        ("class", |a, u| a.class_update(u).map(drop)),
+        ("generator", |a, u| a.generator_update(u).map(drop)),
+        ("style", |a, u| a.style_update(u).map(drop)),
+        ("adversarial", |a, u| a.adversarial_update(u).map(drop)),
+    ];
+    let u = union(batches)?;
+    let mut out = serde_json::Map::new();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); parts.len()];
+    for it in 0..args.warmup + args.iters.max(1) {
+        for ((_, update), times) in parts.iter().zip(&mut times) {
+            device.synchronize()?;
+            let t = Instant::now();
+            update(alg, &u)?;
+            device.synchronize()?;
+            if it >= args.warmup {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    for ((name, _), times) in parts.iter().zip(times) {
+        out.insert(name.to_string(), median(times).into());
+    }
+    Ok(out.into())
 }
 
 fn spec(cfg: &BenchConfig, algorithm: &str, device: &Device) -> AlgorithmSpec {
@@ -213,6 +256,9 @@ fn main() -> Result<()> {
                 }
                 "ours" => {
                     let mut alg = Ours::new(&spec(&cfg, "ours", &device))?;
+                    if args.breakdown {
+                        out["breakdown"] = ours_breakdown(&mut alg, &batches, &device, &args)?;
+                    }
                     time(&device, args.warmup, args.iters, || {
                         alg.update(&batches)?;
                         Ok(())
