@@ -31,9 +31,13 @@ const XI: usize = 9;
 /// Tiles per chunk to aim for: the GEMMs' column count (a few hundred keeps the microkernel
 /// off its edges, and a chunk's transformed input in L2 for the U-Net's widths).
 const CHUNK_TILES: usize = 256;
-/// Fewer tiles per chunk than this (small planes, or a batch too small to give every thread
-/// a chunk) and im2col's batch-wide GEMM is faster: the caller falls back to it.
-const MIN_CHUNK_TILES: usize = 64;
+/// Fewer tiles per chunk than this and im2col is faster: the caller falls back to it. Per
+/// layer, 2 threads (2026-11-27): at 256 px, batch 4, 64 -> 128 at 128x128 input (1024
+/// tiles per image) 29-36 -> 17-21 ms, 64 -> 256 42-62 -> 28-32 ms, 128 -> 256 at 64x64
+/// (256 tiles) 17-30 -> 13-20 ms; at 64 px, batch 16, 32 -> 64 at 32x32 (64 tiles per
+/// image) 1.5-1.6 -> 1.9-2.4 ms, 16 -> 32 0.5 -> 1.0 ms: the nine small GEMMs per chunk and
+/// the transforms then cost more than the products save.
+const MIN_CHUNK_TILES: usize = 256;
 
 /// How a layer's tiles are cut into chunks: `rows` tile rows of one image each.
 #[derive(Clone, Copy, Debug)]
@@ -533,10 +537,12 @@ mod tests {
             assert!(Plan::new(&geom(64, 128, 128)).is_some());
         }
         // One input channel (the generator's first layer), a single filter, a small plane
-        // (8x8 output: 16 tiles per image), odd output sizes, another kernel or stride.
+        // (8x8 output), odd output sizes, another kernel or stride.
         assert!(Plan::new(&geom(1, 64, 256)).is_none());
         assert!(Plan::new(&geom(64, 1, 128)).is_none());
         assert!(Plan::new(&geom(64, 128, 16)).is_none());
+        assert!(Plan::new(&geom(32, 64, 32)).is_none()); // 64 tiles per image
+
         assert!(Plan::new(&geom(64, 128, 30)).is_none());
         let g3 = ConvGeom::conv((4, 64, 128, 128), (128, 64, 3, 3), 1, 1).unwrap();
         assert!(Plan::new(&g3).is_none());
