@@ -338,7 +338,7 @@ pub(crate) fn conv_forward(
         act.apply_slice(&mut out);
         return out;
     }
-    if let Some(plan) = winograd::Plan::new(g) {
+    if let Some(plan) = winograd::Plan::conv(g) {
         return winograd::conv_forward(img, w, bias, g, act, &plan);
     }
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
@@ -414,6 +414,9 @@ pub(crate) fn conv_backward_data(
         let mut img = one_filter::backward_data(cols, w, bias, g);
         act.apply_slice(&mut img);
         return img;
+    }
+    if let Some(plan) = winograd::Plan::adjoint(g) {
+        return winograd::conv_backward_data(cols, w, bias, g, act, &plan);
     }
     let (k, m, ohw, hw) = (g.k(), g.m, g.oh * g.ow, g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));

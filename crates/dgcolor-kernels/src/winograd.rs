@@ -1,21 +1,21 @@
 //! Winograd's minimal filtering F(2x2, 2x2) (Lavin & Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", CVPR 2016) for the U-Net's 4x4, stride-2, padding-1
-//! convolutions: the forward pass of a conv and the input gradient of a transposed conv.
+//! Convolutional Neural Networks", CVPR 2016) for the U-Net's and the PatchGAN's 4x4,
+//! stride-2, padding-1 convolutions on large planes: conv forward passes ([`conv_forward`],
+//! also the transposed convs' input gradients) and the adjoint ([`conv_backward_data`]:
+//! transposed-conv forward passes and the convs' input gradients). Weight gradients stay
+//! on im2col.
 //!
 //! Why it applies: a 4x4 stride-2 convolution is a 2x2 stride-1 convolution over the four
-//! stride phases of its padded input (`4C` channels). F(2x2, 2x2) computes each 2x2 block of
-//! its outputs from a 3x3 input tile with 9 products instead of 16, so the GEMMs (where the
-//! time goes: bench/README.md) do 9/16 of im2col's work. The transforms only add and
-//! subtract (matrix entries 0 and ±1), so results differ from the direct sum by
-//! reassociation only (tests: within 1e-5 relative of an f64 direct sum).
-//!
-//! Not used for the adjoint (conv input gradient, transposed-conv forward): each of its
-//! four output phases is a 2x2 convolution too, but transforming the (2-4x wider) input once
-//! per phase cost more than the GEMMs saved (measured per U-Net layer at 256 px: 1.0-1.3x
-//! slower), so those stay on im2col/col2im, as do the weight gradients.
+//! stride phases of its padded input (`4C` channels), and each of the four output phases of
+//! its adjoint is a 2x2 stride-1 convolution of the padded columns. F(2x2, 2x2) computes a
+//! 2x2 block of such outputs from a 3x3 input tile with 9 products instead of 16, so the
+//! GEMMs (where the time goes: bench/README.md) do 9/16 of im2col's work (the adjoint's
+//! grid has one tile row and column more). The transforms only add and subtract (matrix
+//! entries 0 and ±1), so results differ from the direct sum by reassociation only (tests:
+//! within 1e-5 relative of an f64 direct sum).
 //!
 //! The tiles are processed in chunks of whole tile rows of one image, in parallel: each
-//! chunk transforms its inputs, runs the 9 GEMMs on one thread and transforms back into its
+//! chunk transforms its inputs, runs the GEMMs on one thread and transforms back into its
 //! own output rows while they are in cache, as `conv.rs`' groups do for im2col.
 
 use rayon::prelude::*;
@@ -42,7 +42,7 @@ const MIN_CHUNK_TILES: usize = 256;
 /// How a layer's tiles are cut into chunks: `rows` tile rows of one image each.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
-    /// Tile grid of one image: `OH / 2 x OW / 2` (the columns side of the geometry).
+    /// Tile grid of one image.
     th: usize,
     tw: usize,
     rows: usize,
@@ -50,9 +50,8 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan for `g`, `rows` tile rows per chunk (clamped to the image).
-    fn with_rows(g: &ConvGeom, rows: usize) -> Self {
-        let (th, tw) = (g.oh / 2, g.ow / 2);
+    /// A plan over a `th x tw` tile grid, `rows` tile rows per chunk (clamped to the grid).
+    fn with_rows((th, tw): (usize, usize), rows: usize) -> Self {
         let rows = rows.clamp(1, th);
         Self {
             th,
@@ -62,29 +61,47 @@ impl Plan {
         }
     }
 
-    /// The plan for `g`, or `None` when F(2x2, 2x2) does not apply (another kernel, stride
-    /// or padding, odd sizes) or would not pay (too few tiles per chunk).
-    pub(crate) fn new(g: &ConvGeom) -> Option<Self> {
-        // At least 16 filters and 4 input channels (a GEMM depth of 16): the first layer's
-        // single L channel made the transforms cost more than the products (2.6 -> 3.9 ms).
-        let shape_fits = (g.kh, g.kw, g.stride, g.padding) == (4, 4, 2, 1)
+    /// The 4x4, stride-2, padding-1 geometries with even `OH, OW` (the image twice the
+    /// columns), whose GEMMs have at least 16 rows (`rows`) and a depth of at least 16
+    /// (`4 * depth_channels`): the first layer's single L channel made the transforms cost
+    /// more than the products (2.6 -> 3.9 ms).
+    fn fits(g: &ConvGeom, rows: usize, depth_channels: usize) -> bool {
+        (g.kh, g.kw, g.stride, g.padding) == (4, 4, 2, 1)
             && g.h == 2 * g.oh
             && g.w == 2 * g.ow
             && g.oh.is_multiple_of(2)
             && g.ow.is_multiple_of(2)
-            && g.m >= 16
-            && g.c >= 4;
-        if !shape_fits || !enabled() {
+            && rows >= 16
+            && depth_channels >= 4
+            && enabled()
+    }
+
+    /// The plan of [`conv_forward`] for `g` (tiles `OH / 2 x OW / 2`), or `None` when F(2x2,
+    /// 2x2) does not apply or would not pay (too few tiles per chunk).
+    pub(crate) fn conv(g: &ConvGeom) -> Option<Self> {
+        if !Self::fits(g, g.m, g.c) {
             return None;
         }
-        let (th, tw) = (g.oh / 2, g.ow / 2);
+        Self::chunked(g.b, (g.oh / 2, g.ow / 2))
+    }
+
+    /// The plan of [`conv_backward_data`] for `g` (tiles `(OH / 2 + 1) x (OW / 2 + 1)`).
+    pub(crate) fn adjoint(g: &ConvGeom) -> Option<Self> {
+        if !Self::fits(g, g.c, g.m / 4) {
+            return None;
+        }
+        Self::chunked(g.b, (g.oh / 2 + 1, g.ow / 2 + 1))
+    }
+
+    /// As many tile rows per chunk as make CHUNK_TILES, but at least one chunk per thread;
+    /// `None` below MIN_CHUNK_TILES.
+    fn chunked(b: usize, (th, tw): (usize, usize)) -> Option<Self> {
         let threads = num_threads().max(1);
-        // As many tile rows as make CHUNK_TILES, but at least one chunk per thread.
         let mut rows = CHUNK_TILES.div_ceil(tw).clamp(1, th);
-        while rows > 1 && g.b * th.div_ceil(rows) < threads {
+        while rows > 1 && b * th.div_ceil(rows) < threads {
             rows = rows.div_ceil(2);
         }
-        (rows * tw >= MIN_CHUNK_TILES).then(|| Self::with_rows(g, rows))
+        (rows * tw >= MIN_CHUNK_TILES).then(|| Self::with_rows((th, tw), rows))
     }
 
     fn count(&self, b: usize) -> usize {
@@ -244,12 +261,23 @@ fn deinterleave4(src: &[f32], dst: &mut [f32], len: usize) {
     }
 }
 
-/// Rows `first ..` of `plane [h, w]` (zero outside; as many as `split` holds), each
-/// zero-padded by one column on the left (and on the right up to `4 * run`) and split by
-/// column modulo 4 into `split [rows][4][run]`: column `4i + r - 1` of the plane is run
-/// `r`, index `i`.
+/// `src` split into its even and odd positions, runs of `len` (as [`deinterleave4`]).
 #[inline(always)]
-fn split_rows(
+fn deinterleave2(src: &[f32], dst: &mut [f32], len: usize) {
+    let (src, dst) = (&src[..2 * len], &mut dst[..2 * len]);
+    let (even, odd) = dst.split_at_mut(len);
+    for ((q, e), o) in src.chunks_exact(2).zip(even).zip(odd) {
+        *e = q[0];
+        *o = q[1];
+    }
+}
+
+/// Rows `first ..` of `plane [h, w]` (zero outside; as many as `split` holds), each
+/// zero-padded by one column on the left (and on the right up to `K * run`) and split by
+/// column modulo `K` (2 or 4) into `split [rows][K][run]`: column `K i + r - 1` of the plane
+/// is run `r`, index `i`.
+#[inline(always)]
+fn split_rows<const K: usize>(
     plane: &[f32],
     (h, w): (usize, usize),
     first: isize,
@@ -257,14 +285,18 @@ fn split_rows(
     row: &mut [f32],
     split: &mut [f32],
 ) {
-    let rs = 4 * run;
+    let rs = K * run;
     for (r, dst) in split.chunks_exact_mut(rs).enumerate() {
         let y = first + r as isize;
         if (0..h as isize).contains(&y) {
             row[0] = 0.0;
             row[1..w + 1].copy_from_slice(&plane[y as usize * w..][..w]);
             row[w + 1..rs].fill(0.0);
-            deinterleave4(row, dst, run);
+            if K == 2 {
+                deinterleave2(row, dst, run);
+            } else {
+                deinterleave4(row, dst, run);
+            }
         } else {
             dst.fill(0.0);
         }
@@ -308,6 +340,20 @@ fn phase_filters(f: &[f32]) -> [[f32; XI]; 4] {
     for (pq, o) in out.iter_mut().enumerate() {
         let (p, q) = (pq / 2, pq % 2);
         let tap = |a: usize, b: usize| f[(2 * a + p) * 4 + 2 * b + q];
+        *o = filter_tile([[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]);
+    }
+    out
+}
+
+/// The four 2x2 output-phase filters of the adjoint of a 4x4 filter `f`, transformed: phase
+/// `(p, q)` (index `2p + q`) has taps `f[3 - p - 2a][3 - q - 2b]` (see
+/// [`conv_backward_data`]).
+#[inline(always)]
+fn adjoint_filters(f: &[f32]) -> [[f32; XI]; 4] {
+    let mut out = [[0.0; XI]; 4];
+    for (pq, o) in out.iter_mut().enumerate() {
+        let (p, q) = (pq / 2, pq % 2);
+        let tap = |a: usize, b: usize| f[(3 - p - 2 * a) * 4 + 3 - q - 2 * b];
         *o = filter_tile([[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]);
     }
     out
@@ -395,7 +441,7 @@ pub(crate) fn conv_forward(
                             for ch in 0..c {
                                 let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
                                 let first = 4 * lo as isize - 1;
-                                split_rows(plane, (h, wd), first, run, &mut row, &mut split);
+                                split_rows::<4>(plane, (h, wd), first, run, &mut row, &mut split);
                                 for ty in lo..hi {
                                     for pq in 0..4 {
                                         let (p, q) = (pq / 2, pq % 2);
@@ -455,6 +501,159 @@ pub(crate) fn conv_forward(
     }
 }
 
+/// Conv adjoint (conv input gradient, transposed-conv forward): image `[B, C, H, W]` =
+/// act(adjoint of conv(`w [M, C, 4, 4]`) applied to `cols [B, M, OH, OW]` + bias `[C]`).
+///
+/// Output phase `(p, q)` (pixel `(2I + p, 2J + q)`) is the 2x2 convolution
+/// `sum_ab g_pq[a][b] cols[I - 1 + p + a, J - 1 + q + b]` with `g_pq[a][b] = w[.., 3 - p -
+/// 2a, 3 - q - 2b]`. One grid of 3x3 input tiles serves all four phases (transforming the
+/// input once per phase cost more than the GEMMs saved): tile `ti` reads columns rows
+/// `2ti - 1 ..= 2ti + 1`, and its two outputs per axis are `I = 2ti + o` for phase 0 and
+/// `2ti + o - 1` for phase 1, so its four phases fill pixel rows `4ti - 1 ..= 4ti + 2`
+/// (columns likewise). The grid has one tile row and column more than the image needs;
+/// blocks are clipped to the image.
+pub(crate) fn conv_backward_data(
+    cols: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+    act: Act,
+    plan: &Plan,
+) -> Vec<f32> {
+    let (c, m, h, wd, oh, ow) = (g.c, g.m, g.h, g.w, g.oh, g.ow);
+    // u[c][pq][xi][m]: phase pq's filter xi is the [c, m] matrix u[.., pq, xi, ..]. Built by
+    // blocks of FB x FB filters, staged so that every store is a run of FB consecutive
+    // column channels: storing each filter's 36 values directly hits 36 rows 4*m bytes apart
+    // (the same cache sets; measured slower than the GEMMs).
+    const FB: usize = 16;
+    let mut u = Scratch::take(c * 4 * XI * m);
+    u.par_chunks_mut(FB * 4 * XI * m)
+        .enumerate()
+        .for_each(|(cb, u)| {
+            let chs = cb * FB..(cb * FB + FB).min(c);
+            let mut stage = [[[0.0f32; FB]; 4 * XI]; FB];
+            for m0 in (0..m).step_by(FB) {
+                let mb = FB.min(m - m0);
+                for j in 0..mb {
+                    for (k, ch) in chs.clone().enumerate() {
+                        let t = adjoint_filters(&w[((m0 + j) * c + ch) * 16..][..16]);
+                        for (r, v) in t.iter().flatten().enumerate() {
+                            stage[k][r][j] = *v;
+                        }
+                    }
+                }
+                for (k, st) in stage.iter().take(chs.len()).enumerate() {
+                    for (r, st) in st.iter().enumerate() {
+                        u[(k * 4 * XI + r) * m + m0..][..mb].copy_from_slice(&st[..mb]);
+                    }
+                }
+            }
+        });
+    let tw = plan.tw;
+    // A padded columns row, 2 * (tw + 1) long (columns -1 ..= 2tw), split into even and odd
+    // positions: column 2k + r - 1 is run r, index k.
+    let (rs, run) = (2 * (tw + 1), tw + 1);
+    // SAFETY: every pixel lies in the block of one tile of one chunk, and the four phases
+    // write all sixteen pixels of each block that fall inside the image.
+    unsafe {
+        filled(g.image_len(), |out| {
+            (0..plan.count(g.b))
+                .into_par_iter()
+                .with_min_len(1)
+                .for_each(|ci| {
+                    let (bi, lo, hi) = plan.chunk(ci);
+                    let n = (hi - lo) * tw;
+                    // Columns rows 2lo - 1 ..= 2hi - 1: tile row ti's row i is split row
+                    // 2(ti - lo) + i.
+                    let nrows = 2 * (hi - lo) + 1;
+                    let mut row = Scratch::take(rs);
+                    let mut split = Scratch::take(nrows * rs);
+                    let mut v = Scratch::take(XI * m * n);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for mm in 0..m {
+                                let plane = &cols[(bi * m + mm) * oh * ow..][..oh * ow];
+                                let first = 2 * lo as isize - 1;
+                                split_rows::<2>(plane, (oh, ow), first, run, &mut row, &mut split);
+                                for ti in lo..hi {
+                                    // Tile column tj reads columns 2tj - 1, 2tj, 2tj + 1.
+                                    let at = |i: usize| {
+                                        let row = &split[(2 * (ti - lo) + i) * rs..];
+                                        [&row[..tw], &row[run..][..tw], &row[1..][..tw]]
+                                    };
+                                    let d = [at(0), at(1), at(2)];
+                                    let off = mm * n + (ti - lo) * tw;
+                                    input_tiles(&d, &mut v[off..], m * n, tw);
+                                }
+                            }
+                        },
+                    );
+                    drop(split);
+                    let mut prod = Scratch::take(XI * c * n);
+                    for pq in 0..4 {
+                        let (p, q) = (pq / 2, pq % 2);
+                        products(&u[pq * XI * m..], (m, 4 * XI * m), &v, &mut prod, (c, m, n));
+                        simd(
+                            #[inline(always)]
+                            || {
+                                for ch in 0..c {
+                                    let b = bias.map_or(0.0, |b| b[ch]);
+                                    let plane = out.ptr().add((bi * c + ch) * h * wd);
+                                    for ti in lo..hi {
+                                        let mv = &prod[ch * n + (ti - lo) * tw..];
+                                        // Pixel row 4ti + 2o - p, column 4tj + 2o' - q.
+                                        let row = |o: usize| {
+                                            let y = (4 * ti + 2 * o) as isize - p as isize;
+                                            (0..h as isize)
+                                                .contains(&y)
+                                                .then(|| plane.add(y as usize * wd))
+                                        };
+                                        let rows = [row(0), row(1)];
+                                        blocks(
+                                            tw,
+                                            #[inline(always)]
+                                            |t0, w| {
+                                                let y = output_tiles(mv, c * n, t0, w, b);
+                                                for (o, row) in rows.iter().enumerate() {
+                                                    let Some(row) = *row else { continue };
+                                                    for t in 0..w {
+                                                        for oc in 0..2 {
+                                                            let x = 4 * (t0 + t) + 2 * oc;
+                                                            // Column x - q, inside the image.
+                                                            if (q..wd + q).contains(&x) {
+                                                                row.add(x - q)
+                                                                    .write(y[2 * o + oc][t]);
+                                                            }
+                                                        }
+                                                    }
+                                                }
+                                            },
+                                        );
+                                    }
+                                }
+                            },
+                        );
+                    }
+                    if act != Act::Identity {
+                        let (r0, r1) = ((4 * lo).saturating_sub(1), (4 * hi - 1).min(h));
+                        simd(
+                            #[inline(always)]
+                            || {
+                                for ch in 0..c {
+                                    act.apply_block(std::slice::from_raw_parts_mut(
+                                        out.ptr().add((bi * c + ch) * h * wd + r0 * wd),
+                                        (r1 - r0) * wd,
+                                    ));
+                                }
+                            },
+                        );
+                    }
+                });
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,6 +687,78 @@ mod tests {
         out
     }
 
+    /// Direct adjoint (transposed convolution) in f64: pixel `(2iy - 1 + ky, 2ix - 1 + kx)`
+    /// gets `w[m, c, ky, kx] * cols[m, iy, ix]`.
+    fn direct_adjoint(cols: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let mut out = vec![0.0f64; g.image_len()];
+        for b in 0..g.b {
+            for c in 0..g.c {
+                let plane = &mut out[(b * g.c + c) * g.h * g.w..][..g.h * g.w];
+                plane.fill(bias[c] as f64);
+                for m in 0..g.m {
+                    for iy in 0..g.oh {
+                        for ix in 0..g.ow {
+                            let v = cols[((b * g.m + m) * g.oh + iy) * g.ow + ix] as f64;
+                            for ky in 0..4 {
+                                for kx in 0..4 {
+                                    let (y, x) = (2 * iy + ky, 2 * ix + kx);
+                                    if (1..=g.h).contains(&y) && (1..=g.w).contains(&x) {
+                                        let wv = w[((m * g.c + c) * 4 + ky) * 4 + kx] as f64;
+                                        plane[(y - 1) * g.w + x - 1] += v * wv;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Largest absolute difference, and the reference's largest magnitude.
+    fn max_error(got: &[f32], want: &[f64]) -> (f64, f64) {
+        assert_eq!(got.len(), want.len());
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0.0f64, |a, (g, w)| a.max((*g as f64 - w).abs()));
+        (err, want.iter().fold(0.0f64, |a, v| a.max(v.abs())))
+    }
+
+    #[test]
+    fn adjoint_matches_direct_transposed_convolution_for_every_chunking() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        // (batch, image channels, column channels, column height, width)
+        for (b, c, m, oh, ow) in [(1, 16, 4, 2, 2), (2, 17, 5, 6, 10), (3, 19, 8, 8, 4)] {
+            let g = ConvGeom::transposed((b, m, oh, ow), (m, c, 4, 4), 2, 1).unwrap();
+            let (cols, wt, bias) = (
+                random(g.cols_len(), &mut rng),
+                random(m * c * 16, &mut rng),
+                random(c, &mut rng),
+            );
+            let want = direct_adjoint(&cols, &wt, &bias, &g);
+            let grid = (oh / 2 + 1, ow / 2 + 1);
+            for rows in [1, 2, 3, grid.0] {
+                let plan = Plan::with_rows(grid, rows);
+                let got = conv_backward_data(&cols, &wt, Some(&bias), &g, Act::Identity, &plan);
+                let (err, scale) = max_error(&got, &want);
+                assert!(
+                    err <= 1e-5 * scale,
+                    "{:?} rows {rows}: max error {err}, scale {scale}",
+                    (b, c, m, oh, ow)
+                );
+                let act = Act::Relu;
+                let mut want_act = got.clone();
+                act.apply_block(&mut want_act);
+                assert_eq!(
+                    conv_backward_data(&cols, &wt, Some(&bias), &g, act, &plan),
+                    want_act
+                );
+            }
+        }
+    }
+
     fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
         (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
@@ -507,12 +778,9 @@ mod tests {
             let want = direct(&img, &wt, &bias, &g);
             let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for rows in [1, 2, 5, g.oh / 2] {
-                let plan = Plan::with_rows(&g, rows);
+                let plan = Plan::with_rows((g.oh / 2, g.ow / 2), rows);
                 let got = conv_forward(&img, &wt, Some(&bias), &g, Act::Identity, &plan);
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0.0f64, |a, (g, w)| a.max((*g as f64 - w).abs()));
+                let (err, _) = max_error(&got, &want);
                 assert!(
                     err <= 1e-5 * scale,
                     "{:?} rows {rows}: max error {err}, scale {scale}",
@@ -534,19 +802,26 @@ mod tests {
     fn applies_only_where_it_pays() {
         let geom = |c, m, s| ConvGeom::conv((4, c, s, s), (m, c, 4, 4), 2, 1).unwrap();
         if enabled() {
-            assert!(Plan::new(&geom(64, 128, 128)).is_some());
+            assert!(Plan::conv(&geom(64, 128, 128)).is_some());
         }
         // One input channel (the generator's first layer), a single filter, a small plane
         // (8x8 output), odd output sizes, another kernel or stride.
-        assert!(Plan::new(&geom(1, 64, 256)).is_none());
-        assert!(Plan::new(&geom(64, 1, 128)).is_none());
-        assert!(Plan::new(&geom(64, 128, 16)).is_none());
-        assert!(Plan::new(&geom(32, 64, 32)).is_none()); // 64 tiles per image
+        assert!(Plan::conv(&geom(1, 64, 256)).is_none());
+        assert!(Plan::conv(&geom(64, 1, 128)).is_none());
+        assert!(Plan::conv(&geom(64, 128, 16)).is_none());
+        assert!(Plan::conv(&geom(32, 64, 32)).is_none()); // 64 tiles per image
 
-        assert!(Plan::new(&geom(64, 128, 30)).is_none());
+        assert!(Plan::conv(&geom(64, 128, 30)).is_none());
         let g3 = ConvGeom::conv((4, 64, 128, 128), (128, 64, 3, 3), 1, 1).unwrap();
-        assert!(Plan::new(&g3).is_none());
+        assert!(Plan::conv(&g3).is_none());
         let g1 = ConvGeom::conv((4, 64, 128, 128), (128, 64, 4, 4), 1, 1).unwrap();
-        assert!(Plan::new(&g1).is_none());
+        assert!(Plan::conv(&g1).is_none());
+        // The adjoint: GEMM rows are the image channels, depth the column channels.
+        let t = |m, c, s| ConvGeom::transposed((4, m, s, s), (m, c, 4, 4), 2, 1).unwrap();
+        if enabled() {
+            assert!(Plan::adjoint(&t(256, 64, 64)).is_some());
+        }
+        assert!(Plan::adjoint(&t(128, 2, 128)).is_none()); // the output layer's ab channels
+        assert!(Plan::adjoint(&t(1024, 256, 16)).is_none()); // 81 tiles per image
     }
 }

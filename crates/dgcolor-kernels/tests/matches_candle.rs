@@ -103,6 +103,7 @@ fn conv2d_matches_candle() -> Result<()> {
         // large enough; batch 1 and odd channel / filter counts
         ([2, 8, 64, 64], [16, 4, 4], 2, 1),
         ([1, 5, 64, 128], [19, 4, 4], 2, 1),
+        ([2, 16, 64, 64], [20, 4, 4], 2, 1), // input gradient by Winograd too
         ([1, 3, 3, 3], [2, 4, 4], 1, 1),
         ([5, 4, 2, 2], [3, 4, 4], 2, 1), // 2x2 -> 1x1, the bottleneck
         ([2, 3, 10, 10], [4, 3, 5], 2, 2),
@@ -142,8 +143,9 @@ fn conv_transpose2d_matches_candle() -> Result<()> {
         ([3, 4, 5, 5], [6, 3, 3], 1, 1),
         ([1, 8, 1, 1], [4, 4, 4], 2, 1), // 1x1 bottleneck -> 2x2
         ([4, 8, 1, 1], [3, 4, 4], 2, 1),
-        ([2, 6, 16, 17], [3, 4, 4], 2, 1),  // per-image path
-        ([2, 17, 32, 32], [5, 4, 4], 2, 1), // input gradient by Winograd (a conv 5 -> 17)
+        ([2, 6, 16, 17], [3, 4, 4], 2, 1),   // per-image path
+        ([2, 17, 32, 32], [5, 4, 4], 2, 1),  // input gradient by Winograd (a conv 5 -> 17)
+        ([2, 16, 32, 32], [17, 4, 4], 2, 1), // forward by Winograd (the adjoint's)
         ([2, 3, 6, 6], [5, 4, 4], 1, 0),
         ([1, 2, 9, 5], [2, 4, 4], 2, 1),
         ([2, 3, 4, 5], [2, 5, 5], 3, 1),
