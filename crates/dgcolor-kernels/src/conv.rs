@@ -341,6 +341,9 @@ pub(crate) fn conv_forward(
     if let Some(plan) = winograd::Plan::conv(g) {
         return winograd::conv_forward(img, w, bias, g, act, &plan);
     }
+    if let Some(plan) = winograd::Plan::conv_s1(g) {
+        return winograd::conv_forward_s1(img, w, bias, g, act, &plan);
+    }
     let (k, m, ohw, chw) = (g.k(), g.m, g.oh * g.ow, g.c * g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));
     let mut out = vec![0.0f32; g.cols_len()];
@@ -417,6 +420,9 @@ pub(crate) fn conv_backward_data(
     }
     if let Some(plan) = winograd::Plan::adjoint(g) {
         return winograd::conv_backward_data(cols, w, bias, g, act, &plan);
+    }
+    if let Some(img) = winograd::adjoint_s1(cols, w, bias, g, act) {
+        return img;
     }
     let (k, m, ohw, hw) = (g.k(), g.m, g.oh * g.ow, g.h * g.w);
     let (grp, table) = (Groups::new(g), TapTable::new(g));

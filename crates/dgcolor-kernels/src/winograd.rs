@@ -2,15 +2,18 @@
 //! Convolutional Neural Networks", CVPR 2016) for the U-Net's and the PatchGAN's 4x4,
 //! stride-2, padding-1 convolutions on large planes: conv forward passes ([`conv_forward`],
 //! also the transposed convs' input gradients) and the adjoint ([`conv_backward_data`]:
-//! transposed-conv forward passes and the convs' input gradients). Weight gradients stay
-//! on im2col.
+//! transposed-conv forward passes and the convs' input gradients), and the PatchGAN's
+//! stride-1 4x4 convolution both ways ([`conv_forward_s1`], [`adjoint_s1`]). Weight
+//! gradients stay on im2col.
 //!
 //! Why it applies: a 4x4 stride-2 convolution is a 2x2 stride-1 convolution over the four
 //! stride phases of its padded input (`4C` channels), and each of the four output phases of
 //! its adjoint is a 2x2 stride-1 convolution of the padded columns. F(2x2, 2x2) computes a
 //! 2x2 block of such outputs from a 3x3 input tile with 9 products instead of 16, so the
 //! GEMMs (where the time goes: bench/README.md) do 9/16 of im2col's work (the adjoint's
-//! grid has one tile row and column more). The transforms only add and subtract (matrix
+//! grid has one tile row and column more). A stride-1 4x4 convolution is the sum of four
+//! 2x2 convolutions at shifts of two pixels, each reading the same transformed tiles one
+//! tile further on. The transforms only add and subtract (matrix
 //! entries 0 and ±1), so results differ from the direct sum by reassociation only (tests:
 //! within 1e-5 relative of an f64 direct sum).
 //!
@@ -91,6 +94,21 @@ impl Plan {
             return None;
         }
         Self::chunked(g.b, (g.oh / 2 + 1, g.ow / 2 + 1))
+    }
+
+    /// The plan of [`conv_forward_s1`] for `g` (4x4, stride 1, padding 1 as the PatchGAN's
+    /// fourth layer or 2 as its adjoint; >= 16 filters and >= 16 channels): tiles `ceil(OH / 2) x (ceil(OW / 2)
+    /// + 1)`, one spare tile per row (see there).
+    pub(crate) fn conv_s1(g: &ConvGeom) -> Option<Self> {
+        let fits = (g.kh, g.kw, g.stride) == (4, 4, 1)
+            && (1..=2).contains(&g.padding)
+            && g.m >= 16
+            && g.c >= 16
+            && enabled();
+        if !fits {
+            return None;
+        }
+        Self::chunked(g.b, (g.oh.div_ceil(2), g.ow.div_ceil(2) + 1))
     }
 
     /// As many tile rows per chunk as make CHUNK_TILES, but at least one chunk per thread;
@@ -273,14 +291,14 @@ fn deinterleave2(src: &[f32], dst: &mut [f32], len: usize) {
 }
 
 /// Rows `first ..` of `plane [h, w]` (zero outside; as many as `split` holds), each
-/// zero-padded by one column on the left (and on the right up to `K * run`) and split by
-/// column modulo `K` (2 or 4) into `split [rows][K][run]`: column `K i + r - 1` of the plane
-/// is run `r`, index `i`.
+/// zero-padded by `pad` columns on the left (and on the right up to `K * run`) and split by
+/// column modulo `K` (2 or 4) into `split [rows][K][run]`: column `K i + r - pad` of the
+/// plane is run `r`, index `i`.
 #[inline(always)]
 fn split_rows<const K: usize>(
     plane: &[f32],
     (h, w): (usize, usize),
-    first: isize,
+    (first, pad): (isize, usize),
     run: usize,
     row: &mut [f32],
     split: &mut [f32],
@@ -289,9 +307,9 @@ fn split_rows<const K: usize>(
     for (r, dst) in split.chunks_exact_mut(rs).enumerate() {
         let y = first + r as isize;
         if (0..h as isize).contains(&y) {
-            row[0] = 0.0;
-            row[1..w + 1].copy_from_slice(&plane[y as usize * w..][..w]);
-            row[w + 1..rs].fill(0.0);
+            row[..pad].fill(0.0);
+            row[pad..pad + w].copy_from_slice(&plane[y as usize * w..][..w]);
+            row[pad + w..rs].fill(0.0);
             if K == 2 {
                 deinterleave2(row, dst, run);
             } else {
@@ -359,33 +377,52 @@ fn adjoint_filters(f: &[f32]) -> [[f32; XI]; 4] {
     out
 }
 
-/// Multiplies the 9 transformed filters (filter `xi` is the `[rows, depth]` matrix at
-/// `u[xi * xi_stride..]` with row stride `rs`) with the transformed inputs `v [9][depth][n]`
-/// into `prod [9][rows][n]`, on this thread.
+/// The four 2x2 shifted filters of a 4x4 filter `f`, transformed: shift `(ka, kb)` (index
+/// `2ka + kb`) has taps `f[2ka + a][2kb + b]` (see [`conv_forward_s1`]).
+#[inline(always)]
+fn shift_filters(f: &[f32]) -> [[f32; XI]; 4] {
+    let mut out = [[0.0; XI]; 4];
+    for (s, o) in out.iter_mut().enumerate() {
+        let (ka, kb) = (s / 2, s % 2);
+        let tap = |a: usize, b: usize| f[(2 * ka + a) * 4 + 2 * kb + b];
+        *o = filter_tile([[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]);
+    }
+    out
+}
+
+/// Multiplies the 9 transformed filters with the transformed inputs into `prod [9][rows][n]`,
+/// on this thread, summing one GEMM per term `(uo, vo)`: filter `xi` of the term is the
+/// `[rows, depth]` matrix at `u[xi * xi_stride + uo..]` with row stride `rs`, its input the
+/// `[depth, n]` matrix at `v[xi * slab + vo..]` with row stride `vrs`.
 fn products(
     u: &[f32],
     (xi_stride, rs): (usize, usize),
     v: &[f32],
+    (slab, vrs): (usize, usize),
     prod: &mut [f32],
     (rows, depth, n): (usize, usize, usize),
+    terms: &[(usize, usize)],
 ) {
-    assert!(
-        u.len() >= 8 * xi_stride + (rows - 1) * rs + depth,
-        "winograd: filters too short"
-    );
-    for xi in 0..XI {
-        // SAFETY: filter xi is `[rows, depth]` with row stride rs inside `u` (checked above);
-        // v's and prod's slabs are `[depth, n]` and `[rows, n]` row-major.
-        unsafe {
-            gemm_into(
-                (rows, n, depth),
-                &mut prod[xi * rows * n..][..rows * n],
-                n,
-                false,
-                Mat::rows(&u[xi * xi_stride..], rs),
-                Mat::rows(&v[xi * depth * n..][..depth * n], n),
-                Threads::One,
-            )
+    for (k, &(uo, vo)) in terms.iter().enumerate() {
+        assert!(
+            u.len() >= 8 * xi_stride + uo + (rows - 1) * rs + depth
+                && v.len() >= 8 * slab + vo + (depth - 1) * vrs + n,
+            "winograd: operands too short"
+        );
+        for xi in 0..XI {
+            // SAFETY: the operands lie inside `u` and `v` (checked above); prod's slabs are
+            // `[rows, n]` row-major.
+            unsafe {
+                gemm_into(
+                    (rows, n, depth),
+                    &mut prod[xi * rows * n..][..rows * n],
+                    n,
+                    k > 0,
+                    Mat::rows(&u[xi * xi_stride + uo..], rs),
+                    Mat::rows(&v[xi * slab + vo..], vrs),
+                    Threads::One,
+                )
+            }
         }
     }
 }
@@ -441,7 +478,14 @@ pub(crate) fn conv_forward(
                             for ch in 0..c {
                                 let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
                                 let first = 4 * lo as isize - 1;
-                                split_rows::<4>(plane, (h, wd), first, run, &mut row, &mut split);
+                                split_rows::<4>(
+                                    plane,
+                                    (h, wd),
+                                    (first, 1),
+                                    run,
+                                    &mut row,
+                                    &mut split,
+                                );
                                 for ty in lo..hi {
                                     for pq in 0..4 {
                                         let (p, q) = (pq / 2, pq % 2);
@@ -464,7 +508,15 @@ pub(crate) fn conv_forward(
                         },
                     );
                     let mut prod = Scratch::take(XI * m * n);
-                    products(&u, (depth, XI * depth), &v, &mut prod, (m, depth, n));
+                    products(
+                        &u,
+                        (depth, XI * depth),
+                        &v,
+                        (depth * n, n),
+                        &mut prod,
+                        (m, depth, n),
+                        &[(0, 0)],
+                    );
                     drop(v);
                     simd(
                         #[inline(always)]
@@ -575,7 +627,14 @@ pub(crate) fn conv_backward_data(
                             for mm in 0..m {
                                 let plane = &cols[(bi * m + mm) * oh * ow..][..oh * ow];
                                 let first = 2 * lo as isize - 1;
-                                split_rows::<2>(plane, (oh, ow), first, run, &mut row, &mut split);
+                                split_rows::<2>(
+                                    plane,
+                                    (oh, ow),
+                                    (first, 1),
+                                    run,
+                                    &mut row,
+                                    &mut split,
+                                );
                                 for ti in lo..hi {
                                     // Tile column tj reads columns 2tj - 1, 2tj, 2tj + 1.
                                     let at = |i: usize| {
@@ -593,7 +652,15 @@ pub(crate) fn conv_backward_data(
                     let mut prod = Scratch::take(XI * c * n);
                     for pq in 0..4 {
                         let (p, q) = (pq / 2, pq % 2);
-                        products(&u[pq * XI * m..], (m, 4 * XI * m), &v, &mut prod, (c, m, n));
+                        products(
+                            &u[pq * XI * m..],
+                            (m, 4 * XI * m),
+                            &v,
+                            (m * n, n),
+                            &mut prod,
+                            (c, m, n),
+                            &[(0, 0)],
+                        );
                         simd(
                             #[inline(always)]
                             || {
@@ -617,13 +684,13 @@ pub(crate) fn conv_backward_data(
                                                 let y = output_tiles(mv, c * n, t0, w, b);
                                                 for (o, row) in rows.iter().enumerate() {
                                                     let Some(row) = *row else { continue };
-                                                    for t in 0..w {
-                                                        for oc in 0..2 {
+                                                    for oc in 0..2 {
+                                                        let ys = &y[2 * o + oc][..w];
+                                                        for (t, &v) in ys.iter().enumerate() {
                                                             let x = 4 * (t0 + t) + 2 * oc;
                                                             // Column x - q, inside the image.
                                                             if (q..wd + q).contains(&x) {
-                                                                row.add(x - q)
-                                                                    .write(y[2 * o + oc][t]);
+                                                                row.add(x - q).write(v);
                                                             }
                                                         }
                                                     }
@@ -654,13 +721,203 @@ pub(crate) fn conv_backward_data(
     }
 }
 
+/// Stride-1 4x4 convolution with padding 1 or 2 (the PatchGAN's 256 -> 512 layer at 256 px,
+/// most of a pix2pix iteration's discriminator time, and its adjoint, [`adjoint_s1`]):
+/// columns `[B, M, OH, OW]` = act(conv(`img`, `w [M, C, 4, 4]`) + bias).
+///
+/// Split the kernel into four 2x2 filters at shifts `(2ka, 2kb)`: the output is the sum of
+/// four 2x2 convolutions, shift `(ka, kb)`'s read one Winograd tile further down / right
+/// than its output tile. So one transform of the input on a grid with one spare tile row
+/// and column serves all four, each a GEMM over the same transformed input offset by `ka`
+/// grid rows and `kb` tiles (the grid is flattened with the spare column, so the offset is
+/// constant; outputs of the spare column are dropped). 36 products per 2x2 output block
+/// instead of 64.
+pub(crate) fn conv_forward_s1(
+    img: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+    act: Act,
+    plan: &Plan,
+) -> Vec<f32> {
+    let (c, m, h, wd, oh, ow, pad) = (g.c, g.m, g.h, g.w, g.oh, g.ow, g.padding);
+    // u[m][xi][shift][c]: filter (xi, shift) is the [m, c] matrix at xi * 4c + shift * c.
+    let mut u = Scratch::take(m * XI * 4 * c);
+    u.par_chunks_mut(XI * 4 * c)
+        .enumerate()
+        .for_each(|(mm, u)| {
+            for ch in 0..c {
+                let t = shift_filters(&w[(mm * c + ch) * 16..][..16]);
+                for (s, t) in t.iter().enumerate() {
+                    for (xi, &v) in t.iter().enumerate() {
+                        u[(xi * 4 + s) * c + ch] = v;
+                    }
+                }
+            }
+        });
+    // Grid rows of `gw` tiles, the last one spare; tile gx reads image columns 2gx - pad ..=
+    // 2gx - pad + 2 (split into even and odd positions: column 2k + r - pad is run r, index
+    // k), tile row gy image rows 2gy - pad ..= 2gy - pad + 2.
+    let gw = plan.tw;
+    let tw = gw - 1;
+    let (rs, run) = (2 * (gw + 1), gw + 1);
+    let terms = [(0, 0), (c, 1), (2 * c, gw), (3 * c, gw + 1)];
+    // SAFETY: the chunks' output rows cover every row of every channel of every image, and
+    // each output tile (with its valid columns) every column.
+    unsafe {
+        filled(g.cols_len(), |out| {
+            (0..plan.count(g.b))
+                .into_par_iter()
+                .with_min_len(1)
+                .for_each(|ci| {
+                    let (bi, lo, hi) = plan.chunk(ci);
+                    // Output tile rows lo..hi read grid rows lo ..= hi, plus one value past the
+                    // end for the last shift.
+                    let (n, nv) = ((hi - lo) * gw, (hi - lo + 1) * gw + 1);
+                    let nrows = 2 * (hi - lo + 1) + 1;
+                    let mut row = Scratch::take(rs);
+                    let mut split = Scratch::take(nrows * rs);
+                    let mut v = Scratch::take(XI * c * nv);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for ch in 0..c {
+                                let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
+                                let first = 2 * lo as isize - pad as isize;
+                                split_rows::<2>(
+                                    plane,
+                                    (h, wd),
+                                    (first, pad),
+                                    run,
+                                    &mut row,
+                                    &mut split,
+                                );
+                                for gy in 0..hi - lo + 1 {
+                                    let at = |i: usize| {
+                                        let row = &split[(2 * gy + i) * rs..];
+                                        [&row[..gw], &row[run..][..gw], &row[1..][..gw]]
+                                    };
+                                    let d = [at(0), at(1), at(2)];
+                                    input_tiles(&d, &mut v[ch * nv + gy * gw..], c * nv, gw);
+                                }
+                                for xi in 0..XI {
+                                    v[(xi * c + ch) * nv + nv - 1] = 0.0;
+                                }
+                            }
+                        },
+                    );
+                    drop(split);
+                    let mut prod = Scratch::take(XI * m * n);
+                    products(
+                        &u,
+                        (4 * c, XI * 4 * c),
+                        &v,
+                        (c * nv, nv),
+                        &mut prod,
+                        (m, c, n),
+                        &terms,
+                    );
+                    drop(v);
+                    let (r0, r1) = (2 * lo, (2 * hi).min(oh));
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for mm in 0..m {
+                                let b = bias.map_or(0.0, |b| b[mm]);
+                                let plane = std::slice::from_raw_parts_mut(
+                                    out.ptr().add((bi * m + mm) * oh * ow + r0 * ow),
+                                    (r1 - r0) * ow,
+                                );
+                                for (r, orow) in plane.chunks_exact_mut(ow).enumerate() {
+                                    let (ty, i) = (r / 2, r % 2);
+                                    let mv = &prod[mm * n + ty * gw..];
+                                    blocks(
+                                        tw,
+                                        #[inline(always)]
+                                        |t0, w| {
+                                            let y = output_tiles(mv, m * n, t0, w, b);
+                                            for j in 0..2 {
+                                                let ys = &y[2 * i + j][..w];
+                                                for (t, &v) in ys.iter().enumerate() {
+                                                    let x = 2 * (t0 + t) + j;
+                                                    if x < ow {
+                                                        orow[x] = v;
+                                                    }
+                                                }
+                                            }
+                                        },
+                                    );
+                                }
+                                act.apply_block(plane);
+                            }
+                        },
+                    );
+                });
+        })
+    }
+}
+
+/// The adjoint of a 4x4 stride-1 padding-1 convolution (its input gradient): image
+/// `[B, C, H, W]` = act(adjoint(`w [M, C, 4, 4]`) applied to `cols [B, M, OH, OW]` + bias),
+/// computed by [`conv_forward_s1`] as the convolution of the columns with the flipped,
+/// transposed filters and padding 2; `None` where that does not apply or pay.
+pub(crate) fn adjoint_s1(
+    cols: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+    act: Act,
+) -> Option<Vec<f32>> {
+    let ga = adjoint_s1_geom(g)?;
+    let plan = Plan::conv_s1(&ga)?;
+    Some(adjoint_s1_with(cols, w, bias, &ga, act, &plan))
+}
+
+/// The padding-2 convolution that is the adjoint of `g` (4x4, stride 1, padding 1): columns
+/// `[B, M, OH, OW]` in, image `[B, C, H, W]` out.
+fn adjoint_s1_geom(g: &ConvGeom) -> Option<ConvGeom> {
+    if (g.kh, g.kw, g.stride, g.padding) != (4, 4, 1, 1) {
+        return None;
+    }
+    let ga = ConvGeom::conv((g.b, g.m, g.oh, g.ow), (g.c, g.m, 4, 4), 1, 2).ok()?;
+    debug_assert_eq!((ga.oh, ga.ow), (g.h, g.w));
+    Some(ga)
+}
+
+/// [`adjoint_s1`] on the adjoint's geometry `ga` with a given plan.
+fn adjoint_s1_with(
+    cols: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    ga: &ConvGeom,
+    act: Act,
+    plan: &Plan,
+) -> Vec<f32> {
+    // flipped[c][m][ky][kx] = w[m][c][3 - ky][3 - kx] (ga: m = C filters over c = M channels).
+    let (c, m) = (ga.m, ga.c);
+    let mut flipped = Scratch::take(c * m * 16);
+    flipped
+        .par_chunks_mut(m * 16)
+        .enumerate()
+        .for_each(|(ch, f)| {
+            for (mm, f) in f.chunks_exact_mut(16).enumerate() {
+                let src = &w[(mm * c + ch) * 16..][..16];
+                for (k, v) in f.iter_mut().enumerate() {
+                    *v = src[15 - k];
+                }
+            }
+        });
+    conv_forward_s1(cols, &flipped, bias, ga, act, plan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// Direct 4x4 stride-2 padding-1 convolution in f64: the independent reference.
+    /// Direct 4x4 convolution (stride and padding of `g`) in f64: the independent reference.
     fn direct(img: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let (s, p) = (g.stride, g.padding);
         let mut out = vec![0.0f64; g.cols_len()];
         for b in 0..g.b {
             for m in 0..g.m {
@@ -670,9 +927,9 @@ mod tests {
                         for c in 0..g.c {
                             for ky in 0..4 {
                                 for kx in 0..4 {
-                                    let (y, x) = (2 * oy + ky, 2 * ox + kx);
-                                    if (1..=g.h).contains(&y) && (1..=g.w).contains(&x) {
-                                        let v = img[((b * g.c + c) * g.h + y - 1) * g.w + x - 1];
+                                    let (y, x) = (s * oy + ky, s * ox + kx);
+                                    if (p..g.h + p).contains(&y) && (p..g.w + p).contains(&x) {
+                                        let v = img[((b * g.c + c) * g.h + y - p) * g.w + x - p];
                                         acc +=
                                             v as f64 * w[((m * g.c + c) * 4 + ky) * 4 + kx] as f64;
                                     }
@@ -687,9 +944,10 @@ mod tests {
         out
     }
 
-    /// Direct adjoint (transposed convolution) in f64: pixel `(2iy - 1 + ky, 2ix - 1 + kx)`
+    /// Direct adjoint (transposed convolution) in f64: pixel `(s iy - p + ky, s ix - p + kx)`
     /// gets `w[m, c, ky, kx] * cols[m, iy, ix]`.
     fn direct_adjoint(cols: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let (s, p) = (g.stride, g.padding);
         let mut out = vec![0.0f64; g.image_len()];
         for b in 0..g.b {
             for c in 0..g.c {
@@ -701,10 +959,10 @@ mod tests {
                             let v = cols[((b * g.m + m) * g.oh + iy) * g.ow + ix] as f64;
                             for ky in 0..4 {
                                 for kx in 0..4 {
-                                    let (y, x) = (2 * iy + ky, 2 * ix + kx);
-                                    if (1..=g.h).contains(&y) && (1..=g.w).contains(&x) {
+                                    let (y, x) = (s * iy + ky, s * ix + kx);
+                                    if (p..g.h + p).contains(&y) && (p..g.w + p).contains(&x) {
                                         let wv = w[((m * g.c + c) * 4 + ky) * 4 + kx] as f64;
-                                        plane[(y - 1) * g.w + x - 1] += v * wv;
+                                        plane[(y - p) * g.w + x - p] += v * wv;
                                     }
                                 }
                             }
@@ -799,6 +1057,68 @@ mod tests {
     }
 
     #[test]
+    fn stride_one_matches_direct_convolution_for_every_chunking() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        // Odd and even outputs (the PatchGAN's 32 -> 31), batch 1, a plane narrower than
+        // tall.
+        for (b, c, m, h, w) in [(1, 16, 16, 5, 5), (2, 17, 18, 8, 6), (3, 16, 20, 9, 12)] {
+            let g = ConvGeom::conv((b, c, h, w), (m, c, 4, 4), 1, 1).unwrap();
+            let (img, wt, bias) = (
+                random(g.image_len(), &mut rng),
+                random(m * c * 16, &mut rng),
+                random(m, &mut rng),
+            );
+            let want = direct(&img, &wt, &bias, &g);
+            let grid = (g.oh.div_ceil(2), g.ow.div_ceil(2) + 1);
+            for rows in [1, 2, grid.0] {
+                let plan = Plan::with_rows(grid, rows);
+                let got = conv_forward_s1(&img, &wt, Some(&bias), &g, Act::Identity, &plan);
+                let (err, scale) = max_error(&got, &want);
+                assert!(
+                    err <= 1e-5 * scale,
+                    "{:?} rows {rows}: max error {err}, scale {scale}",
+                    (b, c, m, h, w)
+                );
+                let act = Act::LeakyRelu(0.2);
+                let mut want_act = got.clone();
+                act.apply_block(&mut want_act);
+                assert_eq!(
+                    conv_forward_s1(&img, &wt, Some(&bias), &g, act, &plan),
+                    want_act
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stride_one_adjoint_matches_direct_transposed_convolution() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        // (batch, image channels, column channels, image side): the PatchGAN's 32 -> 31
+        // shape at 8 px, and a batch of one.
+        for (b, c, m, side) in [(2, 16, 17, 8), (1, 20, 16, 11)] {
+            let g = ConvGeom::conv((b, c, side, side), (m, c, 4, 4), 1, 1).unwrap();
+            let (cols, wt, bias) = (
+                random(g.cols_len(), &mut rng),
+                random(m * c * 16, &mut rng),
+                random(c, &mut rng),
+            );
+            let want = direct_adjoint(&cols, &wt, &bias, &g);
+            let ga = adjoint_s1_geom(&g).unwrap();
+            let grid = (ga.oh.div_ceil(2), ga.ow.div_ceil(2) + 1);
+            for rows in [1, 3, grid.0] {
+                let plan = Plan::with_rows(grid, rows);
+                let got = adjoint_s1_with(&cols, &wt, Some(&bias), &ga, Act::Identity, &plan);
+                let (err, scale) = max_error(&got, &want);
+                assert!(
+                    err <= 1e-5 * scale,
+                    "{:?}: {err} vs {scale}",
+                    (b, c, m, side)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn applies_only_where_it_pays() {
         let geom = |c, m, s| ConvGeom::conv((4, c, s, s), (m, c, 4, 4), 2, 1).unwrap();
         if enabled() {
@@ -823,5 +1143,12 @@ mod tests {
         }
         assert!(Plan::adjoint(&t(128, 2, 128)).is_none()); // the output layer's ab channels
         assert!(Plan::adjoint(&t(1024, 256, 16)).is_none()); // 81 tiles per image
+                                                             // Stride 1: the PatchGAN's 256 -> 512 layer at 256 px, not its 512 -> 1 output.
+        let s1 = |c, m, s| ConvGeom::conv((4, c, s, s), (m, c, 4, 4), 1, 1).unwrap();
+        if enabled() {
+            assert!(Plan::conv_s1(&s1(256, 512, 32)).is_some());
+        }
+        assert!(Plan::conv_s1(&s1(512, 1, 31)).is_none());
+        assert!(Plan::conv_s1(&s1(128, 256, 8)).is_none()); // 64 px: 5 x 5 tiles
     }
 }
