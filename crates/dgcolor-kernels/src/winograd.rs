@@ -974,147 +974,112 @@ mod tests {
         out
     }
 
-    /// Largest absolute difference, and the reference's largest magnitude.
-    fn max_error(got: &[f32], want: &[f64]) -> (f64, f64) {
-        assert_eq!(got.len(), want.len());
-        let err = got
-            .iter()
-            .zip(want)
-            .fold(0.0f64, |a, (g, w)| a.max((*g as f64 - w).abs()));
-        (err, want.iter().fold(0.0f64, |a, v| a.max(v.abs())))
+    /// Random operands: an input of `n_in` values, filters `[m, c, 4, 4]` and `n_bias` biases.
+    fn operands(seed: u64, n_in: usize, (m, c): (usize, usize), n_bias: usize) -> [Vec<f32>; 3] {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        [n_in, m * c * 16, n_bias].map(|n| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect())
     }
 
-    #[test]
-    fn adjoint_matches_direct_transposed_convolution_for_every_chunking() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        // (batch, image channels, column channels, column height, width)
-        for (b, c, m, oh, ow) in [(1, 16, 4, 2, 2), (2, 17, 5, 6, 10), (3, 19, 8, 8, 4)] {
-            let g = ConvGeom::transposed((b, m, oh, ow), (m, c, 4, 4), 2, 1).unwrap();
-            let (cols, wt, bias) = (
-                random(g.cols_len(), &mut rng),
-                random(m * c * 16, &mut rng),
-                random(c, &mut rng),
+    /// `run(plan, act)` for every plan: without activation within 1e-5 of `want` (relative
+    /// to its largest magnitude); with `act` fused, exactly `act` of that result.
+    fn check_chunkings(
+        case: &str,
+        want: &[f64],
+        plans: &[Plan],
+        act: Act,
+        run: impl Fn(&Plan, Act) -> Vec<f32>,
+    ) {
+        let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for plan in plans {
+            let got = run(plan, Act::Identity);
+            assert_eq!(got.len(), want.len(), "{case}");
+            let err = got
+                .iter()
+                .zip(want)
+                .fold(0.0f64, |a, (g, w)| a.max((*g as f64 - w).abs()));
+            assert!(
+                err <= 1e-5 * scale,
+                "{case} {plan:?}: max error {err}, scale {scale}"
             );
-            let want = direct_adjoint(&cols, &wt, &bias, &g);
-            let grid = (oh / 2 + 1, ow / 2 + 1);
-            for rows in [1, 2, 3, grid.0] {
-                let plan = Plan::with_rows(grid, rows);
-                let got = conv_backward_data(&cols, &wt, Some(&bias), &g, Act::Identity, &plan);
-                let (err, scale) = max_error(&got, &want);
-                assert!(
-                    err <= 1e-5 * scale,
-                    "{:?} rows {rows}: max error {err}, scale {scale}",
-                    (b, c, m, oh, ow)
-                );
-                let act = Act::Relu;
-                let mut want_act = got.clone();
-                act.apply_block(&mut want_act);
-                assert_eq!(
-                    conv_backward_data(&cols, &wt, Some(&bias), &g, act, &plan),
-                    want_act
-                );
-            }
+            let mut want_act = got;
+            act.apply_block(&mut want_act);
+            assert_eq!(run(plan, act), want_act, "{case} {plan:?} with {act:?}");
         }
     }
 
-    fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    /// Plans of `rows` tile rows per chunk (and the whole image) over a tile grid.
+    fn by_rows(grid: (usize, usize), rows: &[usize]) -> Vec<Plan> {
+        rows.iter()
+            .chain([&grid.0])
+            .map(|&r| Plan::with_rows(grid, r))
+            .collect()
     }
 
     #[test]
     fn matches_direct_convolution_for_every_chunking() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         // (batch, channels, filters, height, width): batch 1, odd channel and filter counts,
         // a non-square image whose tile rows do not divide evenly into chunks.
         for (b, c, m, h, w) in [(1, 4, 16, 8, 8), (2, 5, 17, 12, 20), (3, 7, 33, 24, 16)] {
             let g = ConvGeom::conv((b, c, h, w), (m, c, 4, 4), 2, 1).unwrap();
-            let (img, wt, bias) = (
-                random(g.image_len(), &mut rng),
-                random(m * c * 16, &mut rng),
-                random(m, &mut rng),
+            let [img, wt, bias] = operands(3, g.image_len(), (m, c), m);
+            check_chunkings(
+                &format!("conv {:?}", (b, c, m, h, w)),
+                &direct(&img, &wt, &bias, &g),
+                &by_rows((g.oh / 2, g.ow / 2), &[1, 2, 5]),
+                Act::LeakyRelu(0.2),
+                |plan, act| conv_forward(&img, &wt, Some(&bias), &g, act, plan),
             );
-            let want = direct(&img, &wt, &bias, &g);
-            let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            for rows in [1, 2, 5, g.oh / 2] {
-                let plan = Plan::with_rows((g.oh / 2, g.ow / 2), rows);
-                let got = conv_forward(&img, &wt, Some(&bias), &g, Act::Identity, &plan);
-                let (err, _) = max_error(&got, &want);
-                assert!(
-                    err <= 1e-5 * scale,
-                    "{:?} rows {rows}: max error {err}, scale {scale}",
-                    (b, c, m, h, w)
-                );
-                // The fused activation is the activation of the same values.
-                let act = Act::LeakyRelu(0.2);
-                let mut want_act = got.clone();
-                act.apply_block(&mut want_act);
-                assert_eq!(
-                    conv_forward(&img, &wt, Some(&bias), &g, act, &plan),
-                    want_act
-                );
-            }
+        }
+    }
+
+    #[test]
+    fn adjoint_matches_direct_transposed_convolution_for_every_chunking() {
+        // (batch, image channels, column channels, column height, width)
+        for (b, c, m, oh, ow) in [(1, 16, 4, 2, 2), (2, 17, 5, 6, 10), (3, 19, 8, 8, 4)] {
+            let g = ConvGeom::transposed((b, m, oh, ow), (m, c, 4, 4), 2, 1).unwrap();
+            let [cols, wt, bias] = operands(5, g.cols_len(), (m, c), c);
+            check_chunkings(
+                &format!("adjoint {:?}", (b, c, m, oh, ow)),
+                &direct_adjoint(&cols, &wt, &bias, &g),
+                &by_rows((oh / 2 + 1, ow / 2 + 1), &[1, 2, 3]),
+                Act::Relu,
+                |plan, act| conv_backward_data(&cols, &wt, Some(&bias), &g, act, plan),
+            );
         }
     }
 
     #[test]
     fn stride_one_matches_direct_convolution_for_every_chunking() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         // Odd and even outputs (the PatchGAN's 32 -> 31), batch 1, a plane narrower than
         // tall.
         for (b, c, m, h, w) in [(1, 16, 16, 5, 5), (2, 17, 18, 8, 6), (3, 16, 20, 9, 12)] {
             let g = ConvGeom::conv((b, c, h, w), (m, c, 4, 4), 1, 1).unwrap();
-            let (img, wt, bias) = (
-                random(g.image_len(), &mut rng),
-                random(m * c * 16, &mut rng),
-                random(m, &mut rng),
+            let [img, wt, bias] = operands(7, g.image_len(), (m, c), m);
+            check_chunkings(
+                &format!("stride 1 {:?}", (b, c, m, h, w)),
+                &direct(&img, &wt, &bias, &g),
+                &by_rows((g.oh.div_ceil(2), g.ow.div_ceil(2) + 1), &[1, 2]),
+                Act::LeakyRelu(0.2),
+                |plan, act| conv_forward_s1(&img, &wt, Some(&bias), &g, act, plan),
             );
-            let want = direct(&img, &wt, &bias, &g);
-            let grid = (g.oh.div_ceil(2), g.ow.div_ceil(2) + 1);
-            for rows in [1, 2, grid.0] {
-                let plan = Plan::with_rows(grid, rows);
-                let got = conv_forward_s1(&img, &wt, Some(&bias), &g, Act::Identity, &plan);
-                let (err, scale) = max_error(&got, &want);
-                assert!(
-                    err <= 1e-5 * scale,
-                    "{:?} rows {rows}: max error {err}, scale {scale}",
-                    (b, c, m, h, w)
-                );
-                let act = Act::LeakyRelu(0.2);
-                let mut want_act = got.clone();
-                act.apply_block(&mut want_act);
-                assert_eq!(
-                    conv_forward_s1(&img, &wt, Some(&bias), &g, act, &plan),
-                    want_act
-                );
-            }
         }
     }
 
     #[test]
     fn stride_one_adjoint_matches_direct_transposed_convolution() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         // (batch, image channels, column channels, image side): the PatchGAN's 32 -> 31
         // shape at 8 px, and a batch of one.
         for (b, c, m, side) in [(2, 16, 17, 8), (1, 20, 16, 11)] {
             let g = ConvGeom::conv((b, c, side, side), (m, c, 4, 4), 1, 1).unwrap();
-            let (cols, wt, bias) = (
-                random(g.cols_len(), &mut rng),
-                random(m * c * 16, &mut rng),
-                random(c, &mut rng),
-            );
-            let want = direct_adjoint(&cols, &wt, &bias, &g);
+            let [cols, wt, bias] = operands(9, g.cols_len(), (m, c), c);
             let ga = adjoint_s1_geom(&g).unwrap();
-            let grid = (ga.oh.div_ceil(2), ga.ow.div_ceil(2) + 1);
-            for rows in [1, 3, grid.0] {
-                let plan = Plan::with_rows(grid, rows);
-                let got = adjoint_s1_with(&cols, &wt, Some(&bias), &ga, Act::Identity, &plan);
-                let (err, scale) = max_error(&got, &want);
-                assert!(
-                    err <= 1e-5 * scale,
-                    "{:?}: {err} vs {scale}",
-                    (b, c, m, side)
-                );
-            }
+            check_chunkings(
+                &format!("stride-1 adjoint {:?}", (b, c, m, side)),
+                &direct_adjoint(&cols, &wt, &bias, &g),
+                &by_rows((ga.oh.div_ceil(2), ga.ow.div_ceil(2) + 1), &[1, 3]),
+                Act::Relu,
+                |plan, act| adjoint_s1_with(&cols, &wt, Some(&bias), &ga, act, plan),
+            );
         }
     }
 
@@ -1130,7 +1095,6 @@ mod tests {
         assert!(Plan::conv(&geom(64, 1, 128)).is_none());
         assert!(Plan::conv(&geom(64, 128, 16)).is_none());
         assert!(Plan::conv(&geom(32, 64, 32)).is_none()); // 64 tiles per image
-
         assert!(Plan::conv(&geom(64, 128, 30)).is_none());
         let g3 = ConvGeom::conv((4, 64, 128, 128), (128, 64, 3, 3), 1, 1).unwrap();
         assert!(Plan::conv(&g3).is_none());
@@ -1143,7 +1107,8 @@ mod tests {
         }
         assert!(Plan::adjoint(&t(128, 2, 128)).is_none()); // the output layer's ab channels
         assert!(Plan::adjoint(&t(1024, 256, 16)).is_none()); // 81 tiles per image
-                                                             // Stride 1: the PatchGAN's 256 -> 512 layer at 256 px, not its 512 -> 1 output.
+
+        // Stride 1: the PatchGAN's 256 -> 512 layer at 256 px, not its 512 -> 1 output.
         let s1 = |c, m, s| ConvGeom::conv((4, c, s, s), (m, c, 4, 4), 1, 1).unwrap();
         if enabled() {
             assert!(Plan::conv_s1(&s1(256, 512, 32)).is_some());
