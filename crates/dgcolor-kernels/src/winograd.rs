@@ -126,6 +126,29 @@ impl Plan {
         b * self.per_image
     }
 
+    /// A new vector of `len` values, written by `f(out, (image, lo, hi))` for every chunk
+    /// (tile rows `lo..hi` of `image`) of a batch of `b`, the chunks in parallel.
+    ///
+    /// # Safety
+    /// Each call must write only its own chunk's outputs, and the chunks together every
+    /// element.
+    unsafe fn fill(
+        &self,
+        b: usize,
+        len: usize,
+        f: impl Fn(Out, (usize, usize, usize)) + Sync,
+    ) -> Vec<f32> {
+        let mut v = Vec::with_capacity(len);
+        let out = Out(v.as_mut_ptr());
+        (0..self.count(b))
+            .into_par_iter()
+            .with_min_len(1)
+            .for_each(|i| f(out, self.chunk(i)));
+        // SAFETY: the caller's chunks wrote all `len` elements.
+        unsafe { v.set_len(len) };
+        v
+    }
+
     /// Image and tile rows `[lo, hi)` of chunk `i`.
     fn chunk(&self, i: usize) -> (usize, usize, usize) {
         let (bi, j) = (i / self.per_image, i % self.per_image);
@@ -338,56 +361,41 @@ impl Out {
     }
 }
 
-/// A vector of `len` f32s that `f(out)` writes in full through the raw pointer.
-///
-/// # Safety
-/// `f` must write every element before returning.
-unsafe fn filled(len: usize, f: impl FnOnce(Out)) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    f(Out(v.as_mut_ptr()));
-    // SAFETY: the caller's `f` wrote all `len` elements.
-    unsafe { v.set_len(len) };
-    v
-}
-
-/// The four 2x2 stride-phase filters of a 4x4 filter `f`, transformed: phase `(p, q)`
-/// (index `2p + q`) has taps `f[2a + p][2b + q]`.
+/// Four 2x2 filters cut from a 4x4 filter `f`, transformed: filter `k`'s tap `(a, b)` is
+/// `f[tap(k, a, b)]` (stride phases for [`conv_forward`], output phases of the adjoint for
+/// [`conv_backward_data`], two-pixel shifts for [`conv_forward_s1`]).
 #[inline(always)]
-fn phase_filters(f: &[f32]) -> [[f32; XI]; 4] {
+fn split_filters(f: &[f32], tap: impl Fn(usize, usize, usize) -> usize) -> [[f32; XI]; 4] {
     let mut out = [[0.0; XI]; 4];
-    for (pq, o) in out.iter_mut().enumerate() {
-        let (p, q) = (pq / 2, pq % 2);
-        let tap = |a: usize, b: usize| f[(2 * a + p) * 4 + 2 * b + q];
-        *o = filter_tile([[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]);
+    for (k, o) in out.iter_mut().enumerate() {
+        let t = |a: usize, b: usize| f[tap(k, a, b)];
+        *o = filter_tile([[t(0, 0), t(0, 1)], [t(1, 0), t(1, 1)]]);
     }
     out
 }
 
-/// The four 2x2 output-phase filters of the adjoint of a 4x4 filter `f`, transformed: phase
-/// `(p, q)` (index `2p + q`) has taps `f[3 - p - 2a][3 - q - 2b]` (see
-/// [`conv_backward_data`]).
-#[inline(always)]
-fn adjoint_filters(f: &[f32]) -> [[f32; XI]; 4] {
-    let mut out = [[0.0; XI]; 4];
-    for (pq, o) in out.iter_mut().enumerate() {
-        let (p, q) = (pq / 2, pq % 2);
-        let tap = |a: usize, b: usize| f[(3 - p - 2 * a) * 4 + 3 - q - 2 * b];
-        *o = filter_tile([[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]);
-    }
-    out
-}
-
-/// The four 2x2 shifted filters of a 4x4 filter `f`, transformed: shift `(ka, kb)` (index
-/// `2ka + kb`) has taps `f[2ka + a][2kb + b]` (see [`conv_forward_s1`]).
-#[inline(always)]
-fn shift_filters(f: &[f32]) -> [[f32; XI]; 4] {
-    let mut out = [[0.0; XI]; 4];
-    for (s, o) in out.iter_mut().enumerate() {
-        let (ka, kb) = (s / 2, s % 2);
-        let tap = |a: usize, b: usize| f[(2 * ka + a) * 4 + 2 * kb + b];
-        *o = filter_tile([[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]);
-    }
-    out
+/// The transformed 2x2 filters of every 4x4 filter of `w [M, C, 4, 4]` as `u[m][xi][k][c]`
+/// (see [`split_filters`]): filter `(xi, k)` is the `[M, C]` matrix at `xi * 4C + k * C`
+/// with row stride `36 C`, and `(xi, 0..4)` together the `[M, 4C]` matrix at `xi * 4C`.
+fn filters_by_row(
+    w: &[f32],
+    (m, c): (usize, usize),
+    tap: impl Fn(usize, usize, usize) -> usize + Sync,
+) -> Scratch {
+    let mut u = Scratch::take(m * XI * 4 * c);
+    u.par_chunks_mut(XI * 4 * c)
+        .enumerate()
+        .for_each(|(mm, u)| {
+            for ch in 0..c {
+                let t = split_filters(&w[(mm * c + ch) * 16..][..16], &tap);
+                for (k, t) in t.iter().enumerate() {
+                    for (xi, &v) in t.iter().enumerate() {
+                        u[(xi * 4 + k) * c + ch] = v;
+                    }
+                }
+            }
+        });
+    u
 }
 
 /// Multiplies the 9 transformed filters with the transformed inputs into `prod [9][rows][n]`,
@@ -438,117 +446,92 @@ pub(crate) fn conv_forward(
 ) -> Vec<f32> {
     let (c, m, h, wd, oh, ow) = (g.c, g.m, g.h, g.w, g.oh, g.ow);
     let depth = 4 * c;
-    // u[m][xi][c * 4 + p * 2 + q]: stride phase (p, q) of input channel c is a channel of
-    // the 2x2 convolution, with taps w[.., 2a + p, 2b + q]; filter xi is u[.., xi, ..].
-    let mut u = Scratch::take(m * XI * depth);
-    u.par_chunks_mut(XI * depth)
-        .enumerate()
-        .for_each(|(mm, u)| {
-            for ch in 0..c {
-                let t = phase_filters(&w[(mm * c + ch) * 16..][..16]);
-                for (pq, t) in t.iter().enumerate() {
-                    for (xi, &v) in t.iter().enumerate() {
-                        u[xi * depth + ch * 4 + pq] = v;
-                    }
-                }
-            }
-        });
+    // Stride phase (p, q) of input channel c is channel (2p + q) * C + c of the 2x2
+    // convolution, with taps w[.., 2a + p, 2b + q].
+    let u = filters_by_row(w, (m, c), |pq, a, b| (2 * a + pq / 2) * 4 + 2 * b + pq % 2);
     let tw = plan.tw;
     // A padded input row, 4 * (tw + 1) long (image columns -1 ..= 4tw + 2), split by column
     // modulo 4 into runs of tw + 1: column 4tx - 1 + r of the image is run r, index tx.
     let (rs, run) = (4 * (tw + 1), tw + 1);
     // SAFETY: the chunks' output rows cover every row of every channel of every image.
     unsafe {
-        filled(g.cols_len(), |out| {
-            (0..plan.count(g.b))
-                .into_par_iter()
-                .with_min_len(1)
-                .for_each(|ci| {
-                    let (bi, lo, hi) = plan.chunk(ci);
-                    let n = (hi - lo) * tw;
-                    let mut v = Scratch::take(XI * depth * n);
-                    // Image rows 4lo - 1 ..= 4hi: phase p's tile row i of tile row ty is
-                    // image row 4ty - 1 + p + 2i, split row 4(ty - lo) + p + 2i.
-                    let nrows = 4 * (hi - lo) + 2;
-                    let mut row = Scratch::take(rs);
-                    let mut split = Scratch::take(nrows * rs);
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for ch in 0..c {
-                                let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
-                                let first = 4 * lo as isize - 1;
-                                split_rows::<4>(
-                                    plane,
-                                    (h, wd),
-                                    (first, 1),
-                                    run,
-                                    &mut row,
-                                    &mut split,
-                                );
-                                for ty in lo..hi {
-                                    for pq in 0..4 {
-                                        let (p, q) = (pq / 2, pq % 2);
-                                        // Tile column tx of phase q reads image columns
-                                        // 4tx - 1 + q + 2j: runs q, q + 2, then q again one on.
-                                        let at = |i: usize| {
-                                            let row = &split[(4 * (ty - lo) + p + 2 * i) * rs..];
-                                            [
-                                                &row[q * run..][..tw],
-                                                &row[(q + 2) * run..][..tw],
-                                                &row[q * run + 1..][..tw],
-                                            ]
-                                        };
-                                        let d = [at(0), at(1), at(2)];
-                                        let off = (ch * 4 + pq) * n + (ty - lo) * tw;
-                                        input_tiles(&d, &mut v[off..], depth * n, tw);
+        plan.fill(g.b, g.cols_len(), |out, (bi, lo, hi)| {
+            let n = (hi - lo) * tw;
+            let mut v = Scratch::take(XI * depth * n);
+            // Image rows 4lo - 1 ..= 4hi: phase p's tile row i of tile row ty is
+            // image row 4ty - 1 + p + 2i, split row 4(ty - lo) + p + 2i.
+            let nrows = 4 * (hi - lo) + 2;
+            let mut row = Scratch::take(rs);
+            let mut split = Scratch::take(nrows * rs);
+            simd(
+                #[inline(always)]
+                || {
+                    for ch in 0..c {
+                        let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
+                        let first = 4 * lo as isize - 1;
+                        split_rows::<4>(plane, (h, wd), (first, 1), run, &mut row, &mut split);
+                        for ty in lo..hi {
+                            for pq in 0..4 {
+                                let (p, q) = (pq / 2, pq % 2);
+                                // Tile column tx of phase q reads image columns
+                                // 4tx - 1 + q + 2j: runs q, q + 2, then q again one on.
+                                let at = |i: usize| {
+                                    let row = &split[(4 * (ty - lo) + p + 2 * i) * rs..];
+                                    [
+                                        &row[q * run..][..tw],
+                                        &row[(q + 2) * run..][..tw],
+                                        &row[q * run + 1..][..tw],
+                                    ]
+                                };
+                                let d = [at(0), at(1), at(2)];
+                                let off = (pq * c + ch) * n + (ty - lo) * tw;
+                                input_tiles(&d, &mut v[off..], depth * n, tw);
+                            }
+                        }
+                    }
+                },
+            );
+            let mut prod = Scratch::take(XI * m * n);
+            products(
+                &u,
+                (depth, XI * depth),
+                &v,
+                (depth * n, n),
+                &mut prod,
+                (m, depth, n),
+                &[(0, 0)],
+            );
+            drop(v);
+            simd(
+                #[inline(always)]
+                || {
+                    for mm in 0..m {
+                        let b = bias.map_or(0.0, |b| b[mm]);
+                        let plane = std::slice::from_raw_parts_mut(
+                            out.ptr().add((bi * m + mm) * oh * ow + 2 * lo * ow),
+                            2 * (hi - lo) * ow,
+                        );
+                        for (r, rows) in plane.chunks_exact_mut(2 * ow).enumerate() {
+                            let (r0, r1) = rows.split_at_mut(ow);
+                            let mv = &prod[mm * n + r * tw..];
+                            blocks(
+                                tw,
+                                #[inline(always)]
+                                |t0, w| {
+                                    let y = output_tiles(mv, m * n, t0, w, b);
+                                    for t in 0..w {
+                                        r0[2 * (t0 + t)] = y[0][t];
+                                        r0[2 * (t0 + t) + 1] = y[1][t];
+                                        r1[2 * (t0 + t)] = y[2][t];
+                                        r1[2 * (t0 + t) + 1] = y[3][t];
                                     }
-                                }
-                            }
-                        },
-                    );
-                    let mut prod = Scratch::take(XI * m * n);
-                    products(
-                        &u,
-                        (depth, XI * depth),
-                        &v,
-                        (depth * n, n),
-                        &mut prod,
-                        (m, depth, n),
-                        &[(0, 0)],
-                    );
-                    drop(v);
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for mm in 0..m {
-                                let b = bias.map_or(0.0, |b| b[mm]);
-                                let plane = std::slice::from_raw_parts_mut(
-                                    out.ptr().add((bi * m + mm) * oh * ow + 2 * lo * ow),
-                                    2 * (hi - lo) * ow,
-                                );
-                                for (r, rows) in plane.chunks_exact_mut(2 * ow).enumerate() {
-                                    let (r0, r1) = rows.split_at_mut(ow);
-                                    let mv = &prod[mm * n + r * tw..];
-                                    blocks(
-                                        tw,
-                                        #[inline(always)]
-                                        |t0, w| {
-                                            let y = output_tiles(mv, m * n, t0, w, b);
-                                            for t in 0..w {
-                                                r0[2 * (t0 + t)] = y[0][t];
-                                                r0[2 * (t0 + t) + 1] = y[1][t];
-                                                r1[2 * (t0 + t)] = y[2][t];
-                                                r1[2 * (t0 + t) + 1] = y[3][t];
-                                            }
-                                        },
-                                    );
-                                }
-                                act.apply_block(plane);
-                            }
-                        },
-                    );
-                });
+                                },
+                            );
+                        }
+                        act.apply_block(plane);
+                    }
+                },
+            );
         })
     }
 }
@@ -588,7 +571,9 @@ pub(crate) fn conv_backward_data(
                 let mb = FB.min(m - m0);
                 for j in 0..mb {
                     for (k, ch) in chs.clone().enumerate() {
-                        let t = adjoint_filters(&w[((m0 + j) * c + ch) * 16..][..16]);
+                        let t = split_filters(&w[((m0 + j) * c + ch) * 16..][..16], |pq, a, b| {
+                            (3 - pq / 2 - 2 * a) * 4 + 3 - pq % 2 - 2 * b
+                        });
                         for (r, v) in t.iter().flatten().enumerate() {
                             stage[k][r][j] = *v;
                         }
@@ -608,115 +593,102 @@ pub(crate) fn conv_backward_data(
     // SAFETY: every pixel lies in the block of one tile of one chunk, and the four phases
     // write all sixteen pixels of each block that fall inside the image.
     unsafe {
-        filled(g.image_len(), |out| {
-            (0..plan.count(g.b))
-                .into_par_iter()
-                .with_min_len(1)
-                .for_each(|ci| {
-                    let (bi, lo, hi) = plan.chunk(ci);
-                    let n = (hi - lo) * tw;
-                    // Columns rows 2lo - 1 ..= 2hi - 1: tile row ti's row i is split row
-                    // 2(ti - lo) + i.
-                    let nrows = 2 * (hi - lo) + 1;
-                    let mut row = Scratch::take(rs);
-                    let mut split = Scratch::take(nrows * rs);
-                    let mut v = Scratch::take(XI * m * n);
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for mm in 0..m {
-                                let plane = &cols[(bi * m + mm) * oh * ow..][..oh * ow];
-                                let first = 2 * lo as isize - 1;
-                                split_rows::<2>(
-                                    plane,
-                                    (oh, ow),
-                                    (first, 1),
-                                    run,
-                                    &mut row,
-                                    &mut split,
-                                );
-                                for ti in lo..hi {
-                                    // Tile column tj reads columns 2tj - 1, 2tj, 2tj + 1.
-                                    let at = |i: usize| {
-                                        let row = &split[(2 * (ti - lo) + i) * rs..];
-                                        [&row[..tw], &row[run..][..tw], &row[1..][..tw]]
-                                    };
-                                    let d = [at(0), at(1), at(2)];
-                                    let off = mm * n + (ti - lo) * tw;
-                                    input_tiles(&d, &mut v[off..], m * n, tw);
-                                }
-                            }
-                        },
-                    );
-                    drop(split);
-                    let mut prod = Scratch::take(XI * c * n);
-                    for pq in 0..4 {
-                        let (p, q) = (pq / 2, pq % 2);
-                        products(
-                            &u[pq * XI * m..],
-                            (m, 4 * XI * m),
-                            &v,
-                            (m * n, n),
-                            &mut prod,
-                            (c, m, n),
-                            &[(0, 0)],
-                        );
-                        simd(
-                            #[inline(always)]
-                            || {
-                                for ch in 0..c {
-                                    let b = bias.map_or(0.0, |b| b[ch]);
-                                    let plane = out.ptr().add((bi * c + ch) * h * wd);
-                                    for ti in lo..hi {
-                                        let mv = &prod[ch * n + (ti - lo) * tw..];
-                                        // Pixel row 4ti + 2o - p, column 4tj + 2o' - q.
-                                        let row = |o: usize| {
-                                            let y = (4 * ti + 2 * o) as isize - p as isize;
-                                            (0..h as isize)
-                                                .contains(&y)
-                                                .then(|| plane.add(y as usize * wd))
-                                        };
-                                        let rows = [row(0), row(1)];
-                                        blocks(
-                                            tw,
-                                            #[inline(always)]
-                                            |t0, w| {
-                                                let y = output_tiles(mv, c * n, t0, w, b);
-                                                for (o, row) in rows.iter().enumerate() {
-                                                    let Some(row) = *row else { continue };
-                                                    for oc in 0..2 {
-                                                        let ys = &y[2 * o + oc][..w];
-                                                        for (t, &v) in ys.iter().enumerate() {
-                                                            let x = 4 * (t0 + t) + 2 * oc;
-                                                            // Column x - q, inside the image.
-                                                            if (q..wd + q).contains(&x) {
-                                                                row.add(x - q).write(v);
-                                                            }
-                                                        }
+        plan.fill(g.b, g.image_len(), |out, (bi, lo, hi)| {
+            let n = (hi - lo) * tw;
+            // Columns rows 2lo - 1 ..= 2hi - 1: tile row ti's row i is split row
+            // 2(ti - lo) + i.
+            let nrows = 2 * (hi - lo) + 1;
+            let mut row = Scratch::take(rs);
+            let mut split = Scratch::take(nrows * rs);
+            let mut v = Scratch::take(XI * m * n);
+            simd(
+                #[inline(always)]
+                || {
+                    for mm in 0..m {
+                        let plane = &cols[(bi * m + mm) * oh * ow..][..oh * ow];
+                        let first = 2 * lo as isize - 1;
+                        split_rows::<2>(plane, (oh, ow), (first, 1), run, &mut row, &mut split);
+                        for ti in lo..hi {
+                            // Tile column tj reads columns 2tj - 1, 2tj, 2tj + 1.
+                            let at = |i: usize| {
+                                let row = &split[(2 * (ti - lo) + i) * rs..];
+                                [&row[..tw], &row[run..][..tw], &row[1..][..tw]]
+                            };
+                            let d = [at(0), at(1), at(2)];
+                            let off = mm * n + (ti - lo) * tw;
+                            input_tiles(&d, &mut v[off..], m * n, tw);
+                        }
+                    }
+                },
+            );
+            drop(split);
+            let mut prod = Scratch::take(XI * c * n);
+            for pq in 0..4 {
+                let (p, q) = (pq / 2, pq % 2);
+                products(
+                    &u[pq * XI * m..],
+                    (m, 4 * XI * m),
+                    &v,
+                    (m * n, n),
+                    &mut prod,
+                    (c, m, n),
+                    &[(0, 0)],
+                );
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ch in 0..c {
+                            let b = bias.map_or(0.0, |b| b[ch]);
+                            let plane = out.ptr().add((bi * c + ch) * h * wd);
+                            for ti in lo..hi {
+                                let mv = &prod[ch * n + (ti - lo) * tw..];
+                                // Pixel row 4ti + 2o - p, column 4tj + 2o' - q.
+                                let row = |o: usize| {
+                                    let y = (4 * ti + 2 * o) as isize - p as isize;
+                                    (0..h as isize)
+                                        .contains(&y)
+                                        .then(|| plane.add(y as usize * wd))
+                                };
+                                let rows = [row(0), row(1)];
+                                blocks(
+                                    tw,
+                                    #[inline(always)]
+                                    |t0, w| {
+                                        let y = output_tiles(mv, c * n, t0, w, b);
+                                        for (o, row) in rows.iter().enumerate() {
+                                            let Some(row) = *row else { continue };
+                                            for oc in 0..2 {
+                                                let ys = &y[2 * o + oc][..w];
+                                                for (t, &v) in ys.iter().enumerate() {
+                                                    let x = 4 * (t0 + t) + 2 * oc;
+                                                    // Column x - q, inside the image.
+                                                    if (q..wd + q).contains(&x) {
+                                                        row.add(x - q).write(v);
                                                     }
                                                 }
-                                            },
-                                        );
-                                    }
-                                }
-                            },
-                        );
-                    }
-                    if act != Act::Identity {
-                        let (r0, r1) = ((4 * lo).saturating_sub(1), (4 * hi - 1).min(h));
-                        simd(
-                            #[inline(always)]
-                            || {
-                                for ch in 0..c {
-                                    act.apply_block(std::slice::from_raw_parts_mut(
-                                        out.ptr().add((bi * c + ch) * h * wd + r0 * wd),
-                                        (r1 - r0) * wd,
-                                    ));
-                                }
-                            },
-                        );
-                    }
-                });
+                                            }
+                                        }
+                                    },
+                                );
+                            }
+                        }
+                    },
+                );
+            }
+            if act != Act::Identity {
+                let (r0, r1) = ((4 * lo).saturating_sub(1), (4 * hi - 1).min(h));
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ch in 0..c {
+                            act.apply_block(std::slice::from_raw_parts_mut(
+                                out.ptr().add((bi * c + ch) * h * wd + r0 * wd),
+                                (r1 - r0) * wd,
+                            ));
+                        }
+                    },
+                );
+            }
         })
     }
 }
@@ -741,20 +713,8 @@ pub(crate) fn conv_forward_s1(
     plan: &Plan,
 ) -> Vec<f32> {
     let (c, m, h, wd, oh, ow, pad) = (g.c, g.m, g.h, g.w, g.oh, g.ow, g.padding);
-    // u[m][xi][shift][c]: filter (xi, shift) is the [m, c] matrix at xi * 4c + shift * c.
-    let mut u = Scratch::take(m * XI * 4 * c);
-    u.par_chunks_mut(XI * 4 * c)
-        .enumerate()
-        .for_each(|(mm, u)| {
-            for ch in 0..c {
-                let t = shift_filters(&w[(mm * c + ch) * 16..][..16]);
-                for (s, t) in t.iter().enumerate() {
-                    for (xi, &v) in t.iter().enumerate() {
-                        u[(xi * 4 + s) * c + ch] = v;
-                    }
-                }
-            }
-        });
+    // Shift (ka, kb) (index 2ka + kb) has taps w[.., 2ka + a, 2kb + b].
+    let u = filters_by_row(w, (m, c), |s, a, b| (2 * (s / 2) + a) * 4 + 2 * (s % 2) + b);
     // Grid rows of `gw` tiles, the last one spare; tile gx reads image columns 2gx - pad ..=
     // 2gx - pad + 2 (split into even and odd positions: column 2k + r - pad is run r, index
     // k), tile row gy image rows 2gy - pad ..= 2gy - pad + 2.
@@ -765,94 +725,81 @@ pub(crate) fn conv_forward_s1(
     // SAFETY: the chunks' output rows cover every row of every channel of every image, and
     // each output tile (with its valid columns) every column.
     unsafe {
-        filled(g.cols_len(), |out| {
-            (0..plan.count(g.b))
-                .into_par_iter()
-                .with_min_len(1)
-                .for_each(|ci| {
-                    let (bi, lo, hi) = plan.chunk(ci);
-                    // Output tile rows lo..hi read grid rows lo ..= hi, plus one value past the
-                    // end for the last shift.
-                    let (n, nv) = ((hi - lo) * gw, (hi - lo + 1) * gw + 1);
-                    let nrows = 2 * (hi - lo + 1) + 1;
-                    let mut row = Scratch::take(rs);
-                    let mut split = Scratch::take(nrows * rs);
-                    let mut v = Scratch::take(XI * c * nv);
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for ch in 0..c {
-                                let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
-                                let first = 2 * lo as isize - pad as isize;
-                                split_rows::<2>(
-                                    plane,
-                                    (h, wd),
-                                    (first, pad),
-                                    run,
-                                    &mut row,
-                                    &mut split,
-                                );
-                                for gy in 0..hi - lo + 1 {
-                                    let at = |i: usize| {
-                                        let row = &split[(2 * gy + i) * rs..];
-                                        [&row[..gw], &row[run..][..gw], &row[1..][..gw]]
-                                    };
-                                    let d = [at(0), at(1), at(2)];
-                                    input_tiles(&d, &mut v[ch * nv + gy * gw..], c * nv, gw);
-                                }
-                                for xi in 0..XI {
-                                    v[(xi * c + ch) * nv + nv - 1] = 0.0;
-                                }
-                            }
-                        },
-                    );
-                    drop(split);
-                    let mut prod = Scratch::take(XI * m * n);
-                    products(
-                        &u,
-                        (4 * c, XI * 4 * c),
-                        &v,
-                        (c * nv, nv),
-                        &mut prod,
-                        (m, c, n),
-                        &terms,
-                    );
-                    drop(v);
-                    let (r0, r1) = (2 * lo, (2 * hi).min(oh));
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for mm in 0..m {
-                                let b = bias.map_or(0.0, |b| b[mm]);
-                                let plane = std::slice::from_raw_parts_mut(
-                                    out.ptr().add((bi * m + mm) * oh * ow + r0 * ow),
-                                    (r1 - r0) * ow,
-                                );
-                                for (r, orow) in plane.chunks_exact_mut(ow).enumerate() {
-                                    let (ty, i) = (r / 2, r % 2);
-                                    let mv = &prod[mm * n + ty * gw..];
-                                    blocks(
-                                        tw,
-                                        #[inline(always)]
-                                        |t0, w| {
-                                            let y = output_tiles(mv, m * n, t0, w, b);
-                                            for j in 0..2 {
-                                                let ys = &y[2 * i + j][..w];
-                                                for (t, &v) in ys.iter().enumerate() {
-                                                    let x = 2 * (t0 + t) + j;
-                                                    if x < ow {
-                                                        orow[x] = v;
-                                                    }
-                                                }
+        plan.fill(g.b, g.cols_len(), |out, (bi, lo, hi)| {
+            // Output tile rows lo..hi read grid rows lo ..= hi, plus one value past the
+            // end for the last shift.
+            let (n, nv) = ((hi - lo) * gw, (hi - lo + 1) * gw + 1);
+            let nrows = 2 * (hi - lo + 1) + 1;
+            let mut row = Scratch::take(rs);
+            let mut split = Scratch::take(nrows * rs);
+            let mut v = Scratch::take(XI * c * nv);
+            simd(
+                #[inline(always)]
+                || {
+                    for ch in 0..c {
+                        let plane = &img[(bi * c + ch) * h * wd..][..h * wd];
+                        let first = 2 * lo as isize - pad as isize;
+                        split_rows::<2>(plane, (h, wd), (first, pad), run, &mut row, &mut split);
+                        for gy in 0..hi - lo + 1 {
+                            let at = |i: usize| {
+                                let row = &split[(2 * gy + i) * rs..];
+                                [&row[..gw], &row[run..][..gw], &row[1..][..gw]]
+                            };
+                            let d = [at(0), at(1), at(2)];
+                            input_tiles(&d, &mut v[ch * nv + gy * gw..], c * nv, gw);
+                        }
+                        for xi in 0..XI {
+                            v[(xi * c + ch) * nv + nv - 1] = 0.0;
+                        }
+                    }
+                },
+            );
+            drop(split);
+            let mut prod = Scratch::take(XI * m * n);
+            products(
+                &u,
+                (4 * c, XI * 4 * c),
+                &v,
+                (c * nv, nv),
+                &mut prod,
+                (m, c, n),
+                &terms,
+            );
+            drop(v);
+            let (r0, r1) = (2 * lo, (2 * hi).min(oh));
+            simd(
+                #[inline(always)]
+                || {
+                    for mm in 0..m {
+                        let b = bias.map_or(0.0, |b| b[mm]);
+                        let plane = std::slice::from_raw_parts_mut(
+                            out.ptr().add((bi * m + mm) * oh * ow + r0 * ow),
+                            (r1 - r0) * ow,
+                        );
+                        for (r, orow) in plane.chunks_exact_mut(ow).enumerate() {
+                            let (ty, i) = (r / 2, r % 2);
+                            let mv = &prod[mm * n + ty * gw..];
+                            blocks(
+                                tw,
+                                #[inline(always)]
+                                |t0, w| {
+                                    let y = output_tiles(mv, m * n, t0, w, b);
+                                    for j in 0..2 {
+                                        let ys = &y[2 * i + j][..w];
+                                        for (t, &v) in ys.iter().enumerate() {
+                                            let x = 2 * (t0 + t) + j;
+                                            if x < ow {
+                                                orow[x] = v;
                                             }
-                                        },
-                                    );
-                                }
-                                act.apply_block(plane);
-                            }
-                        },
-                    );
-                });
+                                        }
+                                    }
+                                },
+                            );
+                        }
+                        act.apply_block(plane);
+                    }
+                },
+            );
         })
     }
 }
