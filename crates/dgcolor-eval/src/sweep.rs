@@ -168,39 +168,44 @@ impl Launcher for Local {
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
         let reports = Mutex::new(Vec::new());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(job) = jobs.get(i) else { break };
+            let before = job.state();
+            let result = if before == JobState::Done {
+                Ok(())
+            } else {
+                run_job(job, ctx).map_err(|e| e.to_string())
+            };
+            let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+            let status = match (&result, before) {
+                (Err(e), _) => format!("FAILED: {e}"),
+                (Ok(()), JobState::Done) => "already done".into(),
+                (Ok(()), JobState::Unfinished) => "resumed and finished".into(),
+                (Ok(()), JobState::New) => "finished".into(),
+            };
+            eprintln!(
+                "[{n}/{}] {} {}->{} seed {}: {status}",
+                jobs.len(),
+                job.label,
+                job.spec.sources.join("+"),
+                job.spec.target,
+                job.spec.seed
+            );
+            reports.lock().expect("reports lock").push(JobReport {
+                job: job.clone(),
+                before,
+                result,
+            });
+        };
+        // The calling thread is one of the workers: in a binary it is the main thread, a
+        // worker of rayon's pool (`dgcolor_kernels::setup_process`), where a training run's
+        // parallel sections start without a hand-off; a spawned thread would leave it idle.
         std::thread::scope(|scope| {
-            for _ in 0..self.parallel.max(1).min(jobs.len().max(1)) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(i) else { break };
-                    let before = job.state();
-                    let result = if before == JobState::Done {
-                        Ok(())
-                    } else {
-                        run_job(job, ctx).map_err(|e| e.to_string())
-                    };
-                    let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
-                    let status = match (&result, before) {
-                        (Err(e), _) => format!("FAILED: {e}"),
-                        (Ok(()), JobState::Done) => "already done".into(),
-                        (Ok(()), JobState::Unfinished) => "resumed and finished".into(),
-                        (Ok(()), JobState::New) => "finished".into(),
-                    };
-                    eprintln!(
-                        "[{n}/{}] {} {}->{} seed {}: {status}",
-                        jobs.len(),
-                        job.label,
-                        job.spec.sources.join("+"),
-                        job.spec.target,
-                        job.spec.seed
-                    );
-                    reports.lock().expect("reports lock").push(JobReport {
-                        job: job.clone(),
-                        before,
-                        result,
-                    });
-                });
+            for _ in 1..self.parallel.max(1).min(jobs.len().max(1)) {
+                scope.spawn(work);
             }
+            work();
         });
         let mut reports = reports.into_inner().expect("reports lock");
         reports.sort_by_key(|r| r.job.order);

@@ -1,5 +1,6 @@
-//! Process set-up for the binaries: keeping freed memory in the process, and candle's idle
-//! CPU threads parked instead of spinning.
+//! Process set-up for the binaries: keeping freed memory in the process, candle's idle
+//! CPU threads parked instead of spinning, and the main thread as a worker of the thread
+//! pool its kernels use.
 //!
 //! Keeping freed memory in the process. glibc's malloc serves large allocations (above an
 //! adaptive threshold from 128 KiB, never above 32 MiB) with fresh mmaps, and hands freed
@@ -50,11 +51,45 @@ pub fn park_idle_candle_threads() {
     }
 }
 
-/// [`retain_freed_memory`] and [`park_idle_candle_threads`]: what every binary here calls
-/// first thing in `main`.
+/// Makes the calling thread (a binary's main thread) worker 0 of rayon's global pool, which
+/// runs our kernels, the GEMMs and candle's rayon loops, with `num_threads() - 1` more
+/// workers. Returns false if the global pool already existed (then nothing changed).
+///
+/// Why: a rayon parallel loop started from a thread outside the pool queues its job in the
+/// pool and puts the calling thread to sleep until the pool has finished it, so each of the
+/// few hundred short parallel sections of a training step cost a futex sleep and a wake-up
+/// (8 % of a 64 px generator step's CPU samples were the kernel's scheduler and futex
+/// paths, and the step ran on three threads for two cores). Started from a worker, the
+/// worker runs its own share at once and the other workers steal the rest. Measured on 2
+/// cores: s64 generator step 113-157 -> 188-190 images/s, pix2pix iteration 59-66 -> 90-92;
+/// the quick preset's `erm` + `ours` sweep (`compare`, with its loader) 51 -> 45 s, its
+/// training records identical; inference, with few and longer sections, unchanged.
+///
+/// Running the loop on a pool thread other than the main thread (candle's
+/// `Device::with_context`) gave the same step times in the benchmark, but then every tensor
+/// was allocated from a glibc thread arena, whose 64 MiB heaps are mapped and unmapped as
+/// they fill and empty (4.5x the page faults of an `ours` iteration, with TLB shoot-downs);
+/// the main thread allocates from the main heap, which [`retain_freed_memory`] keeps.
+///
+/// The main thread then has to do the work itself: while it blocks outside rayon (joining
+/// threads it spawned, say) the pool is one worker short, and loops started from those
+/// other threads are back to the hand-off above. The sweep launcher
+/// (`dgcolor_eval::sweep::Local`) runs jobs on the calling thread for that reason (with
+/// every job on a spawned thread, the quick sweep above trained at half the speed).
+pub fn pool_on_main_thread() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(crate::num_threads())
+        .use_current_thread()
+        .build_global()
+        .is_ok()
+}
+
+/// [`retain_freed_memory`], [`park_idle_candle_threads`] and [`pool_on_main_thread`]: what
+/// every binary here calls first thing in `main`, on its main thread.
 pub fn setup_process() {
     retain_freed_memory();
     park_idle_candle_threads();
+    pool_on_main_thread();
 }
 
 #[cfg(test)]

@@ -51,7 +51,9 @@ mod winograd;
 
 pub use activation::{leaky_relu, leaky_relu_reference, relu_cat, Act};
 pub use adam::{adam_inplace, AdamCoeffs};
-pub use alloc::{park_idle_candle_threads, retain_freed_memory, setup_process};
+pub use alloc::{
+    park_idle_candle_threads, pool_on_main_thread, retain_freed_memory, setup_process,
+};
 pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
 pub use conv::{
     conv2d, conv2d_act, conv2d_reference, conv_transpose2d, conv_transpose2d_act,
