@@ -56,7 +56,7 @@ pub use alloc::{
 };
 pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
 pub use conv::{
-    conv2d, conv2d_act, conv2d_reference, conv_transpose2d, conv_transpose2d_act,
+    adjoint_weight, conv2d, conv2d_act, conv2d_reference, conv_transpose2d, conv_transpose2d_act,
     conv_transpose2d_reference, precision, set_precision,
 };
 pub use cpu::simd;

@@ -265,6 +265,53 @@ fn leaky_relu_matches_candle() -> Result<()> {
     Ok(())
 }
 
+/// A transposed conv given its weight's adjoint layout (`adjoint_weight`, what the inference
+/// generator keeps) computes the same products in the same order as from the weight itself:
+/// identical outputs, through the im2col path (few positions: the decoder's innermost levels,
+/// one image, several groups) and the Winograd path (a 32x32 input) alike; candle's op
+/// within the usual tolerance. A wrong layout is refused with both shapes named.
+#[test]
+fn adjoint_weight_gives_the_same_transposed_conv() -> Result<()> {
+    use dgcolor_kernels::{adjoint_weight, conv_transpose2d_act, Act};
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    for (x_dims, w_dims) in [
+        ([16usize, 64, 1, 1], [64usize, 48, 4, 4]),
+        ([16, 64, 2, 2], [64, 32, 4, 4]),
+        ([1, 24, 5, 3], [24, 20, 4, 4]),
+        ([4, 32, 8, 8], [32, 16, 4, 4]),
+        ([2, 32, 32, 32], [32, 16, 4, 4]),
+    ] {
+        let x = randn(&mut rng, &x_dims)?;
+        let w = randn(&mut rng, &w_dims)?;
+        let b = randn(&mut rng, &[w_dims[1]])?;
+        let a = adjoint_weight(&w)?;
+        assert_eq!(a.dims(), [w_dims[1] * 16, w_dims[0]]);
+        for act in [Act::Identity, Act::Relu] {
+            let plain = conv_transpose2d_act(&x, &w, None, Some(&b), 2, 1, act)?;
+            let fast = conv_transpose2d_act(&x, &w, Some(&a), Some(&b), 2, 1, act)?;
+            let diff = (&plain - &fast)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "{x_dims:?} {w_dims:?} {act:?}");
+        }
+        let want = conv_transpose2d_reference(&x, &w, Some(&b), 2, 1)?;
+        let got = conv_transpose2d_act(&x, &w, Some(&a), Some(&b), 2, 1, Act::Identity)?;
+        assert!(rel_err(&got, &want)? < TOL, "{x_dims:?} {w_dims:?}");
+    }
+    let w = randn(&mut rng, &[8, 4, 4, 4])?;
+    let x = randn(&mut rng, &[1, 8, 3, 3])?;
+    let err = conv_transpose2d_act(&x, &w, Some(&w), None, 2, 1, Act::Identity)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[8, 4, 4, 4]") && err.contains("[64, 8]"),
+        "unexpected error: {err}"
+    );
+    Ok(())
+}
+
 /// The inference path's fused activations: `conv2d_act` / `conv_transpose2d_act` give
 /// exactly the unfused conv followed by the activation for ReLU and LeakyReLU (the same
 /// arithmetic, applied per block) and candle's `tanh` within 3e-7; several groups per
@@ -292,7 +339,7 @@ fn fused_activations_match_unfused() -> Result<()> {
         };
         for act in acts {
             let got = if transposed {
-                conv_transpose2d_act(&x, &w, Some(&b), 2, 1, act)?
+                conv_transpose2d_act(&x, &w, None, Some(&b), 2, 1, act)?
             } else {
                 conv2d_act(&x, &w, Some(&b), 2, 1, act)?
             };

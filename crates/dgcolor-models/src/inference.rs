@@ -10,7 +10,7 @@
 
 use candle_core::{bail, Result, Tensor};
 use candle_nn::VarMap;
-use dgcolor_kernels::{conv2d_act, conv_transpose2d_act, relu_cat, Act};
+use dgcolor_kernels::{adjoint_weight, conv2d_act, conv_transpose2d_act, relu_cat, Act};
 
 use crate::adain::adain;
 use crate::blocks::LEAKY_SLOPE;
@@ -46,6 +46,9 @@ impl AbPredictor for Generator {
 struct FoldedConv {
     weight: Tensor,
     bias: Tensor,
+    /// For a transposed conv, its weight in the layout its GEMM reads fastest
+    /// ([`adjoint_weight`]), made once here instead of read strided in every call.
+    adjoint: Option<Tensor>,
 }
 
 /// E_h + E_t + decoder in eval mode, BatchNorm folded, no variables.
@@ -79,8 +82,15 @@ impl InferenceGenerator {
         let fold = |block: &str, conv: &str, out_dim: usize| -> Result<FoldedConv> {
             let weight = need(&format!("{block}.{conv}.weight"))?;
             let bias = need(&format!("{block}.{conv}.bias"))?;
+            let adjoint = |weight: &Tensor| -> Result<Option<Tensor>> {
+                (out_dim == 1).then(|| adjoint_weight(weight)).transpose()
+            };
             let Some(gamma) = get(&format!("{block}.bn.weight"))? else {
-                return Ok(FoldedConv { weight, bias });
+                return Ok(FoldedConv {
+                    adjoint: adjoint(&weight)?,
+                    weight,
+                    bias,
+                });
             };
             let beta = need(&format!("{block}.bn.bias"))?;
             let mean = need(&format!("{block}.bn.running_mean"))?;
@@ -89,8 +99,10 @@ impl InferenceGenerator {
             let shift = (beta - (mean * &scale)?)?;
             let mut dims = [1usize; 4];
             dims[out_dim] = scale.elem_count();
+            let weight = weight.broadcast_mul(&scale.reshape(dims.as_slice())?)?;
             Ok(FoldedConv {
-                weight: weight.broadcast_mul(&scale.reshape(dims.as_slice())?)?,
+                adjoint: adjoint(&weight)?,
+                weight,
                 bias: ((bias * &scale)? + shift)?,
             })
         };
@@ -161,7 +173,15 @@ impl InferenceGenerator {
         let up = |k: usize, x: &Tensor| -> Result<Tensor> {
             let conv = &self.ups[k];
             let act = if k + 1 == d { Act::Tanh } else { Act::Identity };
-            conv_transpose2d_act(x, &conv.weight, Some(&conv.bias), STRIDE, PADDING, act)
+            conv_transpose2d_act(
+                x,
+                &conv.weight,
+                conv.adjoint.as_ref(),
+                Some(&conv.bias),
+                STRIDE,
+                PADDING,
+                act,
+            )
         };
         let mut o = up(0, &x_d)?;
         for k in 1..d {
