@@ -81,12 +81,13 @@ pub fn conv_transpose2d_act(
 ///
 /// Why: read in place, that matrix is `weight` transposed, and where the GEMM has few
 /// columns (the decoder's innermost levels, a few positions per image) the `gemm` crate
-/// multiplies it without packing, one strided row of `weight` per step of the reduction:
-/// 2.45 ms for the 512 -> 256 transposed conv at 2x2 (batch 16) against 0.7-0.85 ms for the
-/// same product from this layout (2 threads, in isolation). Whole inference passes
-/// (interleaved runs, 2 threads): s64 771-842 -> 937-1000 images/s, s256 19.2-19.4 -> 22.5,
-/// for a second copy of the decoder's weights (s256 peak RSS 620 -> 720 MiB). Training
-/// weights change every step, so only the inference path keeps this copy.
+/// multiplies it without packing, one strided row of `weight` per step of the reduction: for
+/// the 512 -> 256 transposed conv at 2x2 (batch 16, 2 threads) 1.5-1.6 ms in isolation
+/// against 0.7-0.85 ms from this layout (2.45 ms in place inside the forward pass). Whole
+/// inference passes (interleaved runs, 2 threads): s64 771-842 -> 937-1000 images/s, s256
+/// 19.2-19.4 -> 22.5, for a second copy of the decoder's weights (s256 peak RSS 620 -> 720
+/// MiB). Training weights change every step, and a copy per call cost what it saved there,
+/// so only the inference path keeps one.
 pub fn adjoint_weight(weight: &Tensor) -> Result<Tensor> {
     let m = weight.dim(0)?;
     weight
