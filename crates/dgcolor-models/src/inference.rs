@@ -51,6 +51,23 @@ struct FoldedConv {
     adjoint: Option<Tensor>,
 }
 
+impl FoldedConv {
+    /// The 2x2 taps at the centre of this 4x4 filter (padding 1, stride 2), as a 2x2 filter
+    /// for padding 0. Where the innermost plane is 1x1 (an input of exactly 2^D pixels, as
+    /// in the paper's 256 px network and the 64 px presets), the last conv maps 2x2 -> 1x1
+    /// and the first transposed conv 1x1 -> 2x2, and every other tap of their filters only
+    /// ever meets padding (or lands outside the output): three quarters of their products,
+    /// and of the 4-8 MiB weights those layers read from memory at every pass.
+    fn centre(&self, transposed: bool) -> Result<Self> {
+        let weight = self.weight.narrow(2, 1, 2)?.narrow(3, 1, 2)?.contiguous()?;
+        Ok(Self {
+            adjoint: transposed.then(|| adjoint_weight(&weight)).transpose()?,
+            weight,
+            bias: self.bias.clone(),
+        })
+    }
+}
+
 /// E_h + E_t + decoder in eval mode, BatchNorm folded, no variables.
 #[derive(Clone, Debug)]
 pub struct InferenceGenerator {
@@ -58,6 +75,8 @@ pub struct InferenceGenerator {
     downs: Vec<FoldedConv>,
     /// Up blocks 1..D.
     ups: Vec<FoldedConv>,
+    /// [`FoldedConv::centre`] of level D and of up block 1, used at a 1x1 innermost plane.
+    centres: [FoldedConv; 2],
     cfg: ModelConfig,
 }
 
@@ -119,9 +138,11 @@ impl InferenceGenerator {
         let ups = (1..=cfg.depth)
             .map(|k| fold(&format!("{}.up{k}", prefix::DECODER), "upconv", 1))
             .collect::<Result<Vec<_>>>()?;
+        let centres = [downs[cfg.depth - 1].centre(false)?, ups[0].centre(true)?];
         Ok(Self {
             downs,
             ups,
+            centres,
             cfg: cfg.clone(),
         })
     }
@@ -148,6 +169,10 @@ impl InferenceGenerator {
         }
         let l = l.detach();
         let d = self.cfg.depth;
+        // At a 1x1 innermost plane the level-D conv and the first transposed conv run on
+        // their filters' central 2x2 taps (`FoldedConv::centre`): the same sums without the
+        // terms that are zero.
+        let centre = h == unit && w == unit;
         // Each activation runs inside the convolution that produces its input
         // (`conv2d_act`): acts[i] = LeakyReLU(x_{i+1}) is the next level's input and the
         // decoder's skip (the reference's in-place activation); the innermost level is only
@@ -161,7 +186,12 @@ impl InferenceGenerator {
             } else {
                 Act::Relu
             };
-            let x = conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, PADDING, act)?;
+            let x = if centre && i + 1 == d {
+                let conv = &self.centres[0];
+                conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, 0, act)?
+            } else {
+                conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, PADDING, act)?
+            };
             if i + 1 < d {
                 acts.push(x);
             } else {
@@ -171,7 +201,10 @@ impl InferenceGenerator {
         // The decoder's input ReLU is `relu_cat` (one pass with the concatenation), and the
         // output's tanh runs inside the last transposed convolution.
         let up = |k: usize, x: &Tensor| -> Result<Tensor> {
-            let conv = &self.ups[k];
+            let (conv, padding) = match k {
+                0 if centre => (&self.centres[1], 0),
+                _ => (&self.ups[k], PADDING),
+            };
             let act = if k + 1 == d { Act::Tanh } else { Act::Identity };
             conv_transpose2d_act(
                 x,
@@ -179,7 +212,7 @@ impl InferenceGenerator {
                 conv.adjoint.as_ref(),
                 Some(&conv.bias),
                 STRIDE,
-                PADDING,
+                padding,
                 act,
             )
         };
@@ -204,5 +237,81 @@ impl AbPredictor for InferenceGenerator {
 
     fn predict_ab(&self, l: &Tensor) -> Result<Tensor> {
         self.forward(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn uniform(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
+        let v: Vec<f32> = (0..dims.iter().product())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        Tensor::from_vec(v, dims, &Device::Cpu)
+    }
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        Ok(diff / b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    }
+
+    /// The innermost conv (2x2 -> 1x1) and the first transposed conv (1x1 -> 2x2) on their
+    /// filters' central taps with padding 0 give the full 4x4 filters' result with padding 1
+    /// (the dropped terms are products with padding, or land outside the output).
+    #[test]
+    fn centre_taps_give_the_full_filters_result_at_a_1x1_plane() -> Result<()> {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let conv = FoldedConv {
+            weight: uniform(&mut rng, &[24, 20, 4, 4])?,
+            bias: uniform(&mut rng, &[24])?,
+            adjoint: None,
+        };
+        let x = uniform(&mut rng, &[3, 20, 2, 2])?;
+        let full = conv2d_act(
+            &x,
+            &conv.weight,
+            Some(&conv.bias),
+            STRIDE,
+            PADDING,
+            Act::Relu,
+        )?;
+        let c = conv.centre(false)?;
+        assert_eq!(c.weight.dims(), [24, 20, 2, 2]);
+        let got = conv2d_act(&x, &c.weight, Some(&c.bias), STRIDE, 0, Act::Relu)?;
+        assert_eq!(got.dims(), [3, 24, 1, 1]);
+        assert!(max_rel_diff(&got, &full)? < 1e-6);
+
+        let up = FoldedConv {
+            weight: uniform(&mut rng, &[24, 20, 4, 4])?,
+            bias: uniform(&mut rng, &[20])?,
+            adjoint: None,
+        };
+        let z = uniform(&mut rng, &[3, 24, 1, 1])?;
+        let full = conv_transpose2d_act(
+            &z,
+            &up.weight,
+            None,
+            Some(&up.bias),
+            STRIDE,
+            PADDING,
+            Act::Identity,
+        )?;
+        let c = up.centre(true)?;
+        let got = conv_transpose2d_act(
+            &z,
+            &c.weight,
+            c.adjoint.as_ref(),
+            Some(&c.bias),
+            STRIDE,
+            0,
+            Act::Identity,
+        )?;
+        assert_eq!(got.dims(), [3, 20, 2, 2]);
+        assert!(max_rel_diff(&got, &full)? < 1e-6);
+        Ok(())
     }
 }
