@@ -51,6 +51,16 @@ struct FoldedConv {
     adjoint: Option<Tensor>,
 }
 
+/// [`adjoint_weight`] of a transposed conv's weight where our CPU kernels will read it; on
+/// other devices none (cuDNN picks its own layouts).
+fn cpu_adjoint(weight: &Tensor) -> Result<Option<Tensor>> {
+    weight
+        .device()
+        .is_cpu()
+        .then(|| adjoint_weight(weight))
+        .transpose()
+}
+
 impl FoldedConv {
     /// The 2x2 taps at the centre of this 4x4 filter (padding 1, stride 2), as a 2x2 filter
     /// for padding 0. Where the innermost plane is 1x1 (an input of exactly 2^D pixels, as
@@ -61,7 +71,11 @@ impl FoldedConv {
     fn centre(&self, transposed: bool) -> Result<Self> {
         let weight = self.weight.narrow(2, 1, 2)?.narrow(3, 1, 2)?.contiguous()?;
         Ok(Self {
-            adjoint: transposed.then(|| adjoint_weight(&weight)).transpose()?,
+            adjoint: if transposed {
+                cpu_adjoint(&weight)?
+            } else {
+                None
+            },
             weight,
             bias: self.bias.clone(),
         })
@@ -102,7 +116,11 @@ impl InferenceGenerator {
             let weight = need(&format!("{block}.{conv}.weight"))?;
             let bias = need(&format!("{block}.{conv}.bias"))?;
             let adjoint = |weight: &Tensor| -> Result<Option<Tensor>> {
-                (out_dim == 1).then(|| adjoint_weight(weight)).transpose()
+                if out_dim == 1 {
+                    cpu_adjoint(weight)
+                } else {
+                    Ok(None)
+                }
             };
             let Some(gamma) = get(&format!("{block}.bn.weight"))? else {
                 return Ok(FoldedConv {
