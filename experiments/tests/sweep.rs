@@ -286,3 +286,33 @@ fn precision_reaches_the_run_commands_and_bad_values_are_named() {
         "{err}"
     );
 }
+
+/// With one thread the binaries leave rayon's pool its own worker (`pool_on_main_thread`):
+/// made the pool's only worker, the main thread waited for the loader's batch while the
+/// loader's decoding waited for it. A one-thread sweep must finish.
+#[test]
+fn one_thread_sweep_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .env("RAYON_NUM_THREADS", "1")
+        .args(["--preset", "smoke", "--algorithms", "erm"])
+        .args(["--settings", "photo+cartoon:art_painting", "--no-report"])
+        .args(["--results", tmp.path().join("results").to_str().unwrap()])
+        .args(["--data-root", tmp.path().join("data").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("a one-thread smoke sweep did not finish in 300 s (deadlocked?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(status.success(), "{status}");
+}

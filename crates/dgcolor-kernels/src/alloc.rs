@@ -53,7 +53,10 @@ pub fn park_idle_candle_threads() {
 
 /// Makes the calling thread (a binary's main thread) worker 0 of rayon's global pool, which
 /// runs our kernels, the GEMMs and candle's rayon loops, with `num_threads() - 1` more
-/// workers. Returns false if the global pool already existed (then nothing changed).
+/// workers. Returns false, changing nothing, if the global pool already existed or with a
+/// single thread: the main thread would then be the pool's only worker, and work queued from
+/// other threads (the loader thread's decoding) would wait for it while it waits for that
+/// work (a one-thread training run hung on its first batch).
 ///
 /// Why: a rayon parallel loop started from a thread outside the pool queues its job in the
 /// pool and puts the calling thread to sleep until the pool has finished it, so each of the
@@ -77,6 +80,9 @@ pub fn park_idle_candle_threads() {
 /// (`dgcolor_eval::sweep::Local`) runs jobs on the calling thread for that reason (with
 /// every job on a spawned thread, the quick sweep above trained at half the speed).
 pub fn pool_on_main_thread() -> bool {
+    if crate::num_threads() < 2 {
+        return false;
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(crate::num_threads())
         .use_current_thread()
