@@ -283,53 +283,34 @@ mod tests {
     #[test]
     fn centre_taps_give_the_full_filters_result_at_a_1x1_plane() -> Result<()> {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let conv = FoldedConv {
-            weight: uniform(&mut rng, &[24, 20, 4, 4])?,
-            bias: uniform(&mut rng, &[24])?,
-            adjoint: None,
-        };
-        let x = uniform(&mut rng, &[3, 20, 2, 2])?;
-        let full = conv2d_act(
-            &x,
-            &conv.weight,
-            Some(&conv.bias),
-            STRIDE,
-            PADDING,
-            Act::Relu,
-        )?;
-        let c = conv.centre(false)?;
-        assert_eq!(c.weight.dims(), [24, 20, 2, 2]);
-        let got = conv2d_act(&x, &c.weight, Some(&c.bias), STRIDE, 0, Act::Relu)?;
-        assert_eq!(got.dims(), [3, 24, 1, 1]);
-        assert!(max_rel_diff(&got, &full)? < 1e-6);
-
-        let up = FoldedConv {
-            weight: uniform(&mut rng, &[24, 20, 4, 4])?,
-            bias: uniform(&mut rng, &[20])?,
-            adjoint: None,
-        };
-        let z = uniform(&mut rng, &[3, 24, 1, 1])?;
-        let full = conv_transpose2d_act(
-            &z,
-            &up.weight,
-            None,
-            Some(&up.bias),
-            STRIDE,
-            PADDING,
-            Act::Identity,
-        )?;
-        let c = up.centre(true)?;
-        let got = conv_transpose2d_act(
-            &z,
-            &c.weight,
-            c.adjoint.as_ref(),
-            Some(&c.bias),
-            STRIDE,
-            0,
-            Act::Identity,
-        )?;
-        assert_eq!(got.dims(), [3, 20, 2, 2]);
-        assert!(max_rel_diff(&got, &full)? < 1e-6);
+        for transposed in [false, true] {
+            let conv = FoldedConv {
+                weight: uniform(&mut rng, &[24, 20, 4, 4])?,
+                bias: uniform(&mut rng, &[if transposed { 20 } else { 24 }])?,
+                adjoint: None,
+            };
+            let (x, out) = if transposed {
+                (uniform(&mut rng, &[3, 24, 1, 1])?, [3, 20, 2, 2])
+            } else {
+                (uniform(&mut rng, &[3, 20, 2, 2])?, [3, 24, 1, 1])
+            };
+            let run = |c: &FoldedConv, padding: usize| {
+                let b = Some(&c.bias);
+                if transposed {
+                    let a = c.adjoint.as_ref();
+                    conv_transpose2d_act(&x, &c.weight, a, b, STRIDE, padding, Act::Relu)
+                } else {
+                    conv2d_act(&x, &c.weight, b, STRIDE, padding, Act::Relu)
+                }
+            };
+            let full = run(&conv, PADDING)?;
+            let centre = conv.centre(transposed)?;
+            assert_eq!(centre.weight.dims(), [24, 20, 2, 2]);
+            assert_eq!(centre.adjoint.is_some(), transposed);
+            let got = run(&centre, 0)?;
+            assert_eq!(got.dims(), out);
+            assert!(max_rel_diff(&got, &full)? < 1e-6, "transposed {transposed}");
+        }
         Ok(())
     }
 }
