@@ -33,7 +33,14 @@ pub fn conv2d(
         Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, false, p),
         Backend::CpuOps => {}
     }
-    conv_op(x, weight, bias, stride, padding, None, Act::Identity)
+    conv_op(
+        x,
+        weight,
+        bias,
+        (stride, padding),
+        (false, None),
+        Act::Identity,
+    )
 }
 
 /// `act(conv2d(x, weight, bias))` for the inference path: the activation runs inside the
@@ -48,7 +55,7 @@ pub fn conv2d_act(
     padding: usize,
     act: Act,
 ) -> Result<Tensor> {
-    conv_act(x, weight, bias, (stride, padding), None, act)
+    conv_act(x, weight, bias, (stride, padding), (false, None), act)
 }
 
 /// `act(conv_transpose2d(x, weight, bias))`, as [`conv2d_act`]. `adjoint` is an optional
@@ -63,7 +70,8 @@ pub fn conv_transpose2d_act(
     act: Act,
 ) -> Result<Tensor> {
     if let Some(a) = adjoint {
-        let (m, rest) = (weight.dim(0)?, weight.elem_count() / weight.dim(0)?.max(1));
+        let m = weight.dim(0)?;
+        let rest = weight.elem_count() / m.max(1);
         if a.dims() != [rest, m] {
             bail!(
                 "conv_transpose2d_act: adjoint weight {:?} is not the [C*kh*kw, M] = [{rest}, {m}] layout of weight {:?}",
@@ -72,7 +80,7 @@ pub fn conv_transpose2d_act(
             )
         }
     }
-    conv_act(x, weight, bias, (stride, padding), Some(adjoint), act)
+    conv_act(x, weight, bias, (stride, padding), (true, adjoint), act)
 }
 
 /// A transposed convolution's weight `[M, C, kh, kw]` as the contiguous `[C * kh * kw, M]`
@@ -96,27 +104,26 @@ pub fn adjoint_weight(weight: &Tensor) -> Result<Tensor> {
         .contiguous()
 }
 
-/// `transposed`: `None` for a conv, `Some(adjoint weight, if any)` for a transposed conv.
+/// `adjoint`: a transposed conv's [`adjoint_weight`], if the caller keeps one.
 fn conv_act(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     (stride, padding): (usize, usize),
-    transposed: Option<Option<&Tensor>>,
+    (transposed, adjoint): (bool, Option<&Tensor>),
     act: Act,
 ) -> Result<Tensor> {
-    if fused_act_on(&[Some(x), Some(weight), bias, transposed.flatten()]) {
+    if fused_act_on(&[Some(x), Some(weight), bias, adjoint]) {
         return conv_op(
             x,
             weight,
             bias,
-            stride,
-            padding,
-            transposed.map(|a| a.cloned()),
+            (stride, padding),
+            (transposed, adjoint),
             act,
         );
     }
-    let y = if transposed.is_some() {
+    let y = if transposed {
         conv_transpose2d(x, weight, bias, stride, padding)?
     } else {
         conv2d(x, weight, bias, stride, padding)?
@@ -129,19 +136,18 @@ fn fused_act_on(ts: &[Option<&Tensor>]) -> bool {
     matches!(backend(ts), Backend::CpuOps) && ts.iter().flatten().all(|t| !t.track_op())
 }
 
-/// The CPU custom op (bias as zeros when absent); `transposed` as in [`conv_act`].
+/// The CPU custom op (bias as zeros when absent); `adjoint` as in [`conv_act`].
 fn conv_op(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    stride: usize,
-    padding: usize,
-    transposed: Option<Option<Tensor>>,
+    (stride, padding): (usize, usize),
+    (transposed, adjoint): (bool, Option<&Tensor>),
     act: Act,
 ) -> Result<Tensor> {
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
-    let out_channels = weight.dim(usize::from(transposed.is_some()))?;
+    let out_channels = weight.dim(usize::from(transposed))?;
     let bias = bias_or_zeros(bias, out_channels, &x)?;
     x.apply_op3_arc(
         &weight,
@@ -149,8 +155,8 @@ fn conv_op(
         std::sync::Arc::new(Box::new(ConvOp {
             stride,
             padding,
-            transposed: transposed.is_some(),
-            adjoint: transposed.flatten(),
+            transposed,
+            adjoint: adjoint.cloned(),
             act,
         })),
     )
@@ -174,7 +180,14 @@ pub fn conv_transpose2d(
         Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, true, p),
         Backend::CpuOps => {}
     }
-    conv_op(x, weight, bias, stride, padding, Some(None), Act::Identity)
+    conv_op(
+        x,
+        weight,
+        bias,
+        (stride, padding),
+        (true, None),
+        Act::Identity,
+    )
 }
 
 /// candle's `conv2d` + bias: the fallback off the CPU and the reference in tests.

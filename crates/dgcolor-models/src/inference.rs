@@ -51,17 +51,20 @@ struct FoldedConv {
     adjoint: Option<Tensor>,
 }
 
-/// [`adjoint_weight`] of a transposed conv's weight where our CPU kernels will read it; on
-/// other devices none (cuDNN picks its own layouts).
-fn cpu_adjoint(weight: &Tensor) -> Result<Option<Tensor>> {
-    weight
-        .device()
-        .is_cpu()
-        .then(|| adjoint_weight(weight))
-        .transpose()
-}
-
 impl FoldedConv {
+    /// With, for a transposed conv on the CPU, its [`adjoint_weight`] (our CPU kernels read
+    /// it; cuDNN picks its own layouts).
+    fn new(weight: Tensor, bias: Tensor, transposed: bool) -> Result<Self> {
+        let adjoint = (transposed && weight.device().is_cpu())
+            .then(|| adjoint_weight(&weight))
+            .transpose()?;
+        Ok(Self {
+            weight,
+            bias,
+            adjoint,
+        })
+    }
+
     /// The 2x2 taps at the centre of this 4x4 filter (padding 1, stride 2), as a 2x2 filter
     /// for padding 0. Where the innermost plane is 1x1 (an input of exactly 2^D pixels, as
     /// in the paper's 256 px network and the 64 px presets), the last conv maps 2x2 -> 1x1
@@ -70,15 +73,7 @@ impl FoldedConv {
     /// and of the 4-8 MiB weights those layers read from memory at every pass.
     fn centre(&self, transposed: bool) -> Result<Self> {
         let weight = self.weight.narrow(2, 1, 2)?.narrow(3, 1, 2)?.contiguous()?;
-        Ok(Self {
-            adjoint: if transposed {
-                cpu_adjoint(&weight)?
-            } else {
-                None
-            },
-            weight,
-            bias: self.bias.clone(),
-        })
+        Self::new(weight, self.bias.clone(), transposed)
     }
 }
 
@@ -115,19 +110,9 @@ impl InferenceGenerator {
         let fold = |block: &str, conv: &str, out_dim: usize| -> Result<FoldedConv> {
             let weight = need(&format!("{block}.{conv}.weight"))?;
             let bias = need(&format!("{block}.{conv}.bias"))?;
-            let adjoint = |weight: &Tensor| -> Result<Option<Tensor>> {
-                if out_dim == 1 {
-                    cpu_adjoint(weight)
-                } else {
-                    Ok(None)
-                }
-            };
+            let transposed = out_dim == 1;
             let Some(gamma) = get(&format!("{block}.bn.weight"))? else {
-                return Ok(FoldedConv {
-                    adjoint: adjoint(&weight)?,
-                    weight,
-                    bias,
-                });
+                return FoldedConv::new(weight, bias, transposed);
             };
             let beta = need(&format!("{block}.bn.bias"))?;
             let mean = need(&format!("{block}.bn.running_mean"))?;
@@ -136,12 +121,11 @@ impl InferenceGenerator {
             let shift = (beta - (mean * &scale)?)?;
             let mut dims = [1usize; 4];
             dims[out_dim] = scale.elem_count();
-            let weight = weight.broadcast_mul(&scale.reshape(dims.as_slice())?)?;
-            Ok(FoldedConv {
-                adjoint: adjoint(&weight)?,
-                weight,
-                bias: ((bias * &scale)? + shift)?,
-            })
+            FoldedConv::new(
+                weight.broadcast_mul(&scale.reshape(dims.as_slice())?)?,
+                ((bias * &scale)? + shift)?,
+                transposed,
+            )
         };
         let downs = (1..=cfg.depth)
             .map(|i| {
@@ -204,12 +188,12 @@ impl InferenceGenerator {
             } else {
                 Act::Relu
             };
-            let x = if centre && i + 1 == d {
-                let conv = &self.centres[0];
-                conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, 0, act)?
+            let (conv, padding) = if centre && i + 1 == d {
+                (&self.centres[0], 0)
             } else {
-                conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, PADDING, act)?
+                (conv, PADDING)
             };
+            let x = conv2d_act(input, &conv.weight, Some(&conv.bias), STRIDE, padding, act)?;
             if i + 1 < d {
                 acts.push(x);
             } else {
@@ -284,11 +268,11 @@ mod tests {
     fn centre_taps_give_the_full_filters_result_at_a_1x1_plane() -> Result<()> {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for transposed in [false, true] {
-            let conv = FoldedConv {
-                weight: uniform(&mut rng, &[24, 20, 4, 4])?,
-                bias: uniform(&mut rng, &[if transposed { 20 } else { 24 }])?,
-                adjoint: None,
-            };
+            let conv = FoldedConv::new(
+                uniform(&mut rng, &[24, 20, 4, 4])?,
+                uniform(&mut rng, &[if transposed { 20 } else { 24 }])?,
+                transposed,
+            )?;
             let (x, out) = if transposed {
                 (uniform(&mut rng, &[3, 24, 1, 1])?, [3, 20, 2, 2])
             } else {
