@@ -394,7 +394,7 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int,
                    default=int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count() or 1)))
-    p.add_argument("--images", default="/work/shared/data/pacs_mini")
+    p.add_argument("--images", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "pacs_mini"))
     p.add_argument("--data-size", type=int, default=256)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")

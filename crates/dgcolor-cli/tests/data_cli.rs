@@ -1,5 +1,5 @@
 //! `dgcolor data info|check|fetch` and the `--data` / `--split` forms, end to end, on
-//! the real PACS subset in `../shared/data` and trees built in temp dirs.
+//! the real PACS subset in `fixtures/` and trees built in temp dirs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use dgcolor_eval::{make_splits_with, DataSpec, SplitChoice};
 
 const PACS_MINI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/pacs_mini"
+    "/../../fixtures/pacs_mini"
 );
 
 fn dgcolor(args: &[&str], envs: &[(&str, &str)]) -> Output {

@@ -1,6 +1,6 @@
 //! PACS and Office-Home layouts, the official PACS split files, and the parquet copies,
-//! on the real images of `../shared/data/pacs_mini` (10 per domain, several classes
-//! absent from some domains), the full-dataset split files of `../shared/data/pacs_split`
+//! on the real images of `fixtures/pacs_mini` (10 per domain, several classes
+//! absent from some domains), the full-dataset split files of `fixtures/pacs_split`
 //! (most of whose images are absent here), and synthetic trees built in temp dirs.
 
 use std::fs;
@@ -15,11 +15,11 @@ use dgcolor_data::{
 
 const PACS_MINI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/pacs_mini"
+    "/../../fixtures/pacs_mini"
 );
 const PACS_SPLIT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/pacs_split"
+    "/../../fixtures/pacs_split"
 );
 
 fn mini() -> PathBuf {

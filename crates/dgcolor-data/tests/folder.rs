@@ -13,7 +13,7 @@ use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 
 const PACS_MINI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/pacs_mini"
+    "/../../fixtures/pacs_mini"
 );
 const PACS_CLASSES: [&str; 7] = [
     "dog", "elephant", "giraffe", "guitar", "horse", "house", "person",

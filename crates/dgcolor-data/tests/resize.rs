@@ -96,7 +96,7 @@ fn same_size_is_a_copy_and_antialias_averages() {
 fn load_lab_and_load_lab_planes_equal_converting_the_resized_image() {
     use dgcolor_data::{decode_rgb8, lab_image, load_lab, load_lab_planes, Preprocess};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/pacs_mini/cartoon/dog");
+        .join("../../fixtures/pacs_mini/cartoon/dog");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     iters: usize,
     /// Image folder for `data` (searched recursively).
-    #[arg(long, default_value = "/work/shared/data/pacs_mini")]
+    #[arg(long, default_value = "fixtures/pacs_mini")]
     images: PathBuf,
     /// Side the `data` mode resizes to.
     #[arg(long, default_value_t = 256)]
