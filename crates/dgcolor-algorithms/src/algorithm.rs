@@ -27,24 +27,38 @@ pub struct AlgorithmSpec {
     pub device: Device,
 }
 
+/// Permission to change an algorithm's training state; constructible only in this crate.
+pub struct Token(());
+
 /// What each method keeps around the shared [`Pix2Pix`] core. [`Algorithm`]'s accessors,
 /// checkpoint and restore are written once in terms of it, so every checkpoint has the same
 /// layout and a method states only its optimizers and scalars of its own (usually through
-/// `trained!`). Not exported: nothing outside the crate should set the step counter or
-/// reach the optimizers.
+/// `trained!`). The methods that change state take a [`Token`], which only this crate can
+/// make, so outside it the step counter, the optimizers and the extra state change only
+/// through [`Algorithm::update`] and [`Algorithm::restore`]:
+///
+/// ```compile_fail,E0061
+/// fn rewind(alg: &mut dyn dgcolor_algorithms::Algorithm) {
+///     alg.set_step(0); // needs a `Token`
+/// }
+/// ```
+///
+/// ```compile_fail,E0603
+/// use dgcolor_algorithms::algorithm::Token; // private: no `Token` outside the crate
+/// ```
 pub trait Trained {
     fn core(&self) -> &Pix2Pix;
 
     /// Completed updates; the step RNGs are keyed by it, so a resume must restore it.
     fn step(&self) -> u64;
 
-    fn set_step(&mut self, step: u64);
+    fn set_step(&mut self, step: u64, _: Token);
 
     /// Every optimizer under its checkpoint name (moments under `optim/<name>`).
     fn optimizers(&self) -> Vec<(&'static str, &Adam)>;
 
     /// The same list, mutable, for restoring the moments.
-    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut Adam)>;
+    fn optimizers_mut(&mut self, _: Token) -> Vec<(&'static str, &mut Adam)>;
 
     /// Scalars of the method's own that a resume needs ([`TrainState::extra`]).
     fn extra_state(&self) -> BTreeMap<String, Vec<f64>> {
@@ -52,7 +66,7 @@ pub trait Trained {
     }
 
     /// Takes back what [`Trained::extra_state`] saved.
-    fn restore_extra_state(&mut self, _extra: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+    fn restore_extra_state(&mut self, _extra: &BTreeMap<String, Vec<f64>>, _: Token) -> Result<()> {
         Ok(())
     }
 }
@@ -71,7 +85,7 @@ macro_rules! trained {
                 self.step
             }
 
-            fn set_step(&mut self, step: u64) {
+            fn set_step(&mut self, step: u64, _: $crate::algorithm::Token) {
                 self.step = step;
             }
 
@@ -79,7 +93,10 @@ macro_rules! trained {
                 vec![$(($name, &self.$($field).+)),+]
             }
 
-            fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut $crate::optim::Adam)> {
+            fn optimizers_mut(
+                &mut self,
+                _: $crate::algorithm::Token,
+            ) -> Vec<(&'static str, &mut $crate::optim::Adam)> {
                 vec![$(($name, &mut self.$($field).+)),+]
             }
 
@@ -130,9 +147,9 @@ pub trait Algorithm: Trained {
     /// Restores what [`Algorithm::checkpoint`] saved.
     fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
         ckpt.restore_varmap(self.varmap())?;
-        let state = ckpt.restore_state(self.name(), &mut self.optimizers_mut())?;
-        self.set_step(state.step);
-        self.restore_extra_state(&state.extra)
+        let state = ckpt.restore_state(self.name(), &mut self.optimizers_mut(Token(())))?;
+        self.set_step(state.step, Token(()));
+        self.restore_extra_state(&state.extra, Token(()))
     }
 }
 

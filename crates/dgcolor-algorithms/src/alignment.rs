@@ -1,12 +1,12 @@
 //! The update CORAL and MMD share (DomainBed's `AbstractMMD`): one generator forward on the
 //! union of the per-domain batches, the mean of the per-domain task losses, and `gamma` times
-//! a feature-alignment penalty averaged over every pair of domains. [`crate::Coral`] and
-//! [`crate::Mmd`] differ only in the penalty.
+//! a feature-alignment penalty averaged over every pair of domains. CORAL (`coral.rs`) and
+//! MMD (`mmd.rs`) are this struct with their own penalty and name.
 
 use candle_core::{Result, Tensor};
 use dgcolor_data::DomainBatch;
 
-use crate::algorithm::{scalar, trained, union, AlgorithmSpec, Losses};
+use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
     domain_slices, forward_with_bottleneck, generator_vars, mean_task, per_domain_task, pooled,
     train_mode,
@@ -21,6 +21,8 @@ const RNG_DROPOUT_GEN: u64 = 1;
 pub type Penalty = fn(&Tensor, &Tensor) -> Result<Tensor>;
 
 pub struct AlignedPix2Pix {
+    /// `coral` or `mmd`: the registry name, under which the checkpoint keeps its state.
+    name: &'static str,
     pub core: Pix2Pix,
     opt_gen: Adam,
     gamma: f64,
@@ -32,10 +34,16 @@ pub struct AlignedPix2Pix {
 }
 
 impl AlignedPix2Pix {
-    pub fn new(spec: &AlgorithmSpec, penalty: Penalty, min_rows: usize) -> Result<Self> {
+    pub fn new(
+        spec: &AlgorithmSpec,
+        name: &'static str,
+        penalty: Penalty,
+        min_rows: usize,
+    ) -> Result<Self> {
         let (core, ()) = Pix2Pix::new(spec, |_| Ok(()))?;
         let opt_gen = Adam::new(generator_vars(&core.varmap), core.adam)?;
         Ok(Self {
+            name,
             core,
             opt_gen,
             gamma: spec.hparams.get("gamma"),
@@ -64,8 +72,14 @@ impl AlignedPix2Pix {
         }
         dgcolor_losses::pairwise_mean(&kept, self.penalty)
     }
+}
 
-    pub fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
+impl Algorithm for AlignedPix2Pix {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
         let u = union(batches)?;
         let slices = domain_slices(batches)?;
         let d = self.core.discriminator_step(
@@ -99,40 +113,3 @@ impl AlignedPix2Pix {
 }
 
 trained!(AlignedPix2Pix, ["disc" => core.opt_disc, "gen" => opt_gen]);
-
-/// Implements [`crate::Algorithm`] for a newtype around [`AlignedPix2Pix`]: its own name, the
-/// rest forwarded.
-macro_rules! aligned_algorithm {
-    ($ty:ty, $name:literal) => {
-        impl $crate::algorithm::Algorithm for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-            fn update(
-                &mut self,
-                batches: &[dgcolor_data::DomainBatch],
-            ) -> candle_core::Result<$crate::algorithm::Losses> {
-                self.0.update(batches)
-            }
-        }
-
-        impl $crate::algorithm::Trained for $ty {
-            fn core(&self) -> &$crate::pix2pix::Pix2Pix {
-                $crate::algorithm::Trained::core(&self.0)
-            }
-            fn step(&self) -> u64 {
-                $crate::algorithm::Trained::step(&self.0)
-            }
-            fn set_step(&mut self, step: u64) {
-                $crate::algorithm::Trained::set_step(&mut self.0, step)
-            }
-            fn optimizers(&self) -> Vec<(&'static str, &$crate::optim::Adam)> {
-                $crate::algorithm::Trained::optimizers(&self.0)
-            }
-            fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut $crate::optim::Adam)> {
-                $crate::algorithm::Trained::optimizers_mut(&mut self.0)
-            }
-        }
-    };
-}
-pub(crate) use aligned_algorithm;

@@ -3,13 +3,14 @@
 //! state). Model-only files (for `colorize`) are the same format without the optimizer part.
 //! Files are written to a temporary sibling and renamed, so a crash never leaves a torn file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use candle_core::safetensors::Load;
 use candle_core::{Device, Error, Result, Tensor};
 use candle_nn::VarMap;
+use safetensors::View;
 
 pub const FORMAT: &str = "dgcolor-checkpoint-v1";
 /// Metadata keys.
@@ -64,16 +65,44 @@ impl Checkpoint {
             .ok_or_else(|| Error::Msg(format!("checkpoint: metadata `{key}` is missing")))
     }
 
+    /// Writes the checkpoint atomically. The bytes are a function of the tensors and the
+    /// metadata alone (see [`Checkpoint::to_bytes`]), so identical state gives identical files.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
-        meta.insert(META_FORMAT.into(), FORMAT.into());
-        let bytes = safetensors::serialize(
-            self.tensors.iter().map(|(k, v)| (k.as_str(), v)),
-            Some(meta),
-        )
-        .map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))?;
+        let bytes = self.to_bytes()?;
         write_atomic(path, &bytes)
             .map_err(|e| Error::Msg(format!("checkpoint {}: {e}", path.display())))
+    }
+
+    /// The safetensors encoding with tensors in name order and the metadata keys sorted.
+    /// (`safetensors::serialize` takes the metadata as a `HashMap` and writes it in that
+    /// map's random iteration order, so two saves of the same state differed in bytes.)
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut meta = self.meta.clone();
+        meta.insert(META_FORMAT.into(), FORMAT.into());
+        let mut header = serde_json::Map::new();
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(&meta).expect("strings"),
+        );
+        let mut data: Vec<u8> = Vec::new();
+        for (name, tensor) in &self.tensors {
+            let start = data.len();
+            data.extend_from_slice(&tensor.data());
+            let info = serde_json::json!({
+                "dtype": View::dtype(tensor),
+                "shape": View::shape(tensor),
+                "data_offsets": [start, data.len()],
+            });
+            header.insert(name.clone(), info);
+        }
+        let mut json = serde_json::to_vec(&header).expect("header serialises");
+        // The format pads the header with spaces to a multiple of 8 bytes.
+        json.resize(json.len().next_multiple_of(8), b' ');
+        let mut out = Vec::with_capacity(8 + json.len() + data.len());
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&data);
+        Ok(out)
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Self> {

@@ -17,16 +17,31 @@
 //!   domains the penalty is 0 and the step is ERM on per-domain mean losses.
 
 use candle_core::Result;
+use dgcolor_data::BatchMode;
 
 use crate::algorithm::AlgorithmSpec;
-use crate::alignment::{aligned_algorithm, AlignedPix2Pix};
+use crate::alignment::AlignedPix2Pix;
+use crate::hparams::{spec, Dist};
+use crate::registry::AlgorithmEntry;
 
-pub struct Coral(pub AlignedPix2Pix);
+const NAME: &str = "coral";
 
-impl Coral {
-    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
-        Ok(Self(AlignedPix2Pix::new(spec, dgcolor_losses::coral, 2)?))
-    }
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: NAME,
+    summary: "pix2pix + alignment of bottleneck means and covariances across source domains (Sun & Saenko 2016)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[spec(
+    "gamma",
+    1.0,
+    Dist::LogUniform(-1.0, 1.0),
+    "weight of the CORAL penalty (mean over domain pairs)",
+)],
+    make: |spec| Ok(Box::new(new(spec)?)),
+};
+
+/// CORAL is [`AlignedPix2Pix`] with its penalty.
+pub fn new(spec: &AlgorithmSpec) -> Result<AlignedPix2Pix> {
+    AlignedPix2Pix::new(spec, NAME, dgcolor_losses::coral, 2)
 }
-
-aligned_algorithm!(Coral, "coral");

@@ -23,15 +23,46 @@
 use std::collections::BTreeMap;
 
 use candle_core::Result;
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 use dgcolor_losses as losses;
 use dgcolor_models::MlpHead;
 
 use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::baseline::{forward_with_bottleneck, generator_vars, train_mode};
+use crate::hparams::{spec, Dist};
 use crate::optim::{Adam, AdamConfig};
 use crate::params;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "dann",
+    summary: "pix2pix + domain-adversarial MLP on the pooled bottleneck, alternating D and G steps (Ganin et al. 2016)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[
+    spec(
+        "lambda",
+        1.0,
+        Dist::LogUniform(-2.0, 2.0),
+        "weight of the domain-confusion term: G minimises task - lambda * CE_domain",
+    ),
+    spec(
+        "d_steps_per_g",
+        1.0,
+        Dist::Choice(&[1.0, 2.0, 4.0, 8.0]),
+        "domain-discriminator iterations per generator iteration (DomainBed 2^U{0..3})",
+    ),
+    spec(
+        "lr_d",
+        1e-3,
+        Dist::LogUniform(-4.5, -2.5),
+        "Adam learning rate of the domain discriminator",
+    ),
+],
+    make: |spec| Ok(Box::new(Dann::new(spec)?)),
+};
 
 /// VarMap prefix of the domain discriminator.
 pub const DOMAIN_DISC: &str = "domain_disc";
@@ -137,7 +168,7 @@ impl Dann {
 
 impl Algorithm for Dann {
     fn name(&self) -> &'static str {
-        "dann"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
@@ -160,7 +191,11 @@ trained!(Dann, ["disc" => core.opt_disc, "gen" => opt_gen, "domain" => opt_domai
         BTreeMap::from([("update_count".into(), vec![self.update_count as f64])])
     }
 
-    fn restore_extra_state(&mut self, extra: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+    fn restore_extra_state(
+        &mut self,
+        extra: &BTreeMap<String, Vec<f64>>,
+        _: crate::algorithm::Token,
+    ) -> Result<()> {
         self.update_count = match extra.get("update_count").map(Vec::as_slice) {
             Some([c]) => *c as u64,
             _ => candle_core::bail!("checkpoint: dann state lacks `update_count`"),

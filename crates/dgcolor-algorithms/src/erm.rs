@@ -4,7 +4,7 @@
 //! update on `100 * L1 + LSGAN`.
 
 use candle_core::Result;
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 use dgcolor_models::{prefix, Mode};
 use rand::RngCore;
 
@@ -12,6 +12,17 @@ use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpe
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "erm",
+    summary: "pix2pix on the union of the sources (the paper's 'None' baseline)",
+    adain: false,
+    batches: BatchMode::Mixed,
+    hparams: &[],
+    make: |spec| Ok(Box::new(Erm::new(spec)?)),
+};
 
 pub struct Erm {
     core: Pix2Pix,
@@ -39,7 +50,7 @@ impl Erm {
 
 impl Algorithm for Erm {
     fn name(&self) -> &'static str {
-        "erm"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {

@@ -22,14 +22,31 @@
 use std::collections::BTreeMap;
 
 use candle_core::{bail, Result, Tensor};
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 
 use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
     domain_slices, forward_with_bottleneck, generator_vars, mean_task, per_domain_task, train_mode,
 };
+use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "group_dro",
+    summary: "pix2pix minimising an adaptively weighted sum of per-domain task losses (Sagawa et al. 2020)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[spec(
+    "eta",
+    1e-2,
+    Dist::LogUniform(-3.0, -1.0),
+    "step size of the exponentiated-gradient update of the domain weights q",
+)],
+    make: |spec| Ok(Box::new(GroupDro::new(spec)?)),
+};
 
 const RNG_DROPOUT_DISC: u64 = 0;
 const RNG_DROPOUT_GEN: u64 = 1;
@@ -87,7 +104,7 @@ impl GroupDro {
 
 impl Algorithm for GroupDro {
     fn name(&self) -> &'static str {
-        "group_dro"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {
@@ -141,7 +158,11 @@ trained!(GroupDro, ["disc" => core.opt_disc, "gen" => opt_gen] {
         ])
     }
 
-    fn restore_extra_state(&mut self, extra: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+    fn restore_extra_state(
+        &mut self,
+        extra: &BTreeMap<String, Vec<f64>>,
+        _: crate::algorithm::Token,
+    ) -> Result<()> {
         match extra.get("log_q") {
             Some(lq) if lq.len() == self.log_q.len() => self.log_q = lq.clone(),
             other => bail!(

@@ -1,13 +1,21 @@
 //! The hyperparameter registry (DomainBed's `hparams_registry`): for every algorithm, each
 //! hyperparameter has a default and a random-search distribution. Every draw uses its own
 //! RNG stream keyed by (seed, name), so adding a parameter never changes another's draw.
+//!
+//! The common hyperparameters are listed here; each algorithm lists its own in its registry
+//! entry (`ENTRY.hparams` in its file). The DG baselines' defaults and search ranges follow
+//! DomainBed's `hparams_registry.py` unless their file says otherwise; every optimizer is the
+//! reference Adam (betas 0.5/0.999, no weight decay).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+use crate::registry::AlgorithmEntry;
 
 /// A random-search distribution.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,7 +54,12 @@ pub struct HParamSpec {
     pub help: &'static str,
 }
 
-const fn spec(name: &'static str, default: f64, dist: Dist, help: &'static str) -> HParamSpec {
+pub(crate) const fn spec(
+    name: &'static str,
+    default: f64,
+    dist: Dist,
+    help: &'static str,
+) -> HParamSpec {
     HParamSpec {
         name,
         default,
@@ -56,139 +69,16 @@ const fn spec(name: &'static str, default: f64, dist: Dist, help: &'static str) 
 }
 
 /// Shared by every algorithm.
-const COMMON: &[HParamSpec] = &[spec(
+pub const COMMON: &[HParamSpec] = &[spec(
     "lr",
     1e-3,
     Dist::LogUniform(-4.0, -2.5),
     "Adam learning rate of every optimizer (betas 0.5/0.999)",
 )];
 
-const OURS: &[HParamSpec] = &[
-    spec(
-        "w_adv",
-        1.0,
-        Dist::Choice(&[0.1, 0.3, 1.0, 3.0]),
-        "weight of the adversarial style loss (reference CLI 1.0; its yaml's 0.1 is never read)",
-    ),
-    spec(
-        "use_class",
-        1.0,
-        Dist::Choice(&[1.0]),
-        "1 = run the class-head update (2), 0 = skip it (ablation)",
-    ),
-    spec(
-        "use_adv",
-        1.0,
-        Dist::Choice(&[1.0]),
-        "1 = run the style updates (4, 5), 0 = skip them (ablation)",
-    ),
-    spec(
-        "use_cr",
-        1.0,
-        Dist::Choice(&[1.0]),
-        "1 = content-randomise z before the style discriminator, 0 = feed z as is (ablation)",
-    ),
-];
-
-// The DG baselines. Defaults and search ranges follow DomainBed's `hparams_registry.py`
-// unless noted; every optimizer is the reference Adam (betas 0.5/0.999, no weight decay).
-
-const DANN: &[HParamSpec] = &[
-    spec(
-        "lambda",
-        1.0,
-        Dist::LogUniform(-2.0, 2.0),
-        "weight of the domain-confusion term: G minimises task - lambda * CE_domain",
-    ),
-    spec(
-        "d_steps_per_g",
-        1.0,
-        Dist::Choice(&[1.0, 2.0, 4.0, 8.0]),
-        "domain-discriminator iterations per generator iteration (DomainBed 2^U{0..3})",
-    ),
-    spec(
-        "lr_d",
-        1e-3,
-        Dist::LogUniform(-4.5, -2.5),
-        "Adam learning rate of the domain discriminator",
-    ),
-];
-
-const CORAL: &[HParamSpec] = &[spec(
-    "gamma",
-    1.0,
-    Dist::LogUniform(-1.0, 1.0),
-    "weight of the CORAL penalty (mean over domain pairs)",
-)];
-
-const MMD: &[HParamSpec] = &[spec(
-    "gamma",
-    1.0,
-    Dist::LogUniform(-1.0, 1.0),
-    "weight of the Gaussian-kernel MMD penalty (mean over domain pairs)",
-)];
-
-const GROUP_DRO: &[HParamSpec] = &[spec(
-    "eta",
-    1e-2,
-    Dist::LogUniform(-3.0, -1.0),
-    "step size of the exponentiated-gradient update of the domain weights q",
-)];
-
-const SAGNET: &[HParamSpec] = &[spec(
-    "w_adv",
-    0.1,
-    Dist::LogUniform(-2.0, 1.0),
-    "weight of the adversarial term pushing the style head towards uniform",
-)];
-
-const MLDG: &[HParamSpec] = &[spec(
-    "beta",
-    1.0,
-    Dist::LogUniform(-1.0, 1.0),
-    "weight of the meta-test gradient (first order)",
-)];
-
-const JIGSAW: &[HParamSpec] = &[
-    spec(
-        "jig_weight",
-        0.7,
-        Dist::Uniform(0.1, 1.0),
-        "weight of the jigsaw cross-entropy (JiGen alpha; its paper searches 0.1..1)",
-    ),
-    spec(
-        "bias_whole_image",
-        0.9,
-        Dist::Uniform(0.6, 0.95),
-        "probability that an image is left whole (JiGen beta; its paper uses 0.6..0.9)",
-    ),
-];
-
-const MIXUP: &[HParamSpec] = &[spec(
-    "alpha",
-    0.2,
-    Dist::LogUniform(-1.0, 1.0),
-    "lam ~ Beta(alpha, alpha) mixes each pair of domains",
-)];
-
-/// Algorithm-specific entries (the common ones come first).
-fn specific(algorithm: &str) -> &'static [HParamSpec] {
-    match algorithm {
-        "dann" => DANN,
-        "coral" => CORAL,
-        "mmd" => MMD,
-        "group_dro" => GROUP_DRO,
-        "sagnet" => SAGNET,
-        "mldg" => MLDG,
-        "jigsaw" => JIGSAW,
-        "mixup" => MIXUP,
-        "ours" => OURS,
-        _ => &[],
-    }
-}
-
-pub fn specs(algorithm: &str) -> Vec<HParamSpec> {
-    COMMON.iter().chain(specific(algorithm)).copied().collect()
+/// Every hyperparameter of `algorithm`: the common ones, then its own.
+pub fn specs(algorithm: &AlgorithmEntry) -> Vec<HParamSpec> {
+    COMMON.iter().chain(algorithm.hparams).copied().collect()
 }
 
 /// Checked hyperparameter values, written verbatim into a run's config.
@@ -204,12 +94,14 @@ pub enum HParamError {
         algorithm: String,
         known: String,
     },
-    #[error("hyperparameter override `{0}` is not of the form name=value with a numeric value")]
+    #[error(
+        "hyperparameter override `{0}` is not of the form name=value with a finite numeric value"
+    )]
     Syntax(String),
 }
 
 impl HParams {
-    pub fn defaults(algorithm: &str) -> Self {
+    pub fn defaults(algorithm: &AlgorithmEntry) -> Self {
         Self(
             specs(algorithm)
                 .iter()
@@ -219,37 +111,35 @@ impl HParams {
     }
 
     /// A random-search draw: each name gets its own stream from (seed, name).
-    pub fn random(algorithm: &str, seed: u64) -> Self {
+    pub fn random(algorithm: &AlgorithmEntry, seed: u64) -> Self {
         Self(
             specs(algorithm)
                 .iter()
                 .map(|s| {
-                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ name_hash(s.name));
+                    let mut rng = ChaCha8Rng::seed_from_u64(
+                        seed ^ dgcolor_kernels::stable_hash(s.name.as_bytes()),
+                    );
                     (s.name.to_string(), s.dist.sample(&mut rng))
                 })
                 .collect(),
         )
     }
 
-    /// Applies `name=value` overrides; unknown names are errors listing the known ones.
-    pub fn set(&mut self, algorithm: &str, overrides: &[String]) -> Result<(), HParamError> {
+    /// Applies overrides; unknown names are errors listing the known ones.
+    pub fn set(
+        &mut self,
+        algorithm: &AlgorithmEntry,
+        overrides: &[HParamOverride],
+    ) -> Result<(), HParamError> {
         for o in overrides {
-            let (name, value) = o
-                .split_once('=')
-                .ok_or_else(|| HParamError::Syntax(o.clone()))?;
-            let value: f64 = value
-                .trim()
-                .parse()
-                .map_err(|_| HParamError::Syntax(o.clone()))?;
-            let name = name.trim();
-            if !self.0.contains_key(name) {
+            if !self.0.contains_key(&o.name) {
                 return Err(HParamError::Unknown {
-                    name: name.into(),
-                    algorithm: algorithm.into(),
+                    name: o.name.clone(),
+                    algorithm: algorithm.name.into(),
                     known: self.0.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             }
-            self.0.insert(name.into(), value);
+            self.0.insert(o.name.clone(), o.value);
         }
         Ok(())
     }
@@ -271,10 +161,51 @@ impl HParams {
     }
 }
 
-fn name_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+/// One `--set name=value`: parsed at the command line, checked against the algorithm's
+/// names when the run's config is made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HParamOverride {
+    pub name: String,
+    pub value: f64,
+}
+
+impl FromStr for HParamOverride {
+    type Err = HParamError;
+
+    fn from_str(s: &str) -> Result<Self, HParamError> {
+        let syntax = || HParamError::Syntax(s.to_string());
+        let (name, value) = s.split_once('=').ok_or_else(syntax)?;
+        let value: f64 = value.trim().parse().map_err(|_| syntax())?;
+        let name = name.trim();
+        if name.is_empty() || !value.is_finite() {
+            return Err(syntax());
+        }
+        Ok(Self {
+            name: name.into(),
+            value,
+        })
+    }
+}
+
+/// `name=value` with the shortest decimal that parses back to the same value.
+impl fmt::Display for HParamOverride {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.value)
+    }
+}
+
+impl TryFrom<String> for HParamOverride {
+    type Error = HParamError;
+    fn try_from(s: String) -> Result<Self, HParamError> {
+        s.parse()
+    }
+}
+
+impl From<HParamOverride> for String {
+    fn from(o: HParamOverride) -> String {
+        o.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -283,23 +214,47 @@ mod tests {
 
     #[test]
     fn draws_are_reproducible_and_independent_per_name() {
-        let a = HParams::random("ours", 7);
-        assert_eq!(a, HParams::random("ours", 7));
-        assert_ne!(a.get("lr"), HParams::random("ours", 8).get("lr"));
+        let (ours, erm) = (&crate::ours::ENTRY, &crate::erm::ENTRY);
+        let a = HParams::random(ours, 7);
+        assert_eq!(a, HParams::random(ours, 7));
+        assert_ne!(a.get("lr"), HParams::random(ours, 8).get("lr"));
         // The learning rate draw does not depend on which other names are registered.
-        assert_eq!(a.get("lr"), HParams::random("erm", 7).get("lr"));
+        assert_eq!(a.get("lr"), HParams::random(erm, 7).get("lr"));
         let lr = a.get("lr");
         assert!((1e-4..10f64.powf(-2.5)).contains(&lr), "{lr}");
     }
 
     #[test]
     fn overrides_are_checked() {
-        let mut h = HParams::defaults("ours");
-        h.set("ours", &["w_adv=0.1".into()]).unwrap();
+        let ours = &crate::ours::ENTRY;
+        let mut h = HParams::defaults(ours);
+        h.set(ours, &["w_adv=0.1".parse().unwrap()]).unwrap();
         assert_eq!(h.get("w_adv"), 0.1);
-        let err = h.set("ours", &["nope=1".into()]).unwrap_err().to_string();
+        let err = h
+            .set(ours, &["nope=1".parse().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope") && err.contains("w_adv"), "{err}");
-        assert!(h.set("ours", &["w_adv".into()]).is_err());
-        assert!(h.set("ours", &["w_adv=abc".into()]).is_err());
+        for bad in ["w_adv", "w_adv=abc", "=1", "w_adv=inf"] {
+            let err = bad.parse::<HParamOverride>().unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn overrides_print_back_to_the_same_value() {
+        for text in [
+            "lr=0.0002",
+            "w_adv=1",
+            "eta=1e-20",
+            "gamma=0.30000000000000004",
+        ] {
+            let o: HParamOverride = text.parse().unwrap();
+            assert_eq!(
+                o.to_string().parse::<HParamOverride>().unwrap(),
+                o,
+                "{text}"
+            );
+        }
     }
 }

@@ -28,17 +28,42 @@
 //!   no gap between tiles: the generator's input keeps its size.
 
 use candle_core::{bail, Result, Tensor};
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 use dgcolor_losses as losses;
 use dgcolor_models::MlpHead;
 use rand::Rng;
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{forward_with_bottleneck, generator_vars, train_mode};
+use crate::hparams::{spec, Dist};
 use crate::npy;
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "jigsaw",
+    summary: "pix2pix on 3x3-tile-shuffled images (L and ab alike) + a jigsaw-permutation head (JiGen, Carlucci et al. 2019)",
+    adain: false,
+    batches: BatchMode::Mixed,
+    hparams: &[
+    spec(
+        "jig_weight",
+        0.7,
+        Dist::Uniform(0.1, 1.0),
+        "weight of the jigsaw cross-entropy (JiGen alpha; its paper searches 0.1..1)",
+    ),
+    spec(
+        "bias_whole_image",
+        0.9,
+        Dist::Uniform(0.6, 0.95),
+        "probability that an image is left whole (JiGen beta; its paper uses 0.6..0.9)",
+    ),
+],
+    make: |spec| Ok(Box::new(Jigsaw::new(spec)?)),
+};
 
 /// VarMap prefix of the jigsaw head.
 pub const JIGSAW_HEAD: &str = "jigsaw_head";
@@ -207,7 +232,7 @@ impl Jigsaw {
 
 impl Algorithm for Jigsaw {
     fn name(&self) -> &'static str {
-        "jigsaw"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {

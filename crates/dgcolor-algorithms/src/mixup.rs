@@ -24,15 +24,32 @@
 //!   is paired with itself, which makes the mixture the identity.
 
 use candle_core::{bail, Result, Tensor};
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 use rand_distr::{Beta, Distribution};
 
 use crate::algorithm::{scalar, step_rng, trained, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
     forward_with_bottleneck, generator_vars, mean_task, per_domain_task, random_pairs, train_mode,
 };
+use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "mixup",
+    summary: "pix2pix on inter-domain mixtures of L and ab with lam ~ Beta(alpha, alpha) (Yan et al. 2020)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[spec(
+    "alpha",
+    0.2,
+    Dist::LogUniform(-1.0, 1.0),
+    "lam ~ Beta(alpha, alpha) mixes each pair of domains",
+)],
+    make: |spec| Ok(Box::new(Mixup::new(spec)?)),
+};
 
 const RNG_PAIRS: u64 = 0;
 const RNG_LAMBDA: u64 = 1;
@@ -114,7 +131,7 @@ impl Mixup {
 
 impl Algorithm for Mixup {
     fn name(&self) -> &'static str {
-        "mixup"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {

@@ -28,12 +28,29 @@
 //!   mean). With a single domain in a step it is paired with itself, as in DomainBed.
 
 use candle_core::{Result, Tensor, Var};
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{generator_vars, grad_store, random_pairs, restore, snapshot, train_mode};
+use crate::hparams::{spec, Dist};
 use crate::optim::{Adam, AdamConfig};
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "mldg",
+    summary: "pix2pix with first-order meta-learning: meta-train step on one domain, meta-test on another (Li et al. 2018)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[spec(
+    "beta",
+    1.0,
+    Dist::LogUniform(-1.0, 1.0),
+    "weight of the meta-test gradient (first order)",
+)],
+    make: |spec| Ok(Box::new(Mldg::new(spec)?)),
+};
 
 const RNG_DROPOUT_DISC: u64 = 0;
 const RNG_PAIRS: u64 = 1;
@@ -128,7 +145,7 @@ impl Mldg {
 
 impl Algorithm for Mldg {
     fn name(&self) -> &'static str {
-        "mldg"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {

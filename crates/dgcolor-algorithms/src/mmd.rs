@@ -17,19 +17,36 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::algorithm::AlgorithmSpec;
-use crate::alignment::{aligned_algorithm, AlignedPix2Pix};
+use dgcolor_data::BatchMode;
 
-pub struct Mmd(pub AlignedPix2Pix);
+use crate::algorithm::AlgorithmSpec;
+use crate::alignment::AlignedPix2Pix;
+use crate::hparams::{spec, Dist};
+use crate::registry::AlgorithmEntry;
+
+const NAME: &str = "mmd";
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: NAME,
+    summary:
+        "pix2pix + Gaussian-kernel MMD between source domains' bottleneck features (Li et al. 2018)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[spec(
+        "gamma",
+        1.0,
+        Dist::LogUniform(-1.0, 1.0),
+        "weight of the Gaussian-kernel MMD penalty (mean over domain pairs)",
+    )],
+    make: |spec| Ok(Box::new(new(spec)?)),
+};
 
 fn gaussian_mmd(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     dgcolor_losses::mmd(x, y, &dgcolor_losses::MMD_GAMMAS)
 }
 
-impl Mmd {
-    pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
-        Ok(Self(AlignedPix2Pix::new(spec, gaussian_mmd, 1)?))
-    }
+/// MMD is [`AlignedPix2Pix`] with its penalty.
+pub fn new(spec: &AlgorithmSpec) -> Result<AlignedPix2Pix> {
+    AlignedPix2Pix::new(spec, NAME, gaussian_mmd, 1)
 }
-
-aligned_algorithm!(Mmd, "mmd");

@@ -17,16 +17,53 @@
 //! updates 4-5, or feed z to f_s without content randomization.
 
 use candle_core::{Result, Tensor};
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 use dgcolor_losses as losses;
 use dgcolor_models::{content_randomize, prefix, ClassHead, Mode, StyleDiscriminator};
 use rand::seq::SliceRandom;
 use rand::RngCore;
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
+use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "ours",
+    summary: "the proposed model: CR + style discriminator + BN-only adversarial update, class head, AdaIN skip",
+    adain: true,
+    batches: BatchMode::Mixed,
+    hparams: &[
+    spec(
+        "w_adv",
+        1.0,
+        Dist::Choice(&[0.1, 0.3, 1.0, 3.0]),
+        "weight of the adversarial style loss (reference CLI 1.0; its yaml's 0.1 is never read)",
+    ),
+    spec(
+        "use_class",
+        1.0,
+        Dist::Choice(&[1.0]),
+        "1 = run the class-head update (2), 0 = skip it (ablation)",
+    ),
+    spec(
+        "use_adv",
+        1.0,
+        Dist::Choice(&[1.0]),
+        "1 = run the style updates (4, 5), 0 = skip them (ablation)",
+    ),
+    spec(
+        "use_cr",
+        1.0,
+        Dist::Choice(&[1.0]),
+        "1 = content-randomise z before the style discriminator, 0 = feed z as is (ablation)",
+    ),
+],
+    make: |spec| Ok(Box::new(Ours::new(spec)?)),
+};
 
 /// RNG purposes within one step.
 const RNG_DROPOUT_DISC: u64 = 0;
@@ -198,7 +235,7 @@ impl Ours {
 
 impl Algorithm for Ours {
     fn name(&self) -> &'static str {
-        "ours"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {

@@ -1,111 +1,114 @@
-//! The registered algorithms, in the fixed order every table uses.
+//! The registered algorithms, in the fixed order every table uses. Each method declares
+//! itself once, as the `ENTRY` of its own file (name, summary, AdaIN default, how it wants
+//! its batches, hyperparameters with their search distributions, constructor); this list
+//! only orders them. Adding a method is its file plus one line here.
 
-use candle_core::{bail, Result};
+use std::fmt;
+
+use candle_core::Result;
+use dgcolor_data::BatchMode;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::algorithm::{Algorithm, AlgorithmSpec};
-use crate::{
-    coral::Coral, dann::Dann, erm::Erm, group_dro::GroupDro, jigsaw::Jigsaw, mixup::Mixup,
-    mldg::Mldg, mmd::Mmd, ours::Ours, sagnet::SagNet,
-};
+use crate::hparams::HParamSpec;
+use crate::{coral, dann, erm, group_dro, jigsaw, mixup, mldg, mmd, ours, sagnet};
 
-pub struct AlgorithmInfo {
+/// Everything the trainer, the sweeps and the tables need to know about one method.
+pub struct AlgorithmEntry {
     pub name: &'static str,
     pub summary: &'static str,
     /// Whether its generator uses the AdaIN skip by default (only the proposed model does).
     pub adain: bool,
-    /// Whether it needs the same number of images from every source domain per step.
-    pub balanced: bool,
+    /// `Balanced`: the same number of images from every source domain per step (methods
+    /// that compare domains within a step); `Mixed`: batches drawn from the sources' union.
+    pub batches: BatchMode,
+    /// Its own hyperparameters; the common ones ([`crate::hparams::COMMON`]) come first.
+    pub hparams: &'static [HParamSpec],
+    /// Builds a fresh instance (weights initialised from the spec's seed).
+    pub make: fn(&AlgorithmSpec) -> Result<Box<dyn Algorithm>>,
 }
 
-pub const ALGORITHMS: &[AlgorithmInfo] = &[
-    AlgorithmInfo {
-        name: "erm",
-        summary: "pix2pix on the union of the sources (the paper's 'None' baseline)",
-        adain: false,
-        balanced: false,
-    },
-    AlgorithmInfo {
-        name: "dann",
-        summary: "pix2pix + domain-adversarial MLP on the pooled bottleneck, alternating D and G steps (Ganin et al. 2016)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "coral",
-        summary: "pix2pix + alignment of bottleneck means and covariances across source domains (Sun & Saenko 2016)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "mmd",
-        summary: "pix2pix + Gaussian-kernel MMD between source domains' bottleneck features (Li et al. 2018)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "group_dro",
-        summary: "pix2pix minimising an adaptively weighted sum of per-domain task losses (Sagawa et al. 2020)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "sagnet",
-        summary: "pix2pix with style-randomised z in the generator and an adversarial style head on content-randomised z (Nam et al. 2021)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "mldg",
-        summary: "pix2pix with first-order meta-learning: meta-train step on one domain, meta-test on another (Li et al. 2018)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "jigsaw",
-        summary: "pix2pix on 3x3-tile-shuffled images (L and ab alike) + a jigsaw-permutation head (JiGen, Carlucci et al. 2019)",
-        adain: false,
-        balanced: false,
-    },
-    AlgorithmInfo {
-        name: "mixup",
-        summary: "pix2pix on inter-domain mixtures of L and ab with lam ~ Beta(alpha, alpha) (Yan et al. 2020)",
-        adain: false,
-        balanced: true,
-    },
-    AlgorithmInfo {
-        name: "ours",
-        summary: "the proposed model: CR + style discriminator + BN-only adversarial update, class head, AdaIN skip",
-        adain: true,
-        balanced: false,
-    },
+/// Every method, in table order.
+pub const ALGORITHMS: &[&AlgorithmEntry] = &[
+    &erm::ENTRY,
+    &dann::ENTRY,
+    &coral::ENTRY,
+    &mmd::ENTRY,
+    &group_dro::ENTRY,
+    &sagnet::ENTRY,
+    &mldg::ENTRY,
+    &jigsaw::ENTRY,
+    &mixup::ENTRY,
+    &ours::ENTRY,
 ];
 
-pub fn info(name: &str) -> Result<&'static AlgorithmInfo> {
-    match ALGORITHMS.iter().find(|a| a.name == name) {
-        Some(a) => Ok(a),
-        None => bail!(
-            "unknown algorithm `{name}`; registered: {}",
-            ALGORITHMS
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown algorithm `{name}`; registered: {known}")]
+pub struct UnknownAlgorithm {
+    pub name: String,
+    pub known: String,
+}
+
+/// The registered method called `name`.
+pub fn lookup(name: &str) -> std::result::Result<&'static AlgorithmEntry, UnknownAlgorithm> {
+    ALGORITHMS
+        .iter()
+        .copied()
+        .find(|a| a.name == name)
+        .ok_or_else(|| UnknownAlgorithm {
+            name: name.into(),
+            known: ALGORITHMS
                 .iter()
                 .map(|a| a.name)
                 .collect::<Vec<_>>()
-                .join(", ")
-        ),
+                .join(", "),
+        })
+}
+
+impl AlgorithmEntry {
+    pub fn build(&self, spec: &AlgorithmSpec) -> Result<Box<dyn Algorithm>> {
+        (self.make)(spec)
+    }
+
+    /// Row order in tables.
+    pub fn order(&self) -> usize {
+        ALGORITHMS
+            .iter()
+            .position(|a| a.name == self.name)
+            .expect("entries come from the registry")
     }
 }
 
-pub fn build(name: &str, spec: &AlgorithmSpec) -> Result<Box<dyn Algorithm>> {
-    Ok(match info(name)?.name {
-        "erm" => Box::new(Erm::new(spec)?),
-        "dann" => Box::new(Dann::new(spec)?),
-        "coral" => Box::new(Coral::new(spec)?),
-        "mmd" => Box::new(Mmd::new(spec)?),
-        "group_dro" => Box::new(GroupDro::new(spec)?),
-        "sagnet" => Box::new(SagNet::new(spec)?),
-        "mldg" => Box::new(Mldg::new(spec)?),
-        "jigsaw" => Box::new(Jigsaw::new(spec)?),
-        "mixup" => Box::new(Mixup::new(spec)?),
-        "ours" => Box::new(Ours::new(spec)?),
-        other => bail!("algorithm `{other}` is registered but has no constructor"),
-    })
+/// Entries are compared, printed and serialised by name, so a run spec can hold one.
+impl PartialEq for AlgorithmEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for AlgorithmEntry {}
+
+impl fmt::Debug for AlgorithmEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlgorithmEntry({})", self.name)
+    }
+}
+
+impl fmt::Display for AlgorithmEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Serialize for &'static AlgorithmEntry {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for &'static AlgorithmEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        lookup(&name).map_err(serde::de::Error::custom)
+    }
 }

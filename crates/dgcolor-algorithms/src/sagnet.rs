@@ -29,7 +29,7 @@
 //!   a probability; DomainBed always does).
 
 use candle_core::{Device, Result, Tensor};
-use dgcolor_data::DomainBatch;
+use dgcolor_data::{BatchMode, DomainBatch};
 use dgcolor_losses as losses;
 use dgcolor_models::{content_randomize, prefix, style_randomize, Mode, StyleDiscriminator};
 use rand::seq::SliceRandom;
@@ -37,9 +37,26 @@ use rand::Rng;
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::baseline::train_mode;
+use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
+use crate::registry::AlgorithmEntry;
+
+/// The registry entry (see [`crate::registry`]).
+pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
+    name: "sagnet",
+    summary: "pix2pix with style-randomised z in the generator and an adversarial style head on content-randomised z (Nam et al. 2021)",
+    adain: false,
+    batches: BatchMode::Balanced,
+    hparams: &[spec(
+    "w_adv",
+    0.1,
+    Dist::LogUniform(-2.0, 1.0),
+    "weight of the adversarial term pushing the style head towards uniform",
+)],
+    make: |spec| Ok(Box::new(SagNet::new(spec)?)),
+};
 
 const RNG_DROPOUT_DISC: u64 = 0;
 const RNG_DROPOUT_GEN: u64 = 1;
@@ -158,7 +175,7 @@ impl SagNet {
 
 impl Algorithm for SagNet {
     fn name(&self) -> &'static str {
-        "sagnet"
+        ENTRY.name
     }
 
     fn update(&mut self, batches: &[DomainBatch]) -> Result<Losses> {

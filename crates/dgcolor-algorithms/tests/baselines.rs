@@ -54,12 +54,12 @@ fn batches_of(sizes: &[usize], seed: u64) -> Result<Vec<DomainBatch>> {
 
 fn spec_with(algorithm: &str, seed: u64, overrides: &[&str]) -> AlgorithmSpec {
     let mut model = ModelConfig::new(32, 4, 5, 3, 2);
-    if !info(algorithm).unwrap().adain {
+    if !lookup(algorithm).unwrap().adain {
         model.adain_index = None;
     }
-    let mut hparams = HParams::defaults(algorithm);
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    hparams.set(algorithm, &overrides).unwrap();
+    let mut hparams = HParams::defaults(lookup(algorithm).unwrap());
+    let overrides: Vec<HParamOverride> = overrides.iter().map(|s| s.parse().unwrap()).collect();
+    hparams.set(lookup(algorithm).unwrap(), &overrides).unwrap();
     AlgorithmSpec {
         model,
         hparams,
@@ -142,7 +142,7 @@ fn registry_lists_every_method_in_table_order() {
     }
     let balanced: Vec<&str> = ALGORITHMS
         .iter()
-        .filter(|a| a.balanced)
+        .filter(|a| a.batches == dgcolor_data::BatchMode::Balanced)
         .map(|a| a.name)
         .collect();
     assert_eq!(
@@ -176,7 +176,7 @@ fn every_algorithm_has_its_hyperparameters() {
         ("mixup", &[("alpha", 0.2)]),
     ];
     for (name, params) in expected {
-        let specs = hparams::specs(name);
+        let specs = hparams::specs(lookup(name).unwrap());
         let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
         let unique: BTreeSet<&str> = names.iter().copied().collect();
         assert_eq!(
@@ -186,17 +186,23 @@ fn every_algorithm_has_its_hyperparameters() {
         );
         assert_eq!(names[0], "lr", "{name}: lr comes first");
         assert_eq!(names.len(), 1 + params.len(), "{name}: {names:?}");
-        let defaults = HParams::defaults(name);
+        let defaults = HParams::defaults(lookup(name).unwrap());
         for (p, v) in *params {
             assert_eq!(defaults.get(p), *v, "{name}.{p}");
         }
         // A random draw is reproducible, and every algorithm builds with it.
-        let a = HParams::random(name, 3);
-        assert_eq!(a, HParams::random(name, 3));
-        assert_eq!(a.get("lr"), HParams::random("erm", 3).get("lr"));
+        let a = HParams::random(lookup(name).unwrap(), 3);
+        assert_eq!(a, HParams::random(lookup(name).unwrap(), 3));
+        assert_eq!(
+            a.get("lr"),
+            HParams::random(lookup("erm").unwrap(), 3).get("lr")
+        );
         let mut s = spec(name, 0);
         s.hparams = a;
-        build(name, &s).unwrap_or_else(|e| panic!("{name} with a random draw: {e}"));
+        lookup(name)
+            .unwrap()
+            .build(&s)
+            .unwrap_or_else(|e| panic!("{name} with a random draw: {e}"));
     }
 }
 
@@ -205,22 +211,22 @@ fn every_algorithm_has_its_hyperparameters() {
 
 #[test]
 fn coral_and_mmd_penalties_vanish_for_identical_domains_and_match_hand_values() -> Result<()> {
-    let coral = Coral::new(&spec("coral", 0))?;
-    let mmd = Mmd::new(&spec("mmd", 0))?;
+    let coral = coral::new(&spec("coral", 0))?;
+    let mmd = mmd::new(&spec("mmd", 0))?;
     let dev = Device::Cpu;
     let x = Tensor::new(&[[1.0f32, 2.0], [0.5, -1.0], [3.0, 0.0]], &dev)?;
-    assert!(value(&coral.0.penalty(&[x.clone(), x.clone()])?).abs() < 1e-9);
-    assert!(value(&mmd.0.penalty(&[x.clone(), x.clone()])?).abs() < 1e-5);
+    assert!(value(&coral.penalty(&[x.clone(), x.clone()])?).abs() < 1e-9);
+    assert!(value(&mmd.penalty(&[x.clone(), x.clone()])?).abs() < 1e-5);
 
     // CORAL: x = [[0,0],[2,0]] has mean (1,0) and unbiased covariance [[2,0],[0,0]];
     // y = [[0,1],[0,3]] has mean (0,2) and covariance [[0,0],[0,2]].
     // mean((mu_x - mu_y)^2) = (1 + 4)/2 = 2.5; mean((C_x - C_y)^2) = (4 + 4)/4 = 2 -> 4.5.
     let x = Tensor::new(&[[0.0f32, 0.0], [2.0, 0.0]], &dev)?;
     let y = Tensor::new(&[[0.0f32, 1.0], [0.0, 3.0]], &dev)?;
-    assert!((value(&coral.0.penalty(&[x.clone(), y.clone()])?) - 4.5).abs() < 1e-6);
+    assert!((value(&coral.penalty(&[x.clone(), y.clone()])?) - 4.5).abs() < 1e-6);
     // A third domain with one image has no unbiased covariance and is left out.
     let single = Tensor::new(&[[5.0f32, 5.0]], &dev)?;
-    assert!((value(&coral.0.penalty(&[x.clone(), y.clone(), single])?) - 4.5).abs() < 1e-6);
+    assert!((value(&coral.penalty(&[x.clone(), y.clone(), single])?) - 4.5).abs() < 1e-6);
 
     // MMD with one point per domain, (0,0) and (1,0): ||x-y||^2 = 1, so
     // K(x,x) = K(y,y) = 7 (one exp(0) per bandwidth) and K(x,y) = sum_g exp(-g):
@@ -233,14 +239,14 @@ fn coral_and_mmd_penalties_vanish_for_identical_domains_and_match_hand_values() 
                 .iter()
                 .map(|g: &f64| (-g).exp())
                 .sum::<f64>();
-    assert!((value(&mmd.0.penalty(&[x, y])?) - expected).abs() < 1e-5);
+    assert!((value(&mmd.penalty(&[x, y])?) - expected).abs() < 1e-5);
     Ok(())
 }
 
 #[test]
 fn coral_and_mmd_updates_report_zero_penalty_for_identical_domains() -> Result<()> {
     for name in ["coral", "mmd"] {
-        let mut alg = build(name, &spec(name, 1))?;
+        let mut alg = lookup(name).unwrap().build(&spec(name, 1))?;
         let mut same = batches_of(&[3, 3], 4)?;
         same[1].l = same[0].l.clone();
         same[1].ab = same[0].ab.clone();
@@ -828,7 +834,7 @@ fn jigsaw_orders_keep_whole_with_probability_beta() {
 fn every_algorithm_trains_predicts_and_round_trips() -> Result<()> {
     for a in ALGORITHMS {
         let name = a.name;
-        let mut alg = build(name, &spec(name, 5))?;
+        let mut alg = lookup(name).unwrap().build(&spec(name, 5))?;
         assert_eq!(alg.name(), name);
         // Balanced, unequal, and single-domain steps.
         for (step, sizes) in [vec![2, 2], vec![3, 1], vec![2]].iter().enumerate() {
@@ -848,7 +854,7 @@ fn every_algorithm_trains_predicts_and_round_trips() -> Result<()> {
         let path = dir.path().join("ckpt.safetensors");
         alg.checkpoint()?.save(&path)?;
         // Same spec (the seed keys the per-step RNG streams); weights come from the file.
-        let mut fresh = build(name, &spec(name, 5))?;
+        let mut fresh = lookup(name).unwrap().build(&spec(name, 5))?;
         assert_ne!(
             to_vec(&fresh.predict(&l)?),
             to_vec(&pred),

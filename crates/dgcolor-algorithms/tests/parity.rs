@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use dgcolor_algorithms::{
-    union, Adam, AdamConfig, Algorithm, AlgorithmSpec, Checkpoint, Erm, HParams, Ours,
+    lookup, union, Adam, AdamConfig, Algorithm, AlgorithmSpec, Checkpoint, Erm, HParams, Ours,
 };
 use dgcolor_data::{lab_to_srgb, rgb8_to_lab_planes, DomainBatch};
 use dgcolor_models::{
@@ -465,7 +465,7 @@ fn batches() -> Vec<DomainBatch> {
 fn spec(algorithm: &str, adain_index: Option<usize>) -> AlgorithmSpec {
     AlgorithmSpec {
         model: config(64, 6, adain_index),
-        hparams: HParams::defaults(algorithm),
+        hparams: HParams::defaults(lookup(algorithm).unwrap()),
         seed: 0,
         device: dev(),
     }

@@ -47,12 +47,12 @@ fn batches(b: usize, seed: u64) -> Result<Vec<DomainBatch>> {
 
 fn spec(algorithm: &str, seed: u64) -> AlgorithmSpec {
     let mut model = ModelConfig::new(32, 4, 5, 3, 2);
-    if !info(algorithm).unwrap().adain {
+    if !lookup(algorithm).unwrap().adain {
         model.adain_index = None;
     }
     AlgorithmSpec {
         model,
-        hparams: HParams::defaults(algorithm),
+        hparams: HParams::defaults(lookup(algorithm).unwrap()),
         seed,
         device: Device::Cpu,
     }
@@ -172,14 +172,14 @@ fn adversarial_update_pushes_the_style_loss_up() -> Result<()> {
 #[test]
 fn checkpoint_round_trip_gives_identical_predictions() -> Result<()> {
     for name in ["erm", "ours"] {
-        let mut alg = build(name, &spec(name, 5))?;
+        let mut alg = lookup(name).unwrap().build(&spec(name, 5))?;
         for step in 0..2 {
             alg.update(&batches(2, step)?)?;
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ckpt.safetensors");
         alg.checkpoint()?.save(&path)?;
-        let mut fresh = build(name, &spec(name, 99))?;
+        let mut fresh = lookup(name).unwrap().build(&spec(name, 99))?;
         fresh.restore(&Checkpoint::load(&path, &Device::Cpu)?)?;
         assert_eq!(fresh.steps(), 2);
         let l = union(&batches(3, 7)?)?.l;
@@ -188,7 +188,10 @@ fn checkpoint_round_trip_gives_identical_predictions() -> Result<()> {
         assert_eq!(a, b, "{name}: predictions after a checkpoint round trip");
         // A checkpoint of another algorithm is refused by name.
         let other = if name == "erm" { "ours" } else { "erm" };
-        let err = build(other, &spec(other, 0))?.restore(&Checkpoint::load(&path, &Device::Cpu)?);
+        let err = lookup(other)
+            .unwrap()
+            .build(&spec(other, 0))?
+            .restore(&Checkpoint::load(&path, &Device::Cpu)?);
         assert!(err.is_err());
     }
     Ok(())
@@ -197,11 +200,11 @@ fn checkpoint_round_trip_gives_identical_predictions() -> Result<()> {
 #[test]
 fn resumed_training_equals_uninterrupted_training() -> Result<()> {
     for name in ["erm", "ours"] {
-        let mut straight = build(name, &spec(name, 11))?;
+        let mut straight = lookup(name).unwrap().build(&spec(name, 11))?;
         for step in 0..4 {
             straight.update(&batches(2, step)?)?;
         }
-        let mut first = build(name, &spec(name, 11))?;
+        let mut first = lookup(name).unwrap().build(&spec(name, 11))?;
         for step in 0..2 {
             first.update(&batches(2, step)?)?;
         }
@@ -209,7 +212,7 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
         let path = dir.path().join("ckpt.safetensors");
         first.checkpoint()?.save(&path)?;
         drop(first);
-        let mut resumed = build(name, &spec(name, 11))?;
+        let mut resumed = lookup(name).unwrap().build(&spec(name, 11))?;
         resumed.restore(&Checkpoint::load(&path, &Device::Cpu)?)?;
         for step in 2..4 {
             resumed.update(&batches(2, step)?)?;
@@ -226,7 +229,7 @@ fn resumed_training_equals_uninterrupted_training() -> Result<()> {
 #[test]
 fn training_loss_is_finite_and_decreases() -> Result<()> {
     for name in ["erm", "ours"] {
-        let mut alg = build(name, &spec(name, 2))?;
+        let mut alg = lookup(name).unwrap().build(&spec(name, 2))?;
         let fixed = batches(4, 3)?;
         let mut l1 = Vec::new();
         for _ in 0..40 {

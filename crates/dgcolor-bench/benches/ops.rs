@@ -149,7 +149,10 @@ fn bench_lab(c: &mut Criterion) {
 }
 
 fn bench_decode(c: &mut Criterion) {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pacs_mini/photo"));
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/pacs_mini/photo"
+    ));
     let Some(file) = std::fs::read_dir(dir)
         .ok()
         .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.is_dir())))

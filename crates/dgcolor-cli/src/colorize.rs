@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use dgcolor_data::ResizeFilter;
 use dgcolor_eval::{colorize_image, load_generator, parse_device, plan_outputs};
-
-use crate::train::parse_filter;
+use dgcolor_runs::checkpoint_file;
 
 #[derive(Args)]
 pub struct ColorizeArgs {
@@ -20,15 +20,15 @@ pub struct ColorizeArgs {
     pub out: PathBuf,
     /// Filter that brings inputs to the model size: antialias or nearest (reference).
     #[arg(long, default_value = "antialias")]
-    pub resize: String,
+    pub resize: ResizeFilter,
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
 pub fn run(args: &ColorizeArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let generator = load_generator(&args.checkpoint, &device)?;
-    let filter = parse_filter(&args.resize)?;
+    let generator = load_generator(&checkpoint_file(&args.checkpoint)?, &device)?;
+    let filter = args.resize;
     let pairs = plan_outputs(&args.inputs, &args.out)?;
     for (input, output) in &pairs {
         let rgb = colorize_image(&generator, input, filter, &device)?;

@@ -15,9 +15,8 @@ use clap::Subcommand;
 use dgcolor_data::hub::{fetch, HubConfig};
 use dgcolor_data::{
     check_images, find_split_dir, generate_synth, read_split_list, reference_split, Benchmark,
-    MultiDomainFolder, SplitPart, SynthConfig,
+    DataSpec, SplitChoice, SplitPart, SynthConfig, VAL_FRACTION,
 };
-use dgcolor_eval::{DataSpec, SplitChoice};
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -39,10 +38,10 @@ pub enum DataCommand {
     Info {
         /// synth, a folder, pacs:PATH, office-home:PATH, pacs-parquet:PATH or office-home-parquet:PATH.
         #[arg(long)]
-        data: String,
+        data: DataSpec,
         /// reference, or official[,skip-missing][,dir=PATH] (PACS split files).
         #[arg(long, default_value = "reference")]
-        split: String,
+        split: SplitChoice,
         /// Seed of the reference split.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -53,7 +52,7 @@ pub enum DataCommand {
     /// Decode every image and list the ones that fail (exit status 1 if any).
     Check {
         #[arg(long)]
-        data: String,
+        data: DataSpec,
         #[arg(long, default_value = "data")]
         data_root: PathBuf,
     },
@@ -118,16 +117,9 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     Ok(())
 }
 
-fn open(data: &str, data_root: &Path) -> Result<(DataSpec, MultiDomainFolder)> {
-    let spec = DataSpec::parse(data, SynthConfig::default())?;
-    let folder = spec.open(data_root)?;
-    Ok((spec, folder))
-}
-
-fn info(data: &str, split: &str, seed: u64, data_root: &Path) -> Result<()> {
-    let (spec, folder) = open(data, data_root)?;
-    let split = SplitChoice::parse(split)?;
-    let bench = spec.benchmark();
+fn info(data: &DataSpec, split: &SplitChoice, seed: u64, data_root: &Path) -> Result<()> {
+    let folder = data.open(data_root, &SynthConfig::default())?;
+    let bench = data.benchmark();
     println!("data: {data}");
     println!(
         "tree: {}{}",
@@ -233,14 +225,14 @@ fn info(data: &str, split: &str, seed: u64, data_root: &Path) -> Result<()> {
         );
     }
 
-    match &split {
+    match split {
         SplitChoice::Reference => {
             println!(
                 "\nsplit: reference (per class 90/10, seed {seed}); test = the whole target domain"
             );
             for d in &folder.domains {
                 let samples = folder.domain_samples(d)?;
-                let s = reference_split(samples, dgcolor_eval::VAL_FRACTION, seed);
+                let s = reference_split(samples, VAL_FRACTION, seed);
                 println!(
                     "  {d:<14} train {:>6}  val {:>5}  (as target: test {:>6})",
                     s.train.len(),
@@ -282,8 +274,8 @@ fn info(data: &str, split: &str, seed: u64, data_root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn check(data: &str, data_root: &Path) -> Result<()> {
-    let (_, folder) = open(data, data_root)?;
+fn check(data: &DataSpec, data_root: &Path) -> Result<()> {
+    let folder = data.open(data_root, &SynthConfig::default())?;
     let samples: Vec<_> = folder
         .domains
         .iter()

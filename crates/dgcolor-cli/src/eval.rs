@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dgcolor_data::{OnBadImage, Preprocess, ResizeFilter, SynthConfig};
-use dgcolor_eval::{evaluate, evaluate_gray, load_generator, parse_device, DataSpec, TrainConfig};
+use dgcolor_data::{DataSpec, OnBadImage, Preprocess, ResizeFilter, SynthConfig};
+use dgcolor_eval::{evaluate, evaluate_gray, load_generator, parse_device};
+use dgcolor_runs::{checkpoint_file, TrainConfig};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -20,7 +21,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     #[arg(long, default_value = "synth")]
-    pub data: String,
+    pub data: DataSpec,
     #[arg(long)]
     pub domain: String,
     #[arg(long, default_value = "data")]
@@ -31,7 +32,7 @@ pub struct EvalArgs {
 
 /// The training config of a run directory, if `path` is one.
 fn run_config(path: &std::path::Path) -> Result<Option<TrainConfig>> {
-    let file = path.join(dgcolor_eval::run::CONFIG);
+    let file = path.join(dgcolor_runs::CONFIG);
     if !file.is_file() {
         return Ok(None);
     }
@@ -45,7 +46,7 @@ fn run_config(path: &std::path::Path) -> Result<Option<TrainConfig>> {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let generator = match &args.checkpoint {
-        Some(path) => Some(load_generator(path, &device)?),
+        Some(path) => Some(load_generator(&checkpoint_file(path)?, &device)?),
         None => None,
     };
     let saved = match &args.checkpoint {
@@ -56,21 +57,15 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if size == 0 {
         bail!("--size must be positive");
     }
-    let synth = match &saved {
-        Some(TrainConfig {
-            data: DataSpec::Synth(cfg),
-            ..
-        }) => *cfg,
-        _ => SynthConfig {
-            size: size as u32,
-            ..SynthConfig::default()
-        },
-    };
+    let synth = saved.as_ref().and_then(|c| c.synth).unwrap_or(SynthConfig {
+        size: size as u32,
+        ..SynthConfig::default()
+    });
     let pre = saved.as_ref().map(|c| c.preprocess).unwrap_or(Preprocess {
         size,
         filter: ResizeFilter::Nearest,
     });
-    let folder = DataSpec::parse(&args.data, synth)?.open(&args.data_root)?;
+    let folder = args.data.open(&args.data_root, &synth)?;
     let samples = folder.domain(&args.domain)?;
     let metrics = match &generator {
         Some(g) => evaluate(g, samples, &pre, OnBadImage::Fail, &device)?,

@@ -4,11 +4,12 @@ mod colorize;
 mod data;
 mod eval;
 mod reference;
+mod sweep;
 mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dgcolor_algorithms::{info, HParams, ALGORITHMS};
+use dgcolor_algorithms::{lookup, HParams, ALGORITHMS};
 
 #[derive(Parser)]
 #[command(
@@ -28,8 +29,15 @@ enum Command {
     Data(data::DataCommand),
     /// Train one algorithm on source domains; evaluate on the unseen target domain.
     Train(train::TrainArgs),
-    /// Train several algorithms on one setting and print their target metrics side by side.
-    Compare(train::CompareArgs),
+    /// Compare methods: every algorithm on every setting and seed (a resumable sweep), then
+    /// the report.
+    Compare(sweep::CompareArgs),
+    /// Ablate the AdaIN skip (off, every index) and the other components of the proposed
+    /// model (a resumable sweep), then the report.
+    AblateAdain(sweep::AblateArgs),
+    /// The collect step: tables (CSV, Markdown, LaTeX), plots, the qualitative figure and
+    /// an offline index.html for one sweep directory.
+    Report(sweep::ReportArgs),
     /// Colourize image files or folders with a trained model.
     Colorize(colorize::ColorizeArgs),
     /// Metrics of a trained model on one domain, as JSON on stdout.
@@ -55,8 +63,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data::run(cmd)?,
-        Command::Train(args) => train::run_train(&args)?,
-        Command::Compare(args) => train::compare(&args)?,
+        Command::Train(args) => train::run(&args)?,
+        Command::Compare(args) => sweep::compare(&args)?,
+        Command::AblateAdain(args) => sweep::ablate(&args)?,
+        Command::Report(args) => sweep::run_report(&args)?,
         Command::Colorize(args) => colorize::run(&args)?,
         Command::Eval(args) => eval::run(&args)?,
         Command::ImportReference(args) => reference::import(&args)?,
@@ -67,12 +77,12 @@ fn main() -> Result<()> {
             }
         }
         Command::Hparams { algorithm, seed } => {
-            info(&algorithm)?;
+            let algorithm = lookup(&algorithm)?;
             let values = match seed {
-                Some(s) => HParams::random(&algorithm, s),
-                None => HParams::defaults(&algorithm),
+                Some(s) => HParams::random(algorithm, s),
+                None => HParams::defaults(algorithm),
             };
-            for spec in dgcolor_algorithms::hparams::specs(&algorithm) {
+            for spec in dgcolor_algorithms::hparams::specs(algorithm) {
                 println!(
                     "{:<10} = {:<12} # default {}, search {}: {}",
                     spec.name,

@@ -10,9 +10,9 @@ use candle_core::{Device, Tensor};
 use clap::Args;
 use dgcolor_algorithms::checkpoint::{META_ALGORITHM, META_MODEL};
 use dgcolor_algorithms::Checkpoint;
-use dgcolor_eval::run::CHECKPOINT;
 use dgcolor_models::reference::{export_reference, import_reference, read_state_dict, write_pth};
-use dgcolor_models::{prefix, ModelConfig};
+use dgcolor_models::{prefix, AdainSkip, ModelConfig};
+use dgcolor_runs::checkpoint_file;
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -31,7 +31,7 @@ pub struct ImportArgs {
     /// Decoder index of the AdaIN skip, or "none" (default: the skip carrying z, which is
     /// the reference's index 5 at depth 8).
     #[arg(long)]
-    pub adain_index: Option<String>,
+    pub adain_index: Option<AdainSkip>,
     /// Training image side S the model was trained at (default 2^depth, 256 for the
     /// reference: the size whose bottleneck is 1x1).
     #[arg(long)]
@@ -65,16 +65,8 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     let (nf, depth, vars) = import_reference(&head, &tail, &decoder)?;
     let size = args.size.unwrap_or(1 << depth);
     let mut cfg = ModelConfig::new(size, nf, depth, args.n_classes, args.n_domains);
-    if let Some(index) = &args.adain_index {
-        cfg.adain_index = if index == "none" {
-            None
-        } else {
-            Some(
-                index
-                    .parse()
-                    .with_context(|| format!("--adain-index `{index}`"))?,
-            )
-        };
+    if let Some(skip) = args.adain_index {
+        cfg.adain_index = skip.index(depth);
     }
     cfg.validate()?;
     let mut ckpt = Checkpoint {
@@ -98,11 +90,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let file = if args.checkpoint.is_dir() {
-        args.checkpoint.join(CHECKPOINT)
-    } else {
-        args.checkpoint.clone()
-    };
+    let file = checkpoint_file(&args.checkpoint)?;
     let ckpt = Checkpoint::load(&file, &Device::Cpu)?;
     let cfg: ModelConfig = serde_json::from_str(ckpt.meta(META_MODEL)?)
         .with_context(|| format!("{}: model config", file.display()))?;

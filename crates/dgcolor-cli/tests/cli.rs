@@ -1,10 +1,12 @@
 //! End-to-end: the `dgcolor` binary on the embedded benchmark at the smoke preset.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use candle_core::Device;
 use dgcolor_algorithms::Checkpoint;
+use dgcolor_runs::{read_records, EvalSplit, Record, SCHEMA_VERSION};
 
 fn dgcolor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dgcolor"))
@@ -79,23 +81,39 @@ fn smoke_training_of_both_algorithms_records_everything() {
                 && config.contains("lr = 0.001"),
             "{config}"
         );
-        let records = dgcolor_eval::read_records(&run.join("records.jsonl")).unwrap();
-        let train: Vec<_> = records.iter().filter(|r| r["kind"] == "train").collect();
+        let records = read_records(&run.join("records.jsonl")).unwrap();
         assert!(
-            !train.is_empty()
-                && train
-                    .iter()
-                    .all(|r| r["losses"]["g_l1"].as_f64().unwrap().is_finite())
+            matches!(&records[0], Record::Start { schema, .. } if *schema == SCHEMA_VERSION),
+            "{:?}",
+            records[0]
         );
-        assert!(train
+        let train: Vec<(&BTreeMap<String, f64>, f64)> = records
             .iter()
-            .all(|r| r["images_per_sec"].as_f64().unwrap() > 0.0));
-        assert!(records
-            .iter()
-            .any(|r| r["kind"] == "eval" && r["split"] == "val" && r["domain"] == "photo"));
-        assert!(records
-            .iter()
-            .any(|r| r["kind"] == "final" && r["domain"] == "art_painting"));
+            .filter_map(|r| match r {
+                Record::Train {
+                    losses,
+                    images_per_sec,
+                    ..
+                } => Some((losses, *images_per_sec)),
+                _ => None,
+            })
+            .collect();
+        assert!(!train.is_empty() && train.iter().all(|(l, _)| l["g_l1"].is_finite()));
+        assert!(train.iter().all(|(_, speed)| *speed > 0.0));
+        assert!(records.iter().any(|r| matches!(r,
+            Record::Eval(e) if e.split == EvalSplit::Val && e.domain == "photo")));
+        // Evaluation points and the final evaluation carry metrics in the same shape.
+        let (eval, last) = records.iter().fold((None, None), |(e, f), r| match r {
+            Record::Eval(x) if x.split == EvalSplit::Test => (Some(x), f),
+            Record::Final(x) => (e, Some(x)),
+            _ => (e, f),
+        });
+        let (eval, last) = (eval.unwrap(), last.unwrap());
+        assert_eq!(last.domain, "art_painting");
+        assert_eq!(
+            eval.result.metrics.keys().collect::<Vec<_>>(),
+            last.result.metrics.keys().collect::<Vec<_>>()
+        );
         // Running it again reports the finished run without training.
         let again = json(&ok(&train_args(algorithm, tmp.path(), &run, &[])));
         assert_eq!(again["already_done"], true);
@@ -295,12 +313,11 @@ fn broken_images_fail_with_their_path_or_are_skipped_and_recorded() {
     skip[out_index] = s(&run2);
     skip.push("--skip-bad-images");
     ok(&skip);
-    let records = dgcolor_eval::read_records(&run2.join("records.jsonl")).unwrap();
+    let records = read_records(&run2.join("records.jsonl")).unwrap();
     assert!(
-        records
-            .iter()
-            .any(|r| r["kind"] == "skipped_image"
-                && r["path"].as_str().unwrap().ends_with("broken.jpg")),
+        records.iter().any(
+            |r| matches!(r, Record::SkippedImage { path, .. } if path.ends_with("broken.jpg"))
+        ),
         "the skipped file is recorded"
     );
 }

@@ -5,13 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dgcolor_data::{write_hf_parquet, HfImageRow, MissingPolicy, SynthConfig, PACS_CLASSES};
-use dgcolor_eval::{make_splits_with, DataSpec, SplitChoice};
+use dgcolor_data::{
+    make_splits, write_hf_parquet, DataSpec, HfImageRow, MissingPolicy, SplitChoice, SynthConfig,
+    PACS_CLASSES,
+};
 
-const PACS_MINI: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../fixtures/pacs_mini"
-);
+const PACS_MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pacs_mini");
 
 fn dgcolor(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dgcolor"));
@@ -81,9 +80,10 @@ fn info_prints_counts_published_comparison_and_split_reports() {
 }
 
 fn pacs_mini_parquet(file: &Path) {
-    let folder = DataSpec::parse(&format!("pacs:{PACS_MINI}"), SynthConfig::default())
+    let folder = format!("pacs:{PACS_MINI}")
+        .parse::<DataSpec>()
         .unwrap()
-        .open(Path::new("unused"))
+        .open(Path::new("unused"), &SynthConfig::default())
         .unwrap();
     let mut rows = Vec::new();
     for d in &folder.domains {
@@ -209,60 +209,76 @@ fn fetch_offline_uses_the_hf_cache_or_says_it_is_empty() {
 #[test]
 fn data_and_split_specs_parse_and_official_splits_feed_training() {
     let synth = SynthConfig::default();
+    assert_eq!("synth".parse::<DataSpec>().unwrap(), DataSpec::Synth);
     assert_eq!(
-        DataSpec::parse("synth", synth).unwrap(),
-        DataSpec::Synth(synth)
-    );
-    assert_eq!(
-        DataSpec::parse("/x/y", synth).unwrap(),
+        "/x/y".parse::<DataSpec>().unwrap(),
         DataSpec::Folder {
             root: PathBuf::from("/x/y")
         }
     );
     assert_eq!(
-        DataSpec::parse("pacs:/d", synth).unwrap(),
+        "pacs:/d".parse::<DataSpec>().unwrap(),
         DataSpec::Pacs { root: "/d".into() }
     );
     assert_eq!(
-        DataSpec::parse("office-home:/d", synth).unwrap(),
+        "office-home:/d".parse::<DataSpec>().unwrap(),
         DataSpec::OfficeHome { root: "/d".into() }
     );
     assert!(matches!(
-        DataSpec::parse("office-home-parquet:/f.parquet", synth).unwrap(),
+        "office-home-parquet:/f.parquet"
+            .parse::<DataSpec>()
+            .unwrap(),
         DataSpec::Parquet {
             dataset: dgcolor_data::Benchmark::OfficeHome,
             ..
         }
     ));
-    assert!(DataSpec::parse("pacs:", synth).is_err());
+    assert!("pacs:".parse::<DataSpec>().is_err());
     assert_eq!(
-        SplitChoice::parse("reference").unwrap(),
+        "reference".parse::<SplitChoice>().unwrap(),
         SplitChoice::Reference
     );
     assert_eq!(
-        SplitChoice::parse("official,skip-missing,dir=/s").unwrap(),
+        "official,skip-missing,dir=/s"
+            .parse::<SplitChoice>()
+            .unwrap(),
         SplitChoice::Official {
             dir: Some("/s".into()),
             missing: MissingPolicy::Skip
         }
     );
-    assert!(SplitChoice::parse("official,bogus").is_err());
+    assert!("official,bogus".parse::<SplitChoice>().is_err());
 
-    let folder = DataSpec::parse(&format!("pacs:{PACS_MINI}"), synth)
+    let folder = format!("pacs:{PACS_MINI}")
+        .parse::<DataSpec>()
         .unwrap()
-        .open(Path::new("unused"))
+        .open(Path::new("unused"), &synth)
         .unwrap();
+    // Every form prints back to the string it was parsed from.
+    for text in [
+        "synth",
+        "/x/y",
+        "pacs:/d",
+        "office-home:/d",
+        "pacs-parquet:/f.parquet",
+        "office-home-parquet:/f",
+    ] {
+        assert_eq!(text.parse::<DataSpec>().unwrap().to_string(), text);
+    }
+    for text in ["reference", "official", "official,skip-missing,dir=/s"] {
+        assert_eq!(text.parse::<SplitChoice>().unwrap().to_string(), text);
+    }
     let sources = vec!["art_painting".to_string(), "cartoon".to_string()];
-    let official = SplitChoice::parse("official,skip-missing").unwrap();
-    let splits = make_splits_with(&folder, &official, &sources, "photo", 0.1, 0).unwrap();
+    let official = "official,skip-missing".parse::<SplitChoice>().unwrap();
+    let splits = make_splits(&folder, &official, &sources, "photo", 0.1, 0).unwrap();
     assert_eq!(splits.train[0].samples.len(), 10);
     assert_eq!(splits.test.len(), 10);
     assert!(splits
         .notes
         .iter()
         .any(|n| n.contains("art_painting_crossval_kfold.txt:1:")));
-    let fail = SplitChoice::parse("official").unwrap();
-    let err = make_splits_with(&folder, &fail, &sources, "photo", 0.1, 0)
+    let fail = "official".parse::<SplitChoice>().unwrap();
+    let err = make_splits(&folder, &fail, &sources, "photo", 0.1, 0)
         .err()
         .unwrap();
     assert!(
@@ -301,7 +317,7 @@ fn smoke_training_on_pacs_mini_with_the_official_split() {
     assert!(text.contains("\"finished\": true"), "{text}");
     let config = fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(
-        config.contains("kind = \"official\"") && config.contains("kind = \"pacs\""),
+        config.contains("split = \"official,skip-missing\"") && config.contains("data = \"pacs:"),
         "{config}"
     );
 }

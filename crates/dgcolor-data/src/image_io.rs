@@ -27,6 +27,7 @@ pub fn decode_rgb8(path: &Path) -> Result<RgbImage> {
 
 /// How images are brought to the training size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum ResizeFilter {
     /// The reference: PIL `Image.NEAREST`, aliasing included.
     #[default]

@@ -10,7 +10,8 @@
 //! ([`open_pacs`], [`open_office_home`]), from Hugging Face parquet copies
 //! ([`extract_parquet`], [`hub`] behind the `hub` feature), with the official PACS split
 //! files checked line by line ([`kfold`]); [`paper_settings`] lists the paper's
-//! source/target settings.
+//! source/target settings. [`DataSpec`], [`SplitChoice`] and [`ResizeFilter`] are the typed
+//! `--data`, `--split` and `--resize` options, and [`make_splits`] the splits of one run.
 
 mod batch;
 mod benchmark;
@@ -28,6 +29,7 @@ mod loader;
 pub mod parquet;
 mod pipeline;
 mod rng;
+mod spec;
 mod synth;
 
 pub use batch::{DomainBatch, HostBatch};
@@ -60,6 +62,7 @@ pub use pipeline::{
     eval_chunks, eval_items, host_batch, lab_image, load_lab, load_lab_planes, EvalChunk,
     EvalChunks, EvalItem, LabImage, OnBadImage, Preprocess,
 };
+pub use spec::{make_splits, DataSpec, SplitChoice, Splits, VAL_FRACTION};
 pub use synth::{
     ensure_synth, generate_synth, render_synth, render_synth_with_mask, SynthConfig, SynthFile,
     SynthManifest, SYNTH_CLASSES, SYNTH_DOMAINS, SYNTH_VERSION,

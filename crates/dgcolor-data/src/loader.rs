@@ -28,6 +28,7 @@ use crate::pipeline::{host_batch, load_lab_planes, LabImage, OnBadImage, Preproc
 use crate::rng::{derived_rng, Stream};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum BatchMode {
     /// Reference: a seeded permutation of the union of all sources each epoch.
     #[default]

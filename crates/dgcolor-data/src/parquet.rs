@@ -218,14 +218,9 @@ pub struct ParquetManifest {
 }
 
 fn fingerprint(files: &[PathBuf]) -> Result<(u64, Vec<(PathBuf, u64)>)> {
-    // FNV-1a over (canonical path, size, mtime): stable across runs and platforms.
-    let mut h: u64 = 0xcbf29ce484222325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-    };
+    // The stable hash of (canonical path, size, mtime): the same across runs and platforms.
+    let mut h = dgcolor_kernels::StableHasher::default();
+    let mut feed = |bytes: &[u8]| std::hash::Hasher::write(&mut h, bytes);
     let mut sources = Vec::new();
     feed(&PARQUET_EXTRACT_VERSION.to_le_bytes());
     for f in files {
@@ -241,7 +236,7 @@ fn fingerprint(files: &[PathBuf]) -> Result<(u64, Vec<(PathBuf, u64)>)> {
         feed(&mtime.to_le_bytes());
         sources.push((canon, meta.len()));
     }
-    Ok((h, sources))
+    Ok((std::hash::Hasher::finish(&h), sources))
 }
 
 fn sanitize(name: &str) -> String {

@@ -134,6 +134,7 @@ fn upscaled_lab(src: &RgbImage, pre: &Preprocess) -> Option<LabImage> {
 
 /// What to do with a file that cannot be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum OnBadImage {
     /// Stop with an error naming the file: a broken dataset should be noticed.
     #[default]

@@ -13,14 +13,8 @@ use dgcolor_data::{
     SplitPart, OFFICE_HOME_CLASSES, PACS_CLASSES,
 };
 
-const PACS_MINI: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../fixtures/pacs_mini"
-);
-const PACS_SPLIT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../fixtures/pacs_split"
-);
+const PACS_MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pacs_mini");
+const PACS_SPLIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pacs_split");
 
 fn mini() -> PathBuf {
     PathBuf::from(PACS_MINI)

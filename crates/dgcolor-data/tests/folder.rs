@@ -11,10 +11,7 @@ use dgcolor_data::{
 };
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 
-const PACS_MINI: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../fixtures/pacs_mini"
-);
+const PACS_MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pacs_mini");
 const PACS_CLASSES: [&str; 7] = [
     "dog", "elephant", "giraffe", "guitar", "horse", "house", "person",
 ];

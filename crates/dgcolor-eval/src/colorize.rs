@@ -15,30 +15,24 @@ use dgcolor_data::{
 use dgcolor_models::{AbPredictor, Generator, InferenceGenerator, ModelConfig};
 
 use crate::error::{EvalError, Result};
-use crate::run::CHECKPOINT;
 
-/// A generator in eval mode from a run directory (its latest checkpoint) or a checkpoint
-/// or model file written by dgcolor: BatchNorm folded into the convolutions, weights as
-/// plain tensors (no autograd graph).
-pub fn load_generator(path: &Path, device: &Device) -> Result<InferenceGenerator> {
-    let file = if path.is_dir() {
-        path.join(CHECKPOINT)
-    } else {
-        path.to_path_buf()
-    };
-    if !file.exists() {
+/// A generator in eval mode from a checkpoint or model file written by dgcolor (a run
+/// directory's checkpoint is found by `dgcolor_runs`): BatchNorm folded into the
+/// convolutions, weights as plain tensors (no autograd graph).
+pub fn load_generator(file: &Path, device: &Device) -> Result<InferenceGenerator> {
+    if !file.is_file() {
         return Err(EvalError::format(
-            &file,
-            "no checkpoint here (expected a run directory or a .safetensors file)",
+            file,
+            "no such checkpoint file (expected a .safetensors file written by dgcolor)",
         ));
     }
-    let ckpt = Checkpoint::load(&file, device)?;
+    let ckpt = Checkpoint::load(file, device)?;
     let cfg: ModelConfig =
-        serde_json::from_str(ckpt.meta(META_MODEL)?).map_err(|e| EvalError::format(&file, e))?;
+        serde_json::from_str(ckpt.meta(META_MODEL)?).map_err(|e| EvalError::format(file, e))?;
     let varmap = VarMap::new();
     let generator = Generator::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     ckpt.restore_varmap(&varmap)
-        .map_err(|e| EvalError::format(&file, e))?;
+        .map_err(|e| EvalError::format(file, e))?;
     Ok(InferenceGenerator::from_generator(&generator, &varmap)?)
 }
 

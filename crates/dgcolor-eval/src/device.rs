@@ -1,5 +1,4 @@
 use candle_core::Device;
-use dgcolor_kernels::Precision;
 
 use crate::error::{EvalError, Result};
 
@@ -28,11 +27,4 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         }
         _ => Err(bad()),
     }
-}
-
-/// `f32` or `bf16` (`--precision`).
-pub fn parse_precision(spec: &str) -> Result<Precision> {
-    Precision::parse(spec).ok_or_else(|| {
-        EvalError::Config(format!("--precision `{spec}`: expected f32, tf32 or bf16"))
-    })
 }

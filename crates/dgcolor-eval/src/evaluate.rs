@@ -18,7 +18,7 @@ use crate::error::Result;
 /// Images evaluated per forward pass.
 pub const EVAL_BATCH: usize = 32;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DomainMetrics {
     pub images: usize,
     pub skipped: Vec<String>,

@@ -43,6 +43,7 @@ mod cuda;
 mod cudnn;
 mod gemm_f32;
 mod geom;
+mod hash;
 mod im2col;
 pub mod lowered;
 mod one_filter;
@@ -62,6 +63,7 @@ pub use conv::{
 pub use cpu::simd;
 pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
+pub use hash::{stable_hash, StableHasher};
 pub use im2col::{col2im, im2col};
 pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 

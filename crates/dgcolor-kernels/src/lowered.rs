@@ -37,16 +37,25 @@ pub enum Precision {
     Bf16,
 }
 
-impl Precision {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "f32" => Some(Self::F32),
-            "tf32" => Some(Self::Tf32),
-            "bf16" => Some(Self::Bf16),
-            _ => None,
-        }
-    }
+impl std::str::FromStr for Precision {
+    type Err = String;
 
+    /// `f32`, `tf32` or `bf16` (`--precision`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [Self::F32, Self::Tf32, Self::Bf16]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("--precision `{s}`: expected f32, tf32 or bf16"))
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Precision {
     pub fn is_f32(&self) -> bool {
         *self == Self::F32
     }

@@ -1,5 +1,66 @@
+use std::fmt;
+use std::str::FromStr;
+
 use candle_core::{bail, Result};
 use serde::{Deserialize, Serialize};
+
+/// Where the AdaIN skip goes, as `--adain` takes it: `none` (a plain U-Net), `z` (the skip
+/// carrying the head encoder's output, the paper's choice) or a decoder index `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum AdainSkip {
+    None,
+    Z,
+    Index(usize),
+}
+
+impl AdainSkip {
+    /// The decoder index for a model of this depth; checked by [`ModelConfig::validate`].
+    pub fn index(self, depth: usize) -> Option<usize> {
+        match self {
+            AdainSkip::None => None,
+            AdainSkip::Z => depth.checked_sub(3),
+            AdainSkip::Index(k) => Some(k),
+        }
+    }
+}
+
+impl FromStr for AdainSkip {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(AdainSkip::None),
+            "z" => Ok(AdainSkip::Z),
+            k => k.parse().map(AdainSkip::Index).map_err(|_| {
+                format!("--adain `{s}`: expected none, z or a decoder index 1..depth-1")
+            }),
+        }
+    }
+}
+
+impl fmt::Display for AdainSkip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdainSkip::None => f.write_str("none"),
+            AdainSkip::Z => f.write_str("z"),
+            AdainSkip::Index(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+impl TryFrom<String> for AdainSkip {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<AdainSkip> for String {
+    fn from(a: AdainSkip) -> String {
+        a.to_string()
+    }
+}
 
 /// Size of every network of the method. `Config::paper()` is the reference (256 px, nf 64,
 /// depth 8); the quick preset shrinks all three so a CPU trains it in minutes.

@@ -17,7 +17,8 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     for (name, var) in data.iter() {
         let shape = var.shape().clone();
         let n = shape.elem_count();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(name));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed ^ dgcolor_kernels::stable_hash(name.as_bytes()));
         let values: Vec<f32> = if name.ends_with("conv.weight") {
             let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
             (0..n).map(|_| normal.sample(&mut rng)).collect()
@@ -52,10 +53,4 @@ fn linear_fan_in(
     data.get(&weight)
         .map(|w| w.dims()[w.dims().len() - 1])
         .unwrap_or(1)
-}
-
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -21,7 +21,7 @@ mod unet;
 pub use adain::{adain, channel_stats, content_randomize, style_randomize, ChannelStats};
 pub use batch_norm::{batch_norm2d, BatchNorm2d};
 pub use blocks::{down_block, up_block, DownBlock, DownConfig, UpBlock, UpConfig};
-pub use config::{level_width, ModelConfig};
+pub use config::{level_width, AdainSkip, ModelConfig};
 pub use heads::{ClassHead, ColorDiscriminator, MlpHead, StyleDiscriminator};
 pub use inference::{AbPredictor, InferenceGenerator};
 pub use init::init_weights;

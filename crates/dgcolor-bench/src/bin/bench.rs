@@ -146,7 +146,9 @@ fn spec(cfg: &BenchConfig, algorithm: &str, device: &Device) -> AlgorithmSpec {
     model.dropout = 0.5;
     AlgorithmSpec {
         model,
-        hparams: HParams::defaults(algorithm),
+        hparams: HParams::defaults(
+            dgcolor_algorithms::lookup(algorithm).expect("a registered algorithm"),
+        ),
         seed: 0,
         device: device.clone(),
     }
@@ -183,12 +185,7 @@ fn main() -> Result<()> {
         "cuda" => dgcolor_kernels::cuda_device(0)?,
         other => bail!("--device `{other}`: expected cpu or cuda"),
     };
-    let precision = Precision::parse(&args.precision).with_context(|| {
-        format!(
-            "--precision `{}`: expected f32, tf32 or bf16",
-            args.precision
-        )
-    })?;
+    let precision: Precision = args.precision.parse().map_err(anyhow::Error::msg)?;
     dgcolor_kernels::set_precision(precision);
     let mut out = serde_json::json!({
         "framework": "candle",

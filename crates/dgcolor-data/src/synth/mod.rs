@@ -143,12 +143,6 @@ fn file_name(class: usize, index: usize) -> String {
     format!("{}_{index:04}.png", SYNTH_CLASSES[class])
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
@@ -213,7 +207,7 @@ pub fn generate_synth(out: &Path, cfg: &SynthConfig) -> Result<SynthManifest> {
                 domain: SYNTH_DOMAINS[d].to_string(),
                 class: SYNTH_CLASSES[c].to_string(),
                 file: rel,
-                fnv1a64: format!("{:016x}", fnv1a64(&bytes)),
+                fnv1a64: format!("{:016x}", dgcolor_kernels::stable_hash(&bytes)),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -2,6 +2,7 @@
 //! model per run, aggregate over seeds, and write tables, plots, the qualitative figure and
 //! a self-contained `index.html` into `<sweep>/report/`.
 
+mod error;
 mod figure;
 mod html;
 mod plots;
@@ -11,15 +12,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dgcolor_metrics::{all_metrics, Better};
-use serde_json::Value;
+use dgcolor_runs::sweep::{read_jobs, Job};
+use dgcolor_runs::{EvalSplit, Evaluation, Record, RunDir, TrainConfig, CONFIG};
 
+pub use error::{ReportError, Result};
 pub use figure::{FigureLayout, FIGURE_IMAGES_PER_SETTING};
 pub use table::{Cell, Table};
-
-use crate::error::{EvalError, Result};
-use crate::run::{read_records, RunDir, CONFIG, RECORDS};
-use crate::sweep::{read_jobs, Job};
-use crate::train::TrainConfig;
 
 /// How a run's reported metrics are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,47 +57,38 @@ pub const SELECTION_METRIC: &str = "psnr";
 pub struct RunResult {
     pub job: Job,
     pub config: TrainConfig,
-    pub records: Vec<Value>,
+    pub records: Vec<Record>,
 }
 
 impl RunResult {
-    /// `synth`, `pacs`, ... : the `kind` of the run's data spec.
+    /// `synth`, `pacs`, `office-home` or `data`: the run's dataset in tables and file names.
     pub fn dataset(&self) -> String {
-        serde_json::to_value(&self.config.data)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| "data".into())
+        self.config.dataset_name().into()
     }
 
-    /// Target-domain test metrics (means over images) under a selection rule.
-    pub fn selected(&self, selection: Selection) -> Option<BTreeMap<String, f64>> {
-        let test_at = |step: u64| {
-            self.records.iter().find(|r| {
-                r["kind"] == "eval" && r["split"] == "test" && r["step"].as_u64() == Some(step)
-            })
-        };
+    fn evaluations(&self) -> impl Iterator<Item = &Evaluation> {
+        self.records.iter().filter_map(|r| match r {
+            Record::Eval(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The evaluation point a selection rule picks: its step and its target test metrics.
+    pub fn selected_evaluation(&self, selection: Selection) -> Option<&Evaluation> {
         match selection {
-            Selection::LastStep => {
-                let last = self.records.iter().rev().find(|r| r["kind"] == "final")?;
-                let metrics = last["metrics"]["metrics"].as_object()?;
-                Some(
-                    metrics
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v["mean"].as_f64()?)))
-                        .collect(),
-                )
-            }
+            Selection::LastStep => self.records.iter().rev().find_map(|r| match r {
+                Record::Final(e) => Some(e),
+                _ => None,
+            }),
             Selection::TrainingDomainValidation => {
+                let test_at = |step: u64| {
+                    self.evaluations()
+                        .find(|e| e.split == EvalSplit::Test && e.step == step)
+                };
                 let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-                for r in self
-                    .records
-                    .iter()
-                    .filter(|r| r["kind"] == "eval" && r["split"] == "val")
-                {
-                    if let (Some(step), Some(v)) =
-                        (r["step"].as_u64(), r["metrics"][SELECTION_METRIC].as_f64())
-                    {
-                        by_step.entry(step).or_default().push(v);
+                for e in self.evaluations().filter(|e| e.split == EvalSplit::Val) {
+                    if let Some(v) = e.mean(SELECTION_METRIC) {
+                        by_step.entry(e.step).or_default().push(v);
                     }
                 }
                 let (step, _) = by_step
@@ -110,23 +99,31 @@ impl RunResult {
                         Some((_, bv)) if bv > v => best,
                         _ => Some((s, v)),
                     })?;
-                let metrics = test_at(step)?["metrics"].as_object()?;
-                Some(
-                    metrics
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                        .collect(),
-                )
+                test_at(step)
             }
         }
+    }
+
+    /// Target-domain test metrics (means over images) under a selection rule.
+    pub fn selected(&self, selection: Selection) -> Option<BTreeMap<String, f64>> {
+        let e = self.selected_evaluation(selection)?;
+        Some(
+            e.result
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.mean))
+                .collect(),
+        )
     }
 
     /// (step, value) of a training loss over the run.
     pub fn curve(&self, loss: &str) -> Vec<(u64, f64)> {
         self.records
             .iter()
-            .filter(|r| r["kind"] == "train")
-            .filter_map(|r| Some((r["step"].as_u64()?, r["losses"][loss].as_f64()?)))
+            .filter_map(|r| match r {
+                Record::Train { step, losses, .. } => Some((*step, *losses.get(loss)?)),
+                _ => None,
+            })
             .collect()
     }
 }
@@ -142,9 +139,10 @@ pub fn load_runs(sweep_dir: &Path) -> Result<(Vec<RunResult>, Vec<Job>)> {
             continue;
         }
         let path = run.file(CONFIG);
-        let text = std::fs::read_to_string(&path).map_err(EvalError::io(&path))?;
-        let config: TrainConfig = toml::from_str(&text).map_err(|e| EvalError::format(&path, e))?;
-        let records = read_records(&run.file(RECORDS))?;
+        let text = std::fs::read_to_string(&path).map_err(ReportError::io(&path))?;
+        let config: TrainConfig =
+            toml::from_str(&text).map_err(|e| ReportError::format(&path, e))?;
+        let records = run.records()?;
         done.push(RunResult {
             job,
             config,
@@ -180,14 +178,14 @@ pub fn write_report(
 ) -> Result<ReportFiles> {
     let (runs, pending) = load_runs(sweep_dir)?;
     if runs.is_empty() {
-        return Err(EvalError::format(
+        return Err(ReportError::format(
             sweep_dir,
             "no finished runs to report (run the sweep first)",
         ));
     }
     let dir = sweep_dir.join("report");
-    std::fs::create_dir_all(dir.join("tables")).map_err(EvalError::io(&dir))?;
-    std::fs::create_dir_all(dir.join("plots")).map_err(EvalError::io(&dir))?;
+    std::fs::create_dir_all(dir.join("tables")).map_err(ReportError::io(&dir))?;
+    std::fs::create_dir_all(dir.join("plots")).map_err(ReportError::io(&dir))?;
     let mut files = ReportFiles {
         dir: dir.clone(),
         ..Default::default()

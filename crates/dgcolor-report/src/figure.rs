@@ -13,11 +13,11 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::plots::register_fonts;
-use super::RunResult;
-use crate::colorize::load_generator;
-use crate::error::{EvalError, Result};
-use crate::evaluate::predict_rgb;
+use crate::error::{ReportError, Result};
+use crate::plots::register_fonts;
+use crate::RunResult;
+use dgcolor_eval::load_generator;
+use dgcolor_eval::predict_rgb;
 
 /// Target images shown per setting.
 pub const FIGURE_IMAGES_PER_SETTING: usize = 3;
@@ -96,17 +96,22 @@ pub(super) fn write_figure(
             .copied()
     };
     let Some(first) = runs.first() else {
-        return Err(EvalError::format(dir, "no runs for the figure"));
+        return Err(ReportError::format(dir, "no runs for the figure"));
     };
     let size = first.config.preprocess.size;
     let layout = FigureLayout::new(settings.len(), methods.len(), size);
     let (w, h) = layout.size();
     let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
-    let folder = first.config.data.open(data_root)?;
+    let folder = first
+        .config
+        .data
+        .open(data_root, &first.config.synth.unwrap_or_default())?;
     let mut generators = BTreeMap::new();
     for (s, target) in settings.iter().enumerate() {
         let samples = folder.domain(target)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(FIGURE_SEED ^ fnv(target));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            FIGURE_SEED ^ dgcolor_kernels::stable_hash(target.as_bytes()),
+        );
         let k = FIGURE_IMAGES_PER_SETTING.min(samples.len());
         let mut chosen: Vec<usize> = sample(&mut rng, samples.len(), k).into_vec();
         chosen.sort();
@@ -123,7 +128,8 @@ pub(super) fn write_figure(
                 continue;
             };
             if !generators.contains_key(&run.job.dir) {
-                generators.insert(run.job.dir.clone(), load_generator(&run.job.dir, device)?);
+                let file = dgcolor_runs::checkpoint_file(&run.job.dir)?;
+                generators.insert(run.job.dir.clone(), load_generator(&file, device)?);
             }
             let preds = predict_rgb(&generators[&run.job.dir], &labs, device)?;
             rows.push(preds.iter().map(|p| to_image(p, size)).collect());
@@ -145,7 +151,7 @@ pub(super) fn write_figure(
     let path = dir.join(format!("figure_{dataset}.png"));
     canvas
         .save(&path)
-        .map_err(|e| EvalError::format(&path, e))?;
+        .map_err(|e| ReportError::format(&path, e))?;
     Ok(path)
 }
 
@@ -160,7 +166,7 @@ fn draw_labels(
     let buf: &mut [u8] = canvas.as_mut();
     let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
     let font = ("sans-serif", 15).into_font().color(&BLACK);
-    let fail = |e: String| EvalError::Config(format!("figure labels: {e}"));
+    let fail = |e: String| ReportError::Draw(format!("figure labels: {e}"));
     for (r, label) in rows.iter().enumerate() {
         let (_, y) = layout.origin(r, 0, 0);
         root.draw(&Text::new(
@@ -195,10 +201,4 @@ fn gray(lab: &LabImage) -> Vec<u8> {
 
 fn to_image(rgb: &[u8], size: usize) -> RgbImage {
     RgbImage::from_raw(size as u32, size as u32, rgb.to_vec()).expect("S x S x 3 bytes")
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use dgcolor_algorithms::write_atomic;
 
-use super::{RunResult, Table};
-use crate::error::{EvalError, Result};
-use crate::sweep::Job;
+use crate::error::{ReportError, Result};
+use crate::{RunResult, Table};
+use dgcolor_runs::sweep::Job;
 
 pub(super) struct Section {
     pub dataset: String,
@@ -26,7 +26,7 @@ fn esc(s: &str) -> String {
 }
 
 fn embed_png(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(EvalError::io(path))?;
+    let bytes = std::fs::read(path).map_err(ReportError::io(path))?;
     Ok(format!(
         "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
         esc(&path.file_name().unwrap_or_default().to_string_lossy()),
@@ -123,6 +123,6 @@ th:first-child{{text-align:left}}td.best{{font-weight:bold;background:#eef6ee}}i
 </style></head><body>{body}</body></html>\n"
     );
     let path = dir.join("index.html");
-    write_atomic(&path, html.as_bytes()).map_err(EvalError::io(&path))?;
+    write_atomic(&path, html.as_bytes()).map_err(ReportError::io(&path))?;
     Ok(path)
 }

@@ -1,10 +1,43 @@
 //! Tables from hand-made records: selection rules, mean ± standard error, best marking.
 
-use dgcolor_eval::report::{Cell, RunResult, Selection, Table};
-use dgcolor_eval::sweep::Job;
-use dgcolor_eval::RunSpec;
-use dgcolor_metrics::Better;
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use dgcolor_algorithms::PresetName;
+use dgcolor_eval::DomainMetrics;
+use dgcolor_metrics::{Better, MetricSummary};
+use dgcolor_report::{Cell, RunResult, Selection, Table};
+use dgcolor_runs::sweep::Job;
+use dgcolor_runs::{EvalSplit, Evaluation, Record, RunSpec, TrainConfig};
+
+/// Metrics whose means are the given values (the tables read only means).
+fn metrics(values: &[(&str, f64)]) -> DomainMetrics {
+    DomainMetrics {
+        images: 3,
+        skipped: Vec::new(),
+        metrics: values
+            .iter()
+            .map(|&(name, mean)| {
+                let summary = MetricSummary {
+                    count: 3,
+                    mean,
+                    std_err: None,
+                    min: mean,
+                    max: mean,
+                };
+                (name.to_string(), summary)
+            })
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn evaluation(step: u64, domain: &str, split: EvalSplit, values: &[(&str, f64)]) -> Evaluation {
+    Evaluation {
+        step,
+        domain: domain.into(),
+        split,
+        result: metrics(values),
+    }
+}
 
 /// A run whose records say: PSNR on the target is `test[i]` at step 10*(i+1), with source
 /// validation PSNR `val[i]`; the final record repeats the last test value.
@@ -15,9 +48,9 @@ fn run(
     seed: u64,
     val: &[f64],
     test: &[f64],
-    config: &dgcolor_eval::TrainConfig,
+    config: &TrainConfig,
 ) -> RunResult {
-    let mut spec = RunSpec::new(label, &["photo", "cartoon"], target, "smoke");
+    let mut spec = RunSpec::new(label, &["photo", "cartoon"], target, PresetName::Smoke).unwrap();
     spec.seed = seed;
     let mut config = config.clone();
     config.target = target.into();
@@ -26,13 +59,27 @@ fn run(
     for (i, (v, t)) in val.iter().zip(test).enumerate() {
         let step = 10 * (i as u64 + 1);
         for domain in ["photo", "cartoon"] {
-            records.push(json!({"kind": "eval", "step": step, "split": "val", "domain": domain, "metrics": {"psnr": v}}));
+            records.push(Record::Eval(evaluation(
+                step,
+                domain,
+                EvalSplit::Val,
+                &[("psnr", *v)],
+            )));
         }
-        records.push(json!({"kind": "eval", "step": step, "split": "test", "domain": target, "metrics": {"psnr": t, "ssim": t / 100.0}}));
+        records.push(Record::Eval(evaluation(
+            step,
+            target,
+            EvalSplit::Test,
+            &[("psnr", *t), ("ssim", t / 100.0)],
+        )));
     }
     let last = *test.last().unwrap();
-    records.push(json!({"kind": "final", "step": 10 * test.len(), "metrics": {"images": 3, "skipped": [],
-        "metrics": {"psnr": {"count": 3, "mean": last, "std_err": null, "min": last, "max": last}}}}));
+    records.push(Record::Final(evaluation(
+        10 * test.len() as u64,
+        target,
+        EvalSplit::Test,
+        &[("psnr", last)],
+    )));
     RunResult {
         job: Job::new(label, order, spec, std::path::Path::new("/tmp/unused")),
         config,
@@ -43,9 +90,16 @@ fn run(
 #[test]
 fn selection_aggregation_and_best_marking() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = RunSpec::new("erm", &["photo", "cartoon"], "art_painting", "smoke")
-        .config(tmp.path())
-        .unwrap();
+    let config = RunSpec::new(
+        "erm",
+        &["photo", "cartoon"],
+        "art_painting",
+        PresetName::Smoke,
+    )
+    .unwrap()
+    .prepare(tmp.path())
+    .unwrap()
+    .config;
     let runs = [
         // erm: validation peaks at step 10 in both seeds.
         run(

@@ -4,12 +4,19 @@
 use std::path::Path;
 use std::process::Command;
 
-use dgcolor_eval::report::FigureLayout;
-use dgcolor_eval::sweep::Job;
-use dgcolor_eval::{train, RunSpec, TrainOptions};
+use dgcolor_algorithms::PresetName;
+use dgcolor_report::FigureLayout;
+use dgcolor_runs::sweep::Job;
+use dgcolor_runs::{read_records, train, Record, RunSpec, TrainOptions};
+
+fn dgcolor(subcommand: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcolor"));
+    c.arg(subcommand);
+    c
+}
 
 fn compare(results: &Path, data_root: &Path, extra: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_compare"))
+    let out = dgcolor("compare")
         .args([
             "--preset",
             "smoke",
@@ -45,17 +52,24 @@ fn sweep_resumes_skips_and_reports() {
     // An interrupted run: `ours` on art_painting stopped after 2 of its 6 smoke steps.
     let spec = RunSpec {
         seed: 0,
-        ..RunSpec::new("ours", &["photo", "cartoon"], "art_painting", "smoke")
+        ..RunSpec::new(
+            "ours",
+            &["photo", "cartoon"],
+            "art_painting",
+            PresetName::Smoke,
+        )
+        .unwrap()
     };
     let job = Job::new("ours", 1, spec.clone(), &sweep);
-    let partial = train(&TrainOptions {
-        config: spec.config(&data_root).unwrap(),
-        out: job.dir.clone(),
-        data_root: data_root.clone(),
-        device: candle_core::Device::Cpu,
-        progress: false,
-        stop_after: Some(2),
-    })
+    let partial = train(
+        &spec.prepare(&data_root).unwrap(),
+        &TrainOptions {
+            out: job.dir.clone(),
+            device: candle_core::Device::Cpu,
+            progress: false,
+            stop_after: Some(2),
+        },
+    )
     .unwrap();
     assert!(!partial.finished);
 
@@ -73,9 +87,12 @@ fn sweep_resumes_skips_and_reports() {
     );
     assert_eq!(stderr.matches(": finished").count(), 3, "{stderr}");
     assert!(stdout.contains("report: "));
-    let records = dgcolor_eval::read_records(&job.dir.join("records.jsonl")).unwrap();
+    let records = read_records(&job.dir.join("records.jsonl")).unwrap();
     assert_eq!(
-        records.iter().filter(|r| r["kind"] == "start").count(),
+        records
+            .iter()
+            .filter(|r| matches!(r, Record::Start { .. }))
+            .count(),
         1,
         "the resumed run keeps its records"
     );
@@ -155,7 +172,7 @@ fn sweep_resumes_skips_and_reports() {
 #[test]
 fn ablation_lists_every_adain_index_and_component() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ablate-adain"))
+    let out = dgcolor("ablate-adain")
         .args([
             "--preset",
             "smoke",
@@ -201,7 +218,7 @@ fn ablation_lists_every_adain_index_and_component() {
 fn default_settings_follow_the_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |data: &str, extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_compare"))
+        let out = dgcolor("compare")
             .args([
                 "--preset",
                 "smoke",
@@ -248,7 +265,7 @@ fn default_settings_follow_the_dataset() {
 fn precision_reaches_the_run_commands_and_bad_values_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |precision: &str| {
-        Command::new(env!("CARGO_BIN_EXE_compare"))
+        dgcolor("compare")
             .args([
                 "--preset",
                 "smoke",
@@ -293,7 +310,7 @@ fn precision_reaches_the_run_commands_and_bad_values_are_named() {
 #[test]
 fn one_thread_sweep_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_compare"))
+    let mut child = dgcolor("compare")
         .env("RAYON_NUM_THREADS", "1")
         .args(["--preset", "smoke", "--algorithms", "erm"])
         .args(["--settings", "photo+cartoon:art_painting", "--no-report"])

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use dgcolor_algorithms::write_atomic;
 use dgcolor_metrics::Better;
 
-use super::{RunResult, Selection};
-use crate::error::{EvalError, Result};
+use crate::error::{ReportError, Result};
+use crate::{RunResult, Selection};
 
 /// Mean ± standard error (sample std / sqrt(n); none for a single seed) over seeds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -191,24 +191,32 @@ impl Table {
 
     /// Long format: one line per (method, column) with the numbers kept apart.
     pub fn csv(&self) -> String {
-        let mut s = String::from("method,column,mean,se,n,best\n");
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let row = |w: &mut csv::Writer<Vec<u8>>, fields: &[String]| {
+            w.write_record(fields).expect("writing CSV to memory")
+        };
+        row(
+            &mut w,
+            &["method", "column", "mean", "se", "n", "best"].map(String::from),
+        );
         for (i, (label, cells)) in self.rows.iter().enumerate() {
             for (c, cell) in cells.iter().enumerate() {
                 if let Some(cell) = cell {
-                    let se = cell.se.map_or(String::new(), |v| format!("{v}"));
-                    let _ = writeln!(
-                        s,
-                        "{},{},{},{se},{},{}",
-                        csv_field(label),
-                        csv_field(&self.columns[c]),
-                        cell.mean,
-                        cell.n,
-                        self.is_best(i, c)
+                    row(
+                        &mut w,
+                        &[
+                            label.clone(),
+                            self.columns[c].clone(),
+                            cell.mean.to_string(),
+                            cell.se.map_or(String::new(), |v| v.to_string()),
+                            cell.n.to_string(),
+                            self.is_best(i, c).to_string(),
+                        ],
                     );
                 }
             }
         }
-        s
+        String::from_utf8(w.into_inner().expect("writing CSV to memory")).expect("UTF-8 fields")
     }
 
     pub fn latex(&self) -> String {
@@ -256,17 +264,9 @@ impl Table {
         .into_iter()
         .map(|(ext, text)| {
             let path = dir.join(format!("{stem}.{ext}"));
-            write_atomic(&path, text.as_bytes()).map_err(EvalError::io(&path))?;
+            write_atomic(&path, text.as_bytes()).map_err(ReportError::io(&path))?;
             Ok(path)
         })
         .collect()
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }

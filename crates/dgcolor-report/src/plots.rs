@@ -9,8 +9,8 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{RunResult, Selection, Table};
-use crate::error::{EvalError, Result};
+use crate::error::{ReportError, Result};
+use crate::{RunResult, Selection, Table};
 
 /// plotters draws text with fonts registered here (embedded, so no system font is needed).
 pub(super) fn register_fonts() {
@@ -245,9 +245,9 @@ impl Plot {
         let png = stem.with_extension("png");
         let svg = stem.with_extension("svg");
         self.draw(&BitMapBackend::new(&png, size).into_drawing_area())
-            .map_err(|e| EvalError::format(&png, e))?;
+            .map_err(|e| ReportError::format(&png, e))?;
         self.draw(&SVGBackend::new(&svg, size).into_drawing_area())
-            .map_err(|e| EvalError::format(&svg, e))?;
+            .map_err(|e| ReportError::format(&svg, e))?;
         Ok(vec![png, svg])
     }
 }

@@ -1,0 +1,19 @@
+//! Running experiments: what a run is ([`RunSpec`] -> [`TrainConfig`]), where it lives (a
+//! locked [`RunDir`] with its config, typed [`Record`]s, checkpoint and done marker), the
+//! resumable trainer, and sweeps of runs through a launcher. The collect step that reads
+//! the records into tables is `dgcolor-report`.
+
+mod config;
+mod error;
+mod record;
+mod run_dir;
+mod spec;
+pub mod sweep;
+mod trainer;
+
+pub use config::TrainConfig;
+pub use error::{Result, RunError};
+pub use record::{append_record, read_records, EvalSplit, Evaluation, Record, SCHEMA_VERSION};
+pub use run_dir::{checkpoint_file, RunDir, RunLock, CHECKPOINT, CONFIG, DONE, LOCK, RECORDS};
+pub use spec::{PreparedRun, RunOptions, RunSpec};
+pub use trainer::{train, TrainOptions, TrainOutcome};

@@ -1,0 +1,408 @@
+//! Sweeps (DomainBed's `sweep.py`): a list of jobs, one run directory per job named by the
+//! hash of its spec, executed through a [`Launcher`]. Finished runs (done marker) are skipped
+//! and unfinished ones resume, so re-running a sweep continues where it stopped. The two
+//! sweeps of the paper are built here: every method on every setting ([`compare_jobs`]) and
+//! the ablation of the proposed model ([`ablation_jobs`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use candle_core::Device;
+use dgcolor_algorithms::{write_atomic, AlgorithmEntry, HParamOverride};
+use dgcolor_data::{leave_one_out_settings, paper_settings, DataSpec};
+use dgcolor_models::AdainSkip;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RunError};
+use crate::run_dir::{RunDir, CONFIG};
+use crate::spec::{RunOptions, RunSpec};
+use crate::trainer::{train, TrainOptions};
+
+/// Sidecar of every run directory of a sweep: what to call the run in tables and where it
+/// goes in row order.
+pub const JOB_FILE: &str = "job.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Row label in tables (the algorithm, or an ablation variant).
+    pub label: String,
+    /// Row order in tables.
+    pub order: usize,
+    pub spec: RunSpec,
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum JobState {
+    New,
+    Unfinished,
+    /// Another process holds the run directory's lock.
+    Running,
+    Done,
+}
+
+impl Job {
+    /// A job whose directory is `<sweep_dir>/runs/<algorithm>-<target>-s<seed>-<hash>`.
+    pub fn new(label: impl Into<String>, order: usize, spec: RunSpec, sweep_dir: &Path) -> Self {
+        let dir = sweep_dir.join("runs").join(format!(
+            "{}-{}-s{}-{:016x}",
+            spec.algorithm.name,
+            spec.target.replace(' ', "_"),
+            spec.seed,
+            spec.hash()
+        ));
+        Self {
+            label: label.into(),
+            order,
+            spec,
+            dir,
+        }
+    }
+
+    pub fn state(&self) -> JobState {
+        let run = RunDir::new(&self.dir);
+        if run.is_done() {
+            JobState::Done
+        } else if run.is_locked() {
+            JobState::Running
+        } else if run.file(CONFIG).exists() {
+            JobState::Unfinished
+        } else {
+            JobState::New
+        }
+    }
+
+    /// The command line that runs this job with the CLI.
+    pub fn command(&self, data_root: &Path) -> Vec<String> {
+        let mut c = vec!["dgcolor".to_string(), "train".into()];
+        c.extend(self.spec.to_args());
+        c.extend([
+            "--data-root".into(),
+            data_root.display().to_string(),
+            "--out".into(),
+            self.dir.display().to_string(),
+        ]);
+        c
+    }
+
+    fn write_sidecar(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(RunError::io(&self.dir))?;
+        let path = self.dir.join(JOB_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| RunError::format(&path, e))?;
+        write_atomic(&path, text.as_bytes()).map_err(RunError::io(&path))
+    }
+}
+
+/// What every launcher gets besides the jobs.
+pub struct LaunchContext {
+    pub data_root: PathBuf,
+    pub device: Device,
+}
+
+/// The outcome of one job.
+#[derive(Debug)]
+pub struct JobReport {
+    pub job: Job,
+    pub before: JobState,
+    pub result: std::result::Result<(), String>,
+}
+
+/// Runs jobs somewhere. `local` and `dry-run` ship; a cluster launcher submits
+/// [`Job::command`] lines to its scheduler and implements the same trait.
+pub trait Launcher {
+    fn name(&self) -> &'static str;
+    fn launch(&self, jobs: &[Job], ctx: &LaunchContext) -> Vec<JobReport>;
+}
+
+/// Prints each job's command and state; runs nothing.
+pub struct DryRun;
+
+impl Launcher for DryRun {
+    fn name(&self) -> &'static str {
+        "dry-run"
+    }
+
+    fn launch(&self, jobs: &[Job], ctx: &LaunchContext) -> Vec<JobReport> {
+        jobs.iter()
+            .map(|job| {
+                let state = job.state();
+                println!(
+                    "# {} [{:?}]\n{}",
+                    job.label,
+                    state,
+                    shell_join(&job.command(&ctx.data_root))
+                );
+                JobReport {
+                    job: job.clone(),
+                    before: state,
+                    result: Ok(()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs jobs in this process, `parallel` at a time (each run also uses candle's own
+/// threads). Done jobs are skipped; a failing job is reported and the others go on.
+pub struct Local {
+    pub parallel: usize,
+}
+
+impl Local {
+    /// One run per two cores: candle already spreads each run over the cores it has.
+    pub fn fitted() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            parallel: (cores / 2).max(1),
+        }
+    }
+}
+
+impl Launcher for Local {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn launch(&self, jobs: &[Job], ctx: &LaunchContext) -> Vec<JobReport> {
+        let next = AtomicUsize::new(0);
+        let finished = AtomicUsize::new(0);
+        let reports = Mutex::new(Vec::new());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(job) = jobs.get(i) else { break };
+            let before = job.state();
+            let result = if before == JobState::Done {
+                Ok(())
+            } else {
+                run_job(job, ctx).map_err(|e| e.to_string())
+            };
+            let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+            let status = match (&result, before) {
+                (Err(e), _) => format!("FAILED: {e}"),
+                (Ok(()), JobState::Done) => "already done".into(),
+                (Ok(()), JobState::Unfinished | JobState::Running) => "resumed and finished".into(),
+                (Ok(()), JobState::New) => "finished".into(),
+            };
+            eprintln!(
+                "[{n}/{}] {} {}->{} seed {}: {status}",
+                jobs.len(),
+                job.label,
+                job.spec.sources.join("+"),
+                job.spec.target,
+                job.spec.seed
+            );
+            reports.lock().expect("reports lock").push(JobReport {
+                job: job.clone(),
+                before,
+                result,
+            });
+        };
+        // The calling thread is one of the workers: in a binary it is the main thread, a
+        // worker of rayon's pool (`dgcolor_kernels::setup_process`), where a training run's
+        // parallel sections start without a hand-off; a spawned thread would leave it idle.
+        std::thread::scope(|scope| {
+            for _ in 1..self.parallel.max(1).min(jobs.len().max(1)) {
+                scope.spawn(work);
+            }
+            work();
+        });
+        let mut reports = reports.into_inner().expect("reports lock");
+        reports.sort_by_key(|r| r.job.order);
+        reports
+    }
+}
+
+fn run_job(job: &Job, ctx: &LaunchContext) -> Result<()> {
+    job.write_sidecar()?;
+    let run = job.spec.prepare(&ctx.data_root)?;
+    train(
+        &run,
+        &TrainOptions {
+            out: job.dir.clone(),
+            device: ctx.device.clone(),
+            progress: false,
+            stop_after: None,
+        },
+    )?;
+    Ok(())
+}
+
+/// Quotes arguments for a POSIX shell where needed.
+pub fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every job sidecar under `<sweep_dir>/runs`, in row order.
+pub fn read_jobs(sweep_dir: &Path) -> Result<Vec<Job>> {
+    let runs = sweep_dir.join("runs");
+    let mut jobs = Vec::new();
+    let entries = std::fs::read_dir(&runs).map_err(RunError::io(&runs))?;
+    for entry in entries {
+        let path = entry.map_err(RunError::io(&runs))?.path().join(JOB_FILE);
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(RunError::io(&path))?;
+        jobs.push(serde_json::from_str::<Job>(&text).map_err(|e| RunError::format(&path, e))?);
+    }
+    jobs.sort_by(|a, b| (a.order, &a.dir).cmp(&(b.order, &b.dir)));
+    Ok(jobs)
+}
+
+/// One (sources -> target) setting, as `--settings` takes it: `src1+src2:target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub sources: Vec<String>,
+    pub target: String,
+}
+
+impl FromStr for Setting {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let Some((sources, target)) = s.split_once(':') else {
+            return Err(format!("--settings `{s}`: expected src1+src2:target"));
+        };
+        let sources: Vec<String> = sources.split('+').map(str::to_string).collect();
+        if sources.iter().any(String::is_empty) || target.is_empty() {
+            return Err(format!("--settings `{s}`: empty domain name"));
+        }
+        Ok(Self {
+            sources,
+            target: target.into(),
+        })
+    }
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.sources.join("+"), self.target)
+    }
+}
+
+impl Setting {
+    /// The paper's settings of a dataset (its two-source settings, or leave-one-domain-out).
+    pub fn defaults(data: &DataSpec, leave_one_out: bool) -> Result<Vec<Setting>> {
+        let Some(name) = data.settings_name() else {
+            return Err(RunError::Config(format!(
+                "--data {data}: a plain folder has no paper settings; give --settings src1+src2:target"
+            )));
+        };
+        let settings = if leave_one_out {
+            leave_one_out_settings(name)
+        } else {
+            paper_settings(name)
+        };
+        Ok(settings
+            .into_iter()
+            .map(|(s, t)| Setting {
+                sources: s.iter().map(|x| x.to_string()).collect(),
+                target: t.to_string(),
+            })
+            .collect())
+    }
+}
+
+/// Every algorithm on every setting and seed (the Cartesian product), in table order.
+pub fn compare_jobs(
+    options: &RunOptions,
+    algorithms: &[&'static AlgorithmEntry],
+    settings: &[Setting],
+    seeds: u64,
+    sweep_dir: &Path,
+) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for setting in settings {
+        for (order, algorithm) in algorithms.iter().enumerate() {
+            for seed in 0..seeds {
+                let spec = RunSpec {
+                    algorithm,
+                    sources: setting.sources.clone(),
+                    target: setting.target.clone(),
+                    seed,
+                    options: options.clone(),
+                };
+                jobs.push(Job::new(algorithm.name, order, spec, sweep_dir));
+            }
+        }
+    }
+    jobs
+}
+
+/// The proposed model with the AdaIN skip off and at every valid skip index, plus the model
+/// without the adversarial update, without the class head and without content
+/// randomization, on every setting and seed.
+pub fn ablation_jobs(
+    options: &RunOptions,
+    settings: &[Setting],
+    seeds: u64,
+    sweep_dir: &Path,
+) -> Vec<Job> {
+    let ours: &'static AlgorithmEntry =
+        dgcolor_algorithms::lookup("ours").expect("ours is registered");
+    let depth = options.preset.preset().depth;
+    let z = AdainSkip::Z.index(depth);
+    let flag = |name: &str| HParamOverride {
+        name: name.into(),
+        value: 0.0,
+    };
+    // (label, AdaIN skip, extra overrides)
+    let mut variants: Vec<(String, Option<AdainSkip>, Vec<HParamOverride>)> =
+        vec![("ours".into(), None, vec![])];
+    variants.push(("ours, AdaIN off".into(), Some(AdainSkip::None), vec![]));
+    for k in 1..depth {
+        let note = if Some(k) == z { " (z, default)" } else { "" };
+        variants.push((
+            format!("ours, AdaIN at skip {k}{note}"),
+            Some(AdainSkip::Index(k)),
+            vec![],
+        ));
+    }
+    variants.push((
+        "ours, no adversarial update".into(),
+        None,
+        vec![flag("use_adv")],
+    ));
+    variants.push(("ours, no class head".into(), None, vec![flag("use_class")]));
+    variants.push((
+        "ours, no content randomization".into(),
+        None,
+        vec![flag("use_cr")],
+    ));
+    let mut jobs = Vec::new();
+    for setting in settings {
+        for (order, (label, adain, set)) in variants.iter().enumerate() {
+            for seed in 0..seeds {
+                let mut options = options.clone();
+                if adain.is_some() {
+                    options.adain = *adain;
+                }
+                options.set.extend(set.iter().cloned());
+                let spec = RunSpec {
+                    algorithm: ours,
+                    sources: setting.sources.clone(),
+                    target: setting.target.clone(),
+                    seed,
+                    options,
+                };
+                jobs.push(Job::new(label.clone(), order, spec, sweep_dir));
+            }
+        }
+    }
+    jobs
+}

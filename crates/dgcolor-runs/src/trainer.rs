@@ -1,0 +1,302 @@
+//! The training driver: one run of one algorithm on one (sources -> target) setting,
+//! resumable. Everything it does is decided by a [`TrainConfig`], written to the run's
+//! `config.toml` before the first step; re-running with the same config continues from the
+//! latest checkpoint and ends with the same weights as an uninterrupted run (CPU, same seed).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Device;
+use dgcolor_algorithms::{Algorithm, AlgorithmSpec, Checkpoint, Losses};
+use dgcolor_data::{LoaderConfig, Splits, TrainLoader};
+use dgcolor_eval::{evaluate, DomainMetrics};
+use dgcolor_models::InferenceGenerator;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::TrainConfig;
+use crate::error::{Result, RunError};
+use crate::record::{EvalSplit, Evaluation, Record, SCHEMA_VERSION};
+use crate::run_dir::{RunDir, CHECKPOINT, RECORDS};
+use crate::spec::PreparedRun;
+
+/// How one call of [`train`] runs; none of it changes what the run computes.
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub device: Device,
+    pub progress: bool,
+    /// Stop (after writing a checkpoint) once this many steps ran in this call, leaving the
+    /// run resumable: for schedulers with time limits.
+    pub stop_after: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainOutcome {
+    pub algorithm: String,
+    pub steps: u64,
+    /// The step a resume started from, if this call resumed.
+    pub resumed_from: Option<u64>,
+    pub already_done: bool,
+    /// False when `stop_after` ended this call before the last step.
+    pub finished: bool,
+    pub target: String,
+    /// Final target-domain metrics (absent while the run is unfinished).
+    pub target_metrics: Option<DomainMetrics>,
+}
+
+/// Runs (or resumes, or just re-reports) one training run. Holds the run directory's lock
+/// for the whole call.
+pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
+    let cfg = &run.config;
+    let splits = &run.splits;
+    dgcolor_kernels::set_precision(cfg.precision);
+    let dir = RunDir::new(&opts.out);
+    let _lock = dir.lock()?;
+    dir.write_or_check_config(&cfg.to_toml()?)?;
+    let spec = AlgorithmSpec {
+        model: cfg.model.clone(),
+        hparams: cfg.hparams.clone(),
+        seed: cfg.seed,
+        device: opts.device.clone(),
+    };
+    let mut alg = cfg.algorithm.build(&spec)?;
+    let mut resumed_from = None;
+    if let Some(path) = dir.checkpoint() {
+        let ckpt = Checkpoint::load(&path, &opts.device)?;
+        alg.restore(&ckpt).map_err(|e| RunError::format(&path, e))?;
+        dir.truncate_records_after(alg.steps())?;
+        resumed_from = Some(alg.steps());
+    }
+    let outcome = |alg: &dyn Algorithm, finished, already_done, target_metrics| TrainOutcome {
+        algorithm: cfg.algorithm.name.into(),
+        steps: alg.steps(),
+        resumed_from,
+        already_done,
+        finished,
+        target: cfg.target.clone(),
+        target_metrics,
+    };
+    if dir.is_done() {
+        let metrics = final_metrics_from_records(&dir)?;
+        return Ok(outcome(alg.as_ref(), true, true, Some(metrics)));
+    }
+    if resumed_from.is_none() {
+        dir.append(&Record::Start {
+            schema: SCHEMA_VERSION,
+            classes: splits.classes.clone(),
+            train_images: splits.train.iter().map(|s| s.samples.len()).collect(),
+            test_images: splits.test.len(),
+            split_notes: splits.notes.clone(),
+        })?;
+    }
+    let loader = TrainLoader::new(
+        splits.train.clone(),
+        LoaderConfig {
+            batch_size: cfg.batch_size,
+            mode: cfg.batch_mode,
+            preprocess: cfg.preprocess,
+            flip: cfg.flip,
+            seed: cfg.seed,
+            on_bad: cfg.on_bad_image,
+            prefetch: 4,
+            cache_bytes: 2 << 30,
+        },
+    )?;
+    let start = alg.steps();
+    let progress = progress_bar(opts.progress, cfg.steps, start);
+    let mut window = Window::default();
+    let mut stream = loader.stream(start, &opts.device);
+    for step in start..cfg.steps {
+        let waited = Instant::now();
+        let Some(batches) = stream.next() else {
+            return Err(RunError::Config("the batch stream ended early".into()));
+        };
+        let batches = batches?;
+        let wait = waited.elapsed().as_secs_f64();
+        for path in &batches.skipped {
+            dir.append(&Record::SkippedImage {
+                step,
+                path: path.display().to_string(),
+            })?;
+        }
+        let computed = Instant::now();
+        let losses = alg.update(&batches.tensors)?;
+        if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(RunError::Config(format!(
+                "training diverged at step {step}: loss `{name}` is {v}"
+            )));
+        }
+        let images: usize = batches.batches.iter().map(|b| b.len()).sum();
+        window.add(
+            &losses,
+            images,
+            wait,
+            computed.elapsed().as_secs_f64() + wait,
+        );
+        let done = step + 1;
+        progress.set_position(done);
+        if done % cfg.log_every == 0 || done == cfg.steps {
+            progress.set_message(window.message());
+            dir.append(&window.record(done))?;
+            window = Window::default();
+        }
+        let evaluated = done % cfg.eval_every == 0 || done == cfg.steps;
+        if evaluated {
+            evaluate_point(&dir, alg.as_ref(), splits, cfg, &opts.device, done)?;
+            alg.checkpoint()?.save(&dir.file(CHECKPOINT))?;
+        }
+        if opts.stop_after.is_some_and(|n| done - start >= n) && done < cfg.steps {
+            if !evaluated {
+                alg.checkpoint()?.save(&dir.file(CHECKPOINT))?;
+            }
+            progress.finish_and_clear();
+            return Ok(outcome(alg.as_ref(), false, false, None));
+        }
+    }
+    progress.finish_and_clear();
+    let generator = InferenceGenerator::from_generator(alg.generator(), alg.varmap())?;
+    let metrics = evaluate(
+        &generator,
+        &splits.test,
+        &cfg.preprocess,
+        cfg.on_bad_image,
+        &opts.device,
+    )?;
+    dir.append(&Record::Final(Evaluation {
+        step: alg.steps(),
+        domain: cfg.target.clone(),
+        split: EvalSplit::Test,
+        result: metrics.clone(),
+    }))?;
+    dir.mark_done()?;
+    Ok(outcome(alg.as_ref(), true, false, Some(metrics)))
+}
+
+/// Source-validation and target-test metrics at one step, for model selection by
+/// training-domain validation (DomainBed) or by last step.
+fn evaluate_point(
+    dir: &RunDir,
+    alg: &dyn Algorithm,
+    splits: &Splits,
+    cfg: &TrainConfig,
+    device: &Device,
+    step: u64,
+) -> Result<()> {
+    // BatchNorm folded, no graph: the eval-mode network as `colorize` runs it.
+    let generator = InferenceGenerator::from_generator(alg.generator(), alg.varmap())?;
+    let sets = splits
+        .val
+        .iter()
+        .map(|(domain, samples)| (domain, samples, EvalSplit::Val))
+        .chain(std::iter::once((
+            &cfg.target,
+            &splits.test,
+            EvalSplit::Test,
+        )));
+    for (domain, samples, split) in sets {
+        let result = evaluate(
+            &generator,
+            samples,
+            &cfg.preprocess,
+            cfg.on_bad_image,
+            device,
+        )?;
+        dir.append(&Record::Eval(Evaluation {
+            step,
+            domain: domain.clone(),
+            split,
+            result,
+        }))?;
+    }
+    Ok(())
+}
+
+fn final_metrics_from_records(dir: &RunDir) -> Result<DomainMetrics> {
+    dir.records()?
+        .into_iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Final(e) => Some(e.result),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            RunError::format(
+                dir.file(RECORDS),
+                "run is marked done but has no final record",
+            )
+        })
+}
+
+fn progress_bar(enabled: bool, total: u64, start: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(start);
+    bar
+}
+
+/// Losses and throughput averaged over the steps since the last training record. Each loss
+/// is averaged over the steps that reported it (DANN, for one, alternates loss sets).
+#[derive(Default)]
+struct Window {
+    sums: BTreeMap<&'static str, (f64, u64)>,
+    steps: u64,
+    images: usize,
+    wait: f64,
+    total: f64,
+}
+
+impl Window {
+    fn add(&mut self, losses: &Losses, images: usize, wait: f64, total: f64) {
+        for (k, v) in losses {
+            let (sum, n) = self.sums.entry(k).or_default();
+            *sum += *v as f64;
+            *n += 1;
+        }
+        self.steps += 1;
+        self.images += images;
+        self.wait += wait;
+        self.total += total;
+    }
+
+    fn means(&self) -> BTreeMap<String, f64> {
+        self.sums
+            .iter()
+            .map(|(k, (sum, n))| (k.to_string(), sum / *n as f64))
+            .collect()
+    }
+
+    fn images_per_sec(&self) -> f64 {
+        self.images as f64 / self.total.max(1e-9)
+    }
+
+    fn record(&self, step: u64) -> Record {
+        Record::Train {
+            step,
+            losses: self.means(),
+            images_per_sec: self.images_per_sec(),
+            data_wait_share: self.wait / self.total.max(1e-9),
+        }
+    }
+
+    fn message(&self) -> String {
+        let losses: Vec<String> = self
+            .means()
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.3}"))
+            .collect();
+        format!("{} | {:.1} img/s", losses.join(" "), self.images_per_sec())
+    }
+}
