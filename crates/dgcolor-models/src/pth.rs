@@ -1,78 +1,160 @@
-//! Writing PyTorch `.pth` state dicts as `torch.save` writes them: a protocol-2 pickle and an
-//! uncompressed zip.
+//! Writing PyTorch `.pth` state dicts that `torch.load(path, weights_only=True)` reads, with
+//! or without `mmap=True`.
+//!
+//! A `.pth` file is an uncompressed zip archive whose entries all sit under one folder, the
+//! archive name (the file stem). We write the records `torch.load` needs, in the order
+//! `torch.save` writes them:
+//!
+//! | entry | content |
+//! |-------|---------|
+//! | `<archive>/data.pkl` | a protocol-2 pickle of an `OrderedDict` mapping each key to a `torch._utils._rebuild_tensor_v2` call on a persistent storage id |
+//! | `<archive>/byteorder` | `little` |
+//! | `<archive>/data/<n>` | the raw little-endian storage of the n-th tensor |
+//! | `<archive>/version` | `3\n` |
+//!
+//! (`torch.save` also writes `.format_version`, `.storage_alignment` and
+//! `.data/serialization_id`, which `torch.load` does not require.)
+//!
+//! Each entry is stored, not deflated, and its data starts at a multiple of 64 bytes (the
+//! padding lives in the local header's extra field) because PyTorch's `mmap=True` loader maps
+//! storages in place. The zip container, CRCs included, is the `zip` crate's; the pickle
+//! stream is written here, since no maintained crate writes the persistent-id pickle that
+//! `torch.load` expects. Reading goes through candle ([`candle_core::pickle`]).
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use candle_core::{bail, DType, Device, Result, Tensor};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
 
-/// Writes a state dict as PyTorch's `torch.save` does (zip of `<stem>/data.pkl`, a protocol-2
-/// pickle of an `OrderedDict` of `torch._utils._rebuild_tensor_v2` calls, raw little-endian
-/// storages `<stem>/data/<i>` aligned to 64 bytes, `<stem>/version`), loadable with
-/// `torch.load(..., weights_only=True)`. Tensors must be f32 or i64.
+/// Alignment of every entry's data in the archive, as `torch.save` aligns storages.
+pub const ALIGNMENT: u16 = 64;
+
+/// Writes `entries` (key, tensor), in that order, as a PyTorch state dict at `path`.
+/// Tensors may live on any device and be non-contiguous; they must be f32 or i64 (the dtypes
+/// of the reference state dicts).
 pub fn write_pth(path: &Path, entries: &[(String, Tensor)]) -> Result<()> {
-    let stem = path
-        .file_stem()
+    let pickle = state_dict_pickle(entries)?;
+    write_archive(path, archive_name(path), &pickle, entries)
+}
+
+/// The folder all entries live under: the file stem, as `torch.save` names it, or `archive`
+/// when the stem is not plain ASCII.
+fn archive_name(path: &Path) -> &str {
+    path.file_stem()
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty() && s.is_ascii() && !s.contains('/'))
-        .unwrap_or("archive");
+        .unwrap_or("archive")
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{}: {e}", path.display()))
+}
+
+/// The pickle class of a tensor's storage, or an error for dtypes we do not write.
+fn storage_class(key: &str, dtype: DType) -> Result<&'static str> {
+    match dtype {
+        DType::F32 => Ok("FloatStorage"),
+        DType::I64 => Ok("LongStorage"),
+        other => bail!("write_pth: `{key}` is {other:?}; only f32 and i64 are written"),
+    }
+}
+
+/// `data.pkl`: the state dict's pickle, storage `n` being the n-th entry's data.
+fn state_dict_pickle(entries: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let mut pickle = Pickle::default();
-    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     pickle.begin_ordered_dict();
-    for (i, (key, t)) in entries.iter().enumerate() {
-        let t = t.to_device(&Device::Cpu)?;
-        let (storage, bytes) = match t.dtype() {
-            DType::F32 => (
-                "FloatStorage",
-                t.flatten_all()?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            ),
-            DType::I64 => (
-                "LongStorage",
-                t.flatten_all()?
-                    .to_vec1::<i64>()?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-            ),
-            other => bail!("write_pth: `{key}` is {other:?}; only f32 and i64 are written"),
-        };
-        pickle.tensor_entry(key, storage, &i.to_string(), t.dims());
-        records.push((format!("{stem}/data/{i}"), bytes));
+    for (n, (key, t)) in entries.iter().enumerate() {
+        let storage = storage_class(key, t.dtype())?;
+        let dims = t.dims();
+        let strides = contiguous_strides(dims);
+        pickle.tensor_entry(key, storage, &n.to_string(), t.elem_count(), dims, &strides);
     }
     pickle.end_ordered_dict();
-    let mut zip = ZipWriter::default();
-    zip.add(&format!("{stem}/data.pkl"), &pickle.finish());
-    zip.add(&format!("{stem}/byteorder"), b"little");
-    for (name, bytes) in &records {
-        zip.add(name, bytes);
+    Ok(pickle.finish())
+}
+
+/// Row-major strides of a tensor of shape `dims`, which is how its storage is written.
+fn contiguous_strides(dims: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1usize; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * dims[i + 1];
     }
-    zip.add(&format!("{stem}/version"), b"3\n");
-    let bytes = zip.finish();
-    let mut f = std::fs::File::create(path)
-        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
-    f.write_all(&bytes)
-        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+    strides
+}
+
+/// A tensor's elements in row-major order as little-endian bytes.
+fn storage_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let flat = t.to_device(&Device::Cpu)?.flatten_all()?;
+    Ok(match flat.dtype() {
+        DType::F32 => flat
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::I64 => flat
+            .to_vec1::<i64>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        other => bail!("write_pth: {other:?} storage"),
+    })
+}
+
+/// Writes the zip archive to `path`. Storages are converted to bytes one tensor at a time,
+/// as they are written, so the copies of only one tensor are held at once.
+fn write_archive(
+    path: &Path,
+    archive: &str,
+    pickle: &[u8],
+    entries: &[(String, Tensor)],
+) -> Result<()> {
+    let zip_error = |e: zip::result::ZipError| io_error(path, e);
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    let mut zip = ZipWriter::new(BufWriter::new(file));
+    // Fixed 1980-01-01 timestamps keep the output a function of the tensors alone.
+    let options = SimpleFileOptions::DEFAULT
+        .compression_method(CompressionMethod::Stored)
+        .with_alignment(ALIGNMENT);
+    let mut record = |name: &str, data: &[u8]| -> Result<()> {
+        zip.start_file(format!("{archive}/{name}"), options)
+            .map_err(zip_error)?;
+        zip.write_all(data).map_err(|e| io_error(path, e))
+    };
+    record("data.pkl", pickle)?;
+    record("byteorder", b"little")?;
+    for (n, (_, t)) in entries.iter().enumerate() {
+        record(&format!("data/{n}"), &storage_bytes(t)?)?;
+    }
+    record("version", b"3\n")?;
+    zip.finish()
+        .map_err(zip_error)?
+        .into_inner()
+        .map_err(|e| io_error(path, e.error()))?;
     Ok(())
 }
 
-/// Pickle opcodes used.
-const PROTO: u8 = 0x80;
-const GLOBAL: u8 = b'c';
-const EMPTY_TUPLE: u8 = b')';
-const REDUCE: u8 = b'R';
-const MARK: u8 = b'(';
-const TUPLE: u8 = b't';
-const BINUNICODE: u8 = b'X';
-const BININT: u8 = b'J';
-const BINPERSID: u8 = b'Q';
-const NEWFALSE: u8 = 0x89;
-const SETITEMS: u8 = b'u';
-const STOP: u8 = b'.';
+/// The pickle opcodes `data.pkl` uses (protocol 2).
+mod op {
+    pub const PROTO: u8 = 0x80;
+    pub const GLOBAL: u8 = b'c';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const REDUCE: u8 = b'R';
+    pub const MARK: u8 = b'(';
+    pub const TUPLE: u8 = b't';
+    pub const BINUNICODE: u8 = b'X';
+    pub const BININT: u8 = b'J';
+    pub const BINPERSID: u8 = b'Q';
+    pub const NEWFALSE: u8 = 0x89;
+    pub const SETITEMS: u8 = b'u';
+    pub const STOP: u8 = b'.';
+}
 
+/// A protocol-2 pickle of an `OrderedDict` of tensors, built opcode by opcode. Only the
+/// globals `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` and
+/// `torch.<Type>Storage` appear, all of which `weights_only=True` allows.
 #[derive(Default)]
 struct Pickle {
     out: Vec<u8>,
@@ -80,183 +162,83 @@ struct Pickle {
 
 impl Pickle {
     fn global(&mut self, module: &str, name: &str) {
-        self.out.push(GLOBAL);
+        self.out.push(op::GLOBAL);
         self.out
             .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
     }
 
     fn string(&mut self, s: &str) {
-        self.out.push(BINUNICODE);
+        self.out.push(op::BINUNICODE);
         self.out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         self.out.extend_from_slice(s.as_bytes());
     }
 
+    /// A 32-bit integer (saturating).
     fn int(&mut self, v: usize) {
-        self.out.push(BININT);
+        self.out.push(op::BININT);
         self.out
             .extend_from_slice(&i32::try_from(v).unwrap_or(i32::MAX).to_le_bytes());
     }
 
-    fn int_tuple(&mut self, values: impl Iterator<Item = usize>) {
-        self.out.push(MARK);
-        for v in values {
+    fn int_tuple(&mut self, values: &[usize]) {
+        self.out.push(op::MARK);
+        for &v in values {
             self.int(v);
         }
-        self.out.push(TUPLE);
+        self.out.push(op::TUPLE);
     }
 
     fn empty_ordered_dict(&mut self) {
         self.global("collections", "OrderedDict");
-        self.out.push(EMPTY_TUPLE);
-        self.out.push(REDUCE);
+        self.out.push(op::EMPTY_TUPLE);
+        self.out.push(op::REDUCE);
     }
 
-    pub fn begin_ordered_dict(&mut self) {
-        self.out.extend_from_slice(&[PROTO, 2]);
+    /// The protocol header, an empty `OrderedDict` and the mark its items follow.
+    fn begin_ordered_dict(&mut self) {
+        self.out.extend_from_slice(&[op::PROTO, 2]);
         self.empty_ordered_dict();
-        self.out.push(MARK);
+        self.out.push(op::MARK);
     }
 
-    /// `key: _rebuild_tensor_v2(storage, 0, shape, contiguous strides, False, OrderedDict())`.
-    pub fn tensor_entry(&mut self, key: &str, storage: &str, storage_key: &str, dims: &[usize]) {
-        let numel: usize = dims.iter().product();
+    /// `key: _rebuild_tensor_v2(storage, 0, dims, strides, False, OrderedDict())`, the storage
+    /// being the persistent id `('storage', torch.<storage>, storage_key, 'cpu', numel)`.
+    fn tensor_entry(
+        &mut self,
+        key: &str,
+        storage: &str,
+        storage_key: &str,
+        numel: usize,
+        dims: &[usize],
+        strides: &[usize],
+    ) {
         self.string(key);
         self.global("torch._utils", "_rebuild_tensor_v2");
-        self.out.push(MARK);
-        // Persistent id ('storage', torch.<Type>Storage, key, 'cpu', numel).
-        self.out.push(MARK);
+        self.out.push(op::MARK);
+        self.out.push(op::MARK);
         self.string("storage");
         self.global("torch", storage);
         self.string(storage_key);
         self.string("cpu");
         self.int(numel);
-        self.out.push(TUPLE);
-        self.out.push(BINPERSID);
-        self.int(0);
-        self.int_tuple(dims.iter().copied());
-        let mut strides = vec![1usize; dims.len()];
-        for i in (0..dims.len().saturating_sub(1)).rev() {
-            strides[i] = strides[i + 1] * dims[i + 1];
-        }
-        self.int_tuple(strides.into_iter());
-        self.out.push(NEWFALSE);
-        self.empty_ordered_dict();
-        self.out.push(TUPLE);
-        self.out.push(REDUCE);
+        self.out.push(op::TUPLE);
+        self.out.push(op::BINPERSID);
+        self.int(0); // storage offset
+        self.int_tuple(dims);
+        self.int_tuple(strides);
+        self.out.push(op::NEWFALSE); // requires_grad
+        self.empty_ordered_dict(); // backward hooks
+        self.out.push(op::TUPLE);
+        self.out.push(op::REDUCE);
     }
 
-    pub fn end_ordered_dict(&mut self) {
-        self.out.push(SETITEMS);
+    /// Sets every key-value pair pushed since [`Self::begin_ordered_dict`].
+    fn end_ordered_dict(&mut self) {
+        self.out.push(op::SETITEMS);
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
-        self.out.push(STOP);
+    fn finish(mut self) -> Vec<u8> {
+        self.out.push(op::STOP);
         self.out
-    }
-}
-
-/// Stored (uncompressed) zip, with each record's data aligned to 64 bytes by padding
-/// in the local header's extra field, as `torch.save` does.
-#[derive(Default)]
-struct ZipWriter {
-    out: Vec<u8>,
-    central: Vec<u8>,
-    count: u16,
-}
-
-const ALIGN: usize = 64;
-
-impl ZipWriter {
-    pub fn add(&mut self, name: &str, data: &[u8]) {
-        let offset = self.out.len() as u32;
-        let crc = crc32(data);
-        let header_len = 30 + name.len();
-        // Extra field: id "FB", 2-byte length, zero padding.
-        let mut pad = (ALIGN - (self.out.len() + header_len + 4) % ALIGN) % ALIGN;
-        let extra_len = 4 + pad;
-        if extra_len > u16::MAX as usize {
-            pad = 0;
-        }
-        let mut extra = vec![b'F', b'B'];
-        extra.extend_from_slice(&(pad as u16).to_le_bytes());
-        extra.resize(4 + pad, 0);
-        let size = data.len() as u32;
-        let le16 = |v: u16| v.to_le_bytes();
-        let le32 = |v: u32| v.to_le_bytes();
-        // Local file header.
-        self.out.extend_from_slice(&le32(0x0403_4b50));
-        self.out.extend_from_slice(&le16(20)); // version needed
-        self.out.extend_from_slice(&le16(0)); // flags
-        self.out.extend_from_slice(&le16(0)); // stored
-        self.out.extend_from_slice(&le16(0)); // mod time
-        self.out.extend_from_slice(&le16(0x21)); // mod date (1980-01-01)
-        self.out.extend_from_slice(&le32(crc));
-        self.out.extend_from_slice(&le32(size));
-        self.out.extend_from_slice(&le32(size));
-        self.out.extend_from_slice(&le16(name.len() as u16));
-        self.out.extend_from_slice(&le16(extra.len() as u16));
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(&extra);
-        self.out.extend_from_slice(data);
-        // Central directory entry.
-        self.central.extend_from_slice(&le32(0x0201_4b50));
-        self.central.extend_from_slice(&le16(20)); // version made by
-        self.central.extend_from_slice(&le16(20)); // version needed
-        self.central.extend_from_slice(&le16(0));
-        self.central.extend_from_slice(&le16(0));
-        self.central.extend_from_slice(&le16(0));
-        self.central.extend_from_slice(&le16(0x21));
-        self.central.extend_from_slice(&le32(crc));
-        self.central.extend_from_slice(&le32(size));
-        self.central.extend_from_slice(&le32(size));
-        self.central.extend_from_slice(&le16(name.len() as u16));
-        self.central.extend_from_slice(&le16(0)); // extra
-        self.central.extend_from_slice(&le16(0)); // comment
-        self.central.extend_from_slice(&le16(0)); // disk
-        self.central.extend_from_slice(&le16(0)); // internal attributes
-        self.central.extend_from_slice(&le32(0)); // external attributes
-        self.central.extend_from_slice(&le32(offset));
-        self.central.extend_from_slice(name.as_bytes());
-        self.count += 1;
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        let cd_offset = self.out.len() as u32;
-        let cd_size = self.central.len() as u32;
-        self.out.extend_from_slice(&self.central);
-        self.out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        self.out.extend_from_slice(&[0, 0, 0, 0]); // disk numbers
-        self.out.extend_from_slice(&self.count.to_le_bytes());
-        self.out.extend_from_slice(&self.count.to_le_bytes());
-        self.out.extend_from_slice(&cd_size.to_le_bytes());
-        self.out.extend_from_slice(&cd_offset.to_le_bytes());
-        self.out.extend_from_slice(&[0, 0]); // comment length
-        self.out
-    }
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        std::array::from_fn(|i| {
-            (0..8).fold(i as u32, |c, _| {
-                if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                }
-            })
-        })
-    });
-    !data.iter().fold(!0u32, |c, &b| {
-        table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn crc32_check_value() {
-        assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
     }
 }
