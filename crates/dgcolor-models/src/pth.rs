@@ -23,7 +23,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use zip::write::SimpleFileOptions;
@@ -32,12 +32,20 @@ use zip::{CompressionMethod, ZipWriter};
 /// Alignment of every entry's data in the archive, as `torch.save` aligns storages.
 pub const ALIGNMENT: u16 = 64;
 
-/// Writes `entries` (key, tensor), in that order, as a PyTorch state dict at `path`.
-/// Tensors may live on any device and be non-contiguous; they must be f32 or i64 (the dtypes
-/// of the reference state dicts).
+/// Writes `entries` (key, tensor), in that order, as a PyTorch state dict at `path`, through
+/// a temporary file in the same directory renamed over `path`, so a reader never sees a
+/// partial file. Tensors may live on any device and be non-contiguous; they must be f32 or
+/// i64 (the dtypes of the reference state dicts).
 pub fn write_pth(path: &Path, entries: &[(String, Tensor)]) -> Result<()> {
     let pickle = state_dict_pickle(entries)?;
-    write_archive(path, archive_name(path), &pickle, entries)
+    let archive = archive_name(path);
+    let tmp = temp_sibling(path);
+    let written = write_archive(&tmp, archive, &pickle, entries)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_error(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The folder all entries live under: the file stem, as `torch.save` names it, or `archive`
@@ -47,6 +55,16 @@ fn archive_name(path: &Path) -> &str {
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty() && s.is_ascii() && !s.contains('/'))
         .unwrap_or("archive")
+}
+
+/// `.<file name>.tmp<pid>` next to `path`: same directory, so the rename stays on one
+/// file system.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pth".into());
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
 fn io_error(path: &Path, e: impl std::fmt::Display) -> candle_core::Error {
@@ -129,11 +147,12 @@ fn write_archive(
         record(&format!("data/{n}"), &storage_bytes(t)?)?;
     }
     record("version", b"3\n")?;
-    zip.finish()
+    let file = zip
+        .finish()
         .map_err(zip_error)?
         .into_inner()
         .map_err(|e| io_error(path, e.error()))?;
-    Ok(())
+    file.sync_all().map_err(|e| io_error(path, e))
 }
 
 /// The pickle opcodes `data.pkl` uses (protocol 2).
