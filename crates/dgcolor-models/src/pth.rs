@@ -35,7 +35,8 @@ pub const ALIGNMENT: u16 = 64;
 /// Writes `entries` (key, tensor), in that order, as a PyTorch state dict at `path`, through
 /// a temporary file in the same directory renamed over `path`, so a reader never sees a
 /// partial file. Tensors may live on any device and be non-contiguous; they must be f32 or
-/// i64 (the dtypes of the reference state dicts).
+/// i64 (the dtypes of the reference state dicts), and every dimension, stride and element
+/// count must fit the pickle's 32-bit integers.
 pub fn write_pth(path: &Path, entries: &[(String, Tensor)]) -> Result<()> {
     let pickle = state_dict_pickle(entries)?;
     let archive = archive_name(path);
@@ -88,7 +89,12 @@ fn state_dict_pickle(entries: &[(String, Tensor)]) -> Result<Vec<u8>> {
         let storage = storage_class(key, t.dtype())?;
         let dims = t.dims();
         let strides = contiguous_strides(dims);
-        pickle.tensor_entry(key, storage, &n.to_string(), t.elem_count(), dims, &strides);
+        let numel = t.elem_count();
+        let too_big = |v: &usize| i32::try_from(*v).is_err();
+        if too_big(&numel) || dims.iter().chain(&strides).any(too_big) {
+            bail!("write_pth: `{key}` has shape {dims:?}; sizes above 2^31 - 1 are not written")
+        }
+        pickle.tensor_entry(key, storage, &n.to_string(), numel, dims, &strides);
     }
     pickle.end_ordered_dict();
     Ok(pickle.finish())
@@ -192,7 +198,7 @@ impl Pickle {
         self.out.extend_from_slice(s.as_bytes());
     }
 
-    /// A 32-bit integer (saturating).
+    /// A 32-bit integer; callers check that `v` fits.
     fn int(&mut self, v: usize) {
         self.out.push(op::BININT);
         self.out
