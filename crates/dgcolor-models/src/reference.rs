@@ -30,7 +30,8 @@ use candle_core::{bail, DType, Device, Result, Tensor};
 
 use crate::config::level_width;
 
-/// The writer of the exported files; also reachable here next to [`read_state_dict`].
+/// Writes the state dicts [`export_reference`] returns as `.pth` files (see [`crate::pth`]);
+/// re-exported here next to [`read_state_dict`], which reads them.
 pub use crate::pth::write_pth;
 
 /// The three reference state dicts.
