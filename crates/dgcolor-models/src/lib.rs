@@ -15,6 +15,7 @@ mod heads;
 mod inference;
 mod init;
 mod mode;
+pub mod pth;
 pub mod reference;
 mod unet;
 
@@ -26,8 +27,9 @@ pub use heads::{ClassHead, ColorDiscriminator, MlpHead, StyleDiscriminator};
 pub use inference::{AbPredictor, InferenceGenerator};
 pub use init::init_weights;
 pub use mode::Mode;
+pub use pth::write_pth;
 pub use reference::{
-    export_reference, import_reference, read_state_dict, reference_layout, write_pth, RefFile,
+    export_reference, import_reference, read_state_dict, reference_layout, RefFile,
 };
 pub use unet::{Decoder, Generator, HeadEncoder, TailEncoder};
 
