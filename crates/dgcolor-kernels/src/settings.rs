@@ -465,6 +465,53 @@ mod tests {
         assert!(toml::from_str::<Config>("[settings]\ncuda_pool = \"Trim\"\n").is_err());
     }
 
+    const FAST: &str = "DGCOLOR_KERNELS=fast: expected one of auto, candle, lowered, convs";
+
+    /// An invalid value in the environment: `setup_process` returns the error, `settings()`
+    /// panics with the same message. Run in a child process (the settings are read once per
+    /// process, and changing this process's environment would race with other tests).
+    #[test]
+    fn invalid_environment_stops_setup_and_settings() {
+        let child = "settings::tests::child_with_invalid_environment";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                child,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("DGCOLOR_KERNELS", "fast")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!("setup_process: {FAST}")),
+            "{stdout}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run in a child process by invalid_environment_stops_setup_and_settings"]
+    fn child_with_invalid_environment() {
+        if std::env::var("DGCOLOR_KERNELS").as_deref() != Ok("fast") {
+            return;
+        }
+        let e = crate::setup_process().unwrap_err();
+        println!("setup_process: {e}");
+        assert_eq!(e.to_string(), FAST);
+        let panic = std::panic::catch_unwind(|| settings().kernels).unwrap_err();
+        assert_eq!(
+            panic.downcast_ref::<String>().map(String::as_str),
+            Some(FAST)
+        );
+    }
+
     #[test]
     fn settings_are_read_once() {
         let first = settings();
