@@ -59,7 +59,8 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::setup_process();
+    // An invalid DGCOLOR_* value ends the program here, before any work.
+    dgcolor_kernels::setup_process()?;
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data::run(cmd)?,

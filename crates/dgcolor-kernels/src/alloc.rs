@@ -1,6 +1,6 @@
-//! Process set-up for the binaries: keeping freed memory in the process, candle's idle
-//! CPU threads parked instead of spinning, and the main thread as a worker of the thread
-//! pool its kernels use.
+//! Process set-up for the binaries: this crate's settings read and checked, freed memory kept
+//! in the process, candle's idle CPU threads parked instead of spinning, and the main thread
+//! as a worker of the thread pool its kernels use.
 //!
 //! Keeping freed memory in the process. glibc's malloc serves large allocations (above an
 //! adaptive threshold from 128 KiB, never above 32 MiB) with fresh mmaps, and hands freed
@@ -90,12 +90,18 @@ pub fn pool_on_main_thread() -> bool {
         .is_ok()
 }
 
-/// [`retain_freed_memory`], [`park_idle_candle_threads`] and [`pool_on_main_thread`]: what
-/// every binary here calls first thing in `main`, on its main thread.
-pub fn setup_process() {
+/// What every binary here calls first thing in `main`, on its main thread: reads and
+/// validates this crate's environment switches ([`crate::init_settings`]), then
+/// [`retain_freed_memory`], [`park_idle_candle_threads`] and [`pool_on_main_thread`].
+/// Returns the settings in force (for the run's record), or, changing nothing, the error
+/// for an invalid `DGCOLOR_*` value, which the binary should report and exit with:
+/// `dgcolor_kernels::setup_process()?;`.
+pub fn setup_process() -> Result<&'static crate::Settings, crate::SettingsError> {
+    let settings = crate::init_settings()?;
     retain_freed_memory();
     park_idle_candle_threads();
     pool_on_main_thread();
+    Ok(settings)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::im2col::{col2im_via, im2col_via, TapTable};
 use crate::lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 use crate::one_filter;
 use crate::scratch::Scratch;
+use crate::settings::KernelChoice;
 use crate::winograd;
 
 /// `x [B, C, H, W]` conv `weight [M, C, kh, kw]` (+ `bias [M]`), stride and padding on both
@@ -221,6 +222,7 @@ pub fn conv_transpose2d_reference(
 }
 
 /// Which implementation runs a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
     /// This crate's f32 CPU custom ops.
     CpuOps,
@@ -233,44 +235,56 @@ enum Backend {
     Candle,
 }
 
-/// `DGCOLOR_KERNELS` overrides the choice for before/after benchmarks: `candle` (candle's own
-/// ops everywhere, f32), `lowered` (the lowered path everywhere, also on the CPU); unset,
-/// `auto` or `convs` (see [`fused_on`]) picks the CPU ops for f32 on the CPU, cuDNN on CUDA when built with `cudnn`, and
-/// the lowered path otherwise.
+/// [`backend_for`] of the process's `DGCOLOR_KERNELS` ([`crate::settings()`]) and this
+/// thread's [`precision`].
 fn backend(ts: &[Option<&Tensor>]) -> Backend {
-    static CHOICE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let choice = CHOICE.get_or_init(|| std::env::var("DGCOLOR_KERNELS").unwrap_or_default());
-    let precision = precision();
-    match choice.as_str() {
-        "candle" => Backend::Candle,
-        "lowered" => Backend::Lowered(precision),
-        _ if precision != Precision::Bf16
-            && ts
-                .iter()
-                .flatten()
-                .all(|t| t.device().is_cpu() && t.dtype() == DType::F32) =>
+    backend_for(crate::settings().kernels, precision(), ts)
+}
+
+/// The implementation for operands `ts`: with `auto` or `convs` (see [`fused_on_for`]), the
+/// CPU ops for f32 on the CPU (unless the precision is bf16), cuDNN on CUDA when built with
+/// `cudnn`, and the lowered path otherwise; `candle` (candle's own ops everywhere, f32) and
+/// `lowered` (the lowered path everywhere, also on the CPU) override that for before/after
+/// benchmarks.
+fn backend_for(kernels: KernelChoice, precision: Precision, ts: &[Option<&Tensor>]) -> Backend {
+    match kernels {
+        KernelChoice::Candle => Backend::Candle,
+        KernelChoice::Lowered => Backend::Lowered(precision),
+        KernelChoice::Auto | KernelChoice::Convs
+            if precision != Precision::Bf16
+                && ts
+                    .iter()
+                    .flatten()
+                    .all(|t| t.device().is_cpu() && t.dtype() == DType::F32) =>
         {
             Backend::CpuOps
         }
         #[cfg(feature = "cudnn")]
-        _ if ts.iter().flatten().all(|t| t.device().is_cuda()) => Backend::Cudnn(precision),
-        _ => Backend::Lowered(precision),
+        KernelChoice::Auto | KernelChoice::Convs
+            if ts.iter().flatten().all(|t| t.device().is_cuda()) =>
+        {
+            Backend::Cudnn(precision)
+        }
+        KernelChoice::Auto | KernelChoice::Convs => Backend::Lowered(precision),
     }
 }
 
-/// True when the fused ops (BatchNorm, LeakyReLU, Adam) can run on all of `ts`: f32 tensors
-/// on the CPU, or on CUDA in a `cuda` build (the kernels of the `cuda` module).
-/// `DGCOLOR_KERNELS=candle` (every custom op off) or `convs` (only the convolutions on) sends
-/// them to candle ops instead, for before/after measurements.
+/// True when the fused ops (BatchNorm, LeakyReLU, Adam) can run on all of `ts`:
+/// [`fused_on_for`] of the process's `DGCOLOR_KERNELS`.
 pub(crate) fn fused_on(ts: &[&Tensor]) -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off = *OFF.get_or_init(|| {
-        std::env::var("DGCOLOR_KERNELS").is_ok_and(|v| v == "candle" || v == "convs")
-    });
-    !off && ts.iter().all(|t| {
-        t.dtype() == DType::F32
-            && (t.device().is_cpu() || cfg!(feature = "cuda") && t.device().is_cuda())
-    })
+    fused_on_for(crate::settings().kernels, ts)
+}
+
+/// True when the fused ops can run on all of `ts`: f32 tensors on the CPU, or on CUDA in a
+/// `cuda` build (the kernels of the `cuda` module). `candle` (every custom op off) and
+/// `convs` (only the convolutions on) send them to candle ops instead, for before/after
+/// measurements.
+fn fused_on_for(kernels: KernelChoice, ts: &[&Tensor]) -> bool {
+    kernels.fused_ops()
+        && ts.iter().all(|t| {
+            t.dtype() == DType::F32
+                && (t.device().is_cpu() || cfg!(feature = "cuda") && t.device().is_cuda())
+        })
 }
 
 thread_local! {
@@ -907,5 +921,52 @@ impl CustomOp1 for ChannelSum {
             }
         }
         Ok((CpuStorage::F32(out), c.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The implementation follows the `kernels` setting passed in (the process's own is read
+    /// once from the environment, so it is not changed here).
+    #[test]
+    fn backend_follows_the_kernels_setting() {
+        let x = Tensor::zeros((1, 2, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((3, 2, 3, 3), DType::F32, &Device::Cpu).unwrap();
+        let x64 = x.to_dtype(DType::F64).unwrap();
+        let ts = [Some(&x), Some(&w), None];
+        let f32_ = Precision::F32;
+        let bf16 = Precision::Bf16;
+        let cases = [
+            (KernelChoice::Auto, f32_, Backend::CpuOps),
+            (KernelChoice::Convs, f32_, Backend::CpuOps),
+            (KernelChoice::Lowered, f32_, Backend::Lowered(f32_)),
+            (KernelChoice::Candle, f32_, Backend::Candle),
+            (KernelChoice::Auto, bf16, Backend::Lowered(bf16)),
+            (KernelChoice::Convs, bf16, Backend::Lowered(bf16)),
+            (KernelChoice::Lowered, bf16, Backend::Lowered(bf16)),
+            (KernelChoice::Candle, bf16, Backend::Candle),
+        ];
+        for (k, p, want) in cases {
+            assert_eq!(backend_for(k, p, &ts), want, "{k:?} at {p:?}");
+        }
+        // Not f32: the lowered path, unless candle's own ops were asked for.
+        let ts64 = [Some(&x64), Some(&w), None];
+        assert_eq!(
+            backend_for(KernelChoice::Auto, f32_, &ts64),
+            Backend::Lowered(f32_)
+        );
+        assert_eq!(
+            backend_for(KernelChoice::Candle, f32_, &ts64),
+            Backend::Candle
+        );
+
+        assert!(fused_on_for(KernelChoice::Auto, &[&x, &w]));
+        assert!(fused_on_for(KernelChoice::Lowered, &[&x, &w]));
+        assert!(!fused_on_for(KernelChoice::Convs, &[&x, &w]));
+        assert!(!fused_on_for(KernelChoice::Candle, &[&x, &w]));
+        assert!(!fused_on_for(KernelChoice::Auto, &[&x64, &w]));
     }
 }

@@ -350,19 +350,21 @@ pub(crate) fn adam_apply(
 ///   allocates with `cuMemAllocAsync` from that pool, whose release threshold is 0 by default:
 ///   at every synchronisation (each loss read back to the host) the pool hands all free memory
 ///   back to the driver, and the next iteration maps every buffer again. PyTorch's caching
-///   allocator keeps it; so does this (`DGCOLOR_CUDA_POOL=trim` keeps CUDA's default).
-/// - cudarc's per-allocation CUDA events are turned off (`DGCOLOR_CUDA_EVENTS=1` keeps them).
+///   allocator keeps it; so does this (`DGCOLOR_CUDA_POOL=trim`, [`crate::Settings::cuda_pool`],
+///   keeps CUDA's default).
+/// - cudarc's per-allocation CUDA events are turned off (`DGCOLOR_CUDA_EVENTS=1`,
+///   [`crate::Settings::cuda_events`], keeps them).
 ///   They order buffers between streams, and only ever act once a context has a second
 ///   stream; candle runs everything on one stream, so they are two event creations and
 ///   destructions of host time per tensor and nothing else. (A caller that creates more
 ///   streams on this device must order them itself.)
 pub(crate) fn prepare_device(dev: &CudaDevice) -> Result<()> {
-    let env_is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
-    if !env_is("DGCOLOR_CUDA_EVENTS", "1") {
+    let settings = crate::settings();
+    if !settings.cuda_events {
         // SAFETY: see above; this device's work all goes to its one stream.
         unsafe { dev.disable_event_tracking() };
     }
-    if env_is("DGCOLOR_CUDA_POOL", "trim") {
+    if settings.cuda_pool == crate::PoolPolicy::Trim {
         return Ok(());
     }
     let cu_device = dev.cuda_stream().context().cu_device();

@@ -48,8 +48,8 @@ thread_local! {
     static HANDLES: RefCell<HashMap<DeviceId, Arc<Cudnn>>> = RefCell::new(HashMap::new());
     // The algorithm that ran for each product (kind, geometry, precision, bf16 data, device),
     // so that cuDNN's heuristic query, a host-side cost paid on every call otherwise, runs once
-    // per layer shape (PyTorch keeps such a plan cache too). `DGCOLOR_CUDNN_CACHE=0` asks the
-    // heuristic every call (for before/after measurements).
+    // per layer shape (PyTorch keeps such a plan cache too). `DGCOLOR_CUDNN_CACHE=0`
+    // (`Settings::cudnn_cache`) asks the heuristic every call (for before/after measurements).
     static ALGOS: RefCell<HashMap<AlgoKey, Algo>> = RefCell::new(HashMap::new());
 }
 
@@ -103,8 +103,7 @@ cached_algo!(
 );
 
 fn cached_algo<A: CachedAlgo>(key: &AlgoKey) -> Option<A> {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("DGCOLOR_CUDNN_CACHE").is_ok_and(|v| v == "0")) {
+    if !crate::settings().cudnn_cache {
         return None;
     }
     ALGOS.with(|a| a.borrow().get(key).copied().and_then(A::from_algo))

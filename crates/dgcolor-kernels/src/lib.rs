@@ -28,6 +28,10 @@
 //! avoids candle's naive CUDA transposed convolution but materialises every tap window.
 //! BatchNorm, LeakyReLU and Adam run as this crate's CUDA kernels on CUDA (the `cuda`
 //! module), the same arithmetic as their CPU loops.
+//!
+//! Which of these run can be switched for before/after measurements by a few `DGCOLOR_*`
+//! environment variables, read once per process into [`Settings`] (see [`mod@settings`] for the
+//! table; an unknown value is an error).
 
 use candle_core::{Device, Result};
 
@@ -48,6 +52,7 @@ mod im2col;
 pub mod lowered;
 mod one_filter;
 mod scratch;
+pub mod settings;
 mod winograd;
 
 pub use activation::{leaky_relu, leaky_relu_reference, relu_cat, Act};
@@ -66,6 +71,9 @@ pub use geom::ConvGeom;
 pub use hash::{stable_hash, StableHasher};
 pub use im2col::{col2im, im2col};
 pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
+pub use settings::{
+    init_settings, settings, KernelChoice, PoolPolicy, Settings, SettingsError, VARIABLES,
+};
 
 /// Opens CUDA device `ordinal` (as `Device::new_cuda`) and sets it up for training loops:
 /// freed memory stays in its allocation pool, and cudarc's cross-stream events are off

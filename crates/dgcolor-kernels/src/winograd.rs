@@ -157,10 +157,10 @@ impl Plan {
     }
 }
 
-/// `DGCOLOR_WINOGRAD=0` sends every convolution through im2col, for before/after runs.
+/// `DGCOLOR_WINOGRAD=0` ([`crate::Settings::winograd`]) sends every convolution through
+/// im2col, for before/after runs.
 fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("DGCOLOR_WINOGRAD").map_or(true, |v| v != "0"))
+    crate::settings().winograd
 }
 
 // ---------------------------------------------------------------------------------------

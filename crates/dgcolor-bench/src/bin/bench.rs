@@ -177,7 +177,7 @@ fn collect_images(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    dgcolor_kernels::setup_process();
+    let settings = dgcolor_kernels::setup_process()?;
     let args = Args::parse();
     let threads = dgcolor_kernels::num_threads();
     let device = match args.device.as_str() {
@@ -193,6 +193,8 @@ fn main() -> Result<()> {
         "threads": threads,
         "device": args.device,
         "precision": precision.as_str(),
+        // The DGCOLOR_* switches in force: they choose the kernels, hence the summation order.
+        "settings": settings,
     });
     match args.mode.as_str() {
         "gemm" => {
