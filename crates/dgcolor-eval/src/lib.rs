@@ -13,7 +13,10 @@ mod spec;
 pub mod sweep;
 mod train;
 
-pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};
+pub use colorize::{
+    colorize_file, colorize_files, colorize_image, colorize_rgb, load_generator, plan_outputs,
+    resize_bilinear, ColorizeOutcome, Colorized,
+};
 pub use dataset::{make_splits, make_splits_with, DataSpec, SplitChoice, Splits};
 pub use device::{parse_device, parse_precision};
 pub use dgcolor_kernels::Precision;
