@@ -132,7 +132,7 @@ fn upscaled_lab(src: &RgbImage, pre: &Preprocess) -> Option<LabImage> {
     })
 }
 
-/// What to do with a file that cannot be decoded.
+/// What to do with a file that cannot be decoded or is truncated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum OnBadImage {
     /// Stop with an error naming the file: a broken dataset should be noticed.
