@@ -1,11 +1,15 @@
 //! `dgcolor colorize`: colourize files or folders with a trained model.
+//!
+//! Every readable input is written, even when others are not: a truncated JPEG is
+//! colourized as far as it decodes, with a warning naming it, and the unreadable inputs
+//! are listed with their reasons at the end, which makes the command fail.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use dgcolor_data::ResizeFilter;
-use dgcolor_eval::{colorize_image, load_generator, parse_device, plan_outputs};
+use dgcolor_eval::{colorize_files, load_generator, parse_device, plan_outputs};
 use dgcolor_runs::checkpoint_file;
 
 #[derive(Args)]
@@ -30,14 +34,25 @@ pub fn run(args: &ColorizeArgs) -> Result<()> {
     let generator = load_generator(&checkpoint_file(&args.checkpoint)?, &device)?;
     let filter = args.resize;
     let pairs = plan_outputs(&args.inputs, &args.out)?;
-    for (input, output) in &pairs {
-        let rgb = colorize_image(&generator, input, filter, &device)?;
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let outcomes = colorize_files(&generator, &pairs, filter, &device, |o| {
+        let (input, output) = (o.input.display(), o.output.display());
+        match &o.result {
+            Ok(None) => eprintln!("{input} -> {output}"),
+            Ok(Some(why)) => eprintln!(
+                "warning: {input}: image file is truncated ({why}); colorized as decoded, \
+                 missing part filled in -> {output}"
+            ),
+            Err(_) => eprintln!("not colorized: {}", o.failure().unwrap_or_default()),
         }
-        rgb.save(output)
-            .with_context(|| format!("writing {}", output.display()))?;
-        eprintln!("{} -> {}", input.display(), output.display());
+    });
+    let failures: Vec<String> = outcomes.iter().filter_map(|o| o.failure()).collect();
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} inputs could not be colorized:\n  {}",
+            failures.len(),
+            outcomes.len(),
+            failures.join("\n  ")
+        );
     }
     Ok(())
 }

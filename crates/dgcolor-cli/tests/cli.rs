@@ -321,3 +321,89 @@ fn broken_images_fail_with_their_path_or_are_skipped_and_recorded() {
         "the skipped file is recorded"
     );
 }
+
+const IMAGE_FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../dgcolor-data/tests/fixtures"
+);
+
+#[test]
+fn colorize_writes_every_readable_input_and_lists_the_unreadable_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    ok(&train_args("erm", tmp.path(), &run, &[]));
+    // A folder mixing good files, garbage, a phone-style rotated JPEG and truncated files;
+    // sorted by name, the unreadable ones come first and in the middle.
+    let inputs = tmp.path().join("mixed");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let fixtures = Path::new(IMAGE_FIXTURES);
+    std::fs::write(inputs.join("a_broken.jpg"), b"not an image, just bytes").unwrap();
+    image::RgbImage::from_fn(30, 20, |x, y| {
+        image::Rgb([(x * 8) as u8, (y * 12) as u8, 60])
+    })
+    .save(inputs.join("b_good.png"))
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("truncated/half.png"),
+        inputs.join("c_cut.png"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("exif/orientation_6.jpg"),
+        inputs.join("d_rotated.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("truncated/half.jpg"),
+        inputs.join("e_truncated.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("truncated/whole.jpg"),
+        inputs.join("f_good.jpg"),
+    )
+    .unwrap();
+    let out = tmp.path().join("colorized");
+    let result = dgcolor(&[
+        "colorize",
+        "--checkpoint",
+        s(&run),
+        s(&inputs),
+        "--out",
+        s(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    for (rel, w, h) in [
+        ("b_good.png", 30, 20),
+        // Stored 40x24 with EXIF orientation 6: written as displayed.
+        ("d_rotated.png", 24, 40),
+        ("e_truncated.png", 128, 96),
+        ("f_good.png", 128, 96),
+    ] {
+        let img = image::open(out.join("mixed").join(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}\n{stderr}"));
+        assert_eq!((img.width(), img.height()), (w, h), "{rel}");
+    }
+    for rel in ["a_broken.png", "c_cut.png"] {
+        assert!(!out.join("mixed").join(rel).exists(), "{rel}");
+    }
+    assert!(
+        stderr.contains("2 of 6 inputs could not be colorized"),
+        "{stderr}"
+    );
+    let listed = |name: &str, reason: &str| {
+        stderr
+            .lines()
+            .any(|l| l.starts_with("  ") && l.contains(name) && l.contains(reason))
+    };
+    assert!(listed("a_broken.jpg", "not a readable image"), "{stderr}");
+    assert!(listed("c_cut.png", "image file is truncated"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("warning:") && l.contains("e_truncated.jpg")),
+        "{stderr}"
+    );
+    assert!(!listed("e_truncated.jpg", ""), "{stderr}");
+}

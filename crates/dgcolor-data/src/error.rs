@@ -16,6 +16,10 @@ pub enum DataError {
         path: PathBuf,
         source: image::ImageError,
     },
+    /// The file ends before its image data does (PIL: "image file is truncated"): a cut
+    /// download or copy. See [`crate::decode_rgb8`] for how it is detected.
+    #[error("{path}: image file is truncated ({detail})")]
+    Truncated { path: PathBuf, detail: String },
     #[error("{path}: cannot encode the image: {source}")]
     Encode {
         path: PathBuf,
@@ -65,6 +69,7 @@ impl DataError {
         match self {
             Self::Io { path, .. }
             | Self::Decode { path, .. }
+            | Self::Truncated { path, .. }
             | Self::Encode { path, .. }
             | Self::MissingRoot { path }
             | Self::NoDomains { path }

@@ -51,7 +51,9 @@ pub use error::{DataError, Result};
 pub use folder::{
     reference_split, FolderLayout, MultiDomainFolder, Sample, Split, IMAGE_EXTENSIONS,
 };
-pub use image_io::{decode_rgb8, pil_nearest_indices, resize_rgb8, ResizeFilter};
+pub use image_io::{
+    decode_rgb8, decode_rgb8_lenient, pil_nearest_indices, resize_rgb8, DecodedImage, ResizeFilter,
+};
 pub use kfold::{
     find_split_dir, official_split, read_split_list, LineProblem, LineProblemKind, MissingPolicy,
     OfficialSplit, SplitList, SplitPart,

@@ -132,7 +132,7 @@ fn upscaled_lab(src: &RgbImage, pre: &Preprocess) -> Option<LabImage> {
     })
 }
 
-/// What to do with a file that cannot be decoded.
+/// What to do with a file that cannot be decoded or is truncated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OnBadImage {

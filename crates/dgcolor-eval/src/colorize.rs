@@ -1,6 +1,9 @@
 //! Colourizing arbitrary files. The network runs at its own size S; its ab prediction is
 //! upsampled (bilinear) to the input's resolution and combined with the input's own
-//! full-resolution L, so the output keeps every detail of the input.
+//! full-resolution L, so the output keeps every detail of the input. Inputs are decoded
+//! in their displayed orientation (EXIF applied). A folder of user files is colourized
+//! file by file ([`colorize_files`]): one unreadable file does not stop the others, and a
+//! truncated JPEG is colourized as far as the decoder fills it in, flagged.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +12,8 @@ use candle_nn::{VarBuilder, VarMap};
 use dgcolor_algorithms::checkpoint::META_MODEL;
 use dgcolor_algorithms::Checkpoint;
 use dgcolor_data::{
-    decode_rgb8, lab_image, lab_planes_to_rgb8, resize_rgb8, rgb8_to_lab_planes, unscale_ab,
-    ResizeFilter, IMAGE_EXTENSIONS,
+    decode_rgb8, decode_rgb8_lenient, lab_image, lab_planes_to_rgb8, resize_rgb8,
+    rgb8_to_lab_planes, unscale_ab, ResizeFilter, IMAGE_EXTENSIONS,
 };
 use dgcolor_models::{AbPredictor, Generator, InferenceGenerator, ModelConfig};
 
@@ -36,17 +39,52 @@ pub fn load_generator(file: &Path, device: &Device) -> Result<InferenceGenerator
     Ok(InferenceGenerator::from_generator(&generator, &varmap)?)
 }
 
-/// Colourizes one image file; returns the RGB8 result at the input's resolution.
+/// Colourizes one image file; returns the RGB8 result at the input's (displayed)
+/// resolution. A truncated file is an error, as in datasets; [`colorize_file`] accepts it.
 pub fn colorize_image<G: AbPredictor + ?Sized>(
     generator: &G,
     input: &Path,
     filter: ResizeFilter,
     device: &Device,
 ) -> Result<image::RgbImage> {
-    let rgb = decode_rgb8(input)?;
+    colorize_rgb(generator, &decode_rgb8(input)?, filter, device)
+}
+
+/// A colourized file: what [`colorize_file`] returns.
+#[derive(Clone, Debug)]
+pub struct Colorized {
+    /// The RGB8 result at the input's displayed resolution.
+    pub rgb: image::RgbImage,
+    /// `Some(why)` when the input is truncated: the decoder filled in the missing part
+    /// and that is what was colourized.
+    pub truncated: Option<String>,
+}
+
+/// [`colorize_image`] that also accepts a truncated file the decoder can fill in, flagged
+/// in [`Colorized::truncated`] so that the caller can warn.
+pub fn colorize_file<G: AbPredictor + ?Sized>(
+    generator: &G,
+    input: &Path,
+    filter: ResizeFilter,
+    device: &Device,
+) -> Result<Colorized> {
+    let decoded = decode_rgb8_lenient(input)?;
+    Ok(Colorized {
+        rgb: colorize_rgb(generator, &decoded.rgb, filter, device)?,
+        truncated: decoded.truncated,
+    })
+}
+
+/// Colourizes a decoded image; the result has its resolution.
+pub fn colorize_rgb<G: AbPredictor + ?Sized>(
+    generator: &G,
+    rgb: &image::RgbImage,
+    filter: ResizeFilter,
+    device: &Device,
+) -> Result<image::RgbImage> {
     let (w, h) = rgb.dimensions();
     let s = generator.config().size;
-    let small = lab_image(&resize_rgb8(&rgb, s as u32, s as u32, filter));
+    let small = lab_image(&resize_rgb8(rgb, s as u32, s as u32, filter));
     let l = candle_core::Tensor::from_slice(&small.l, (1, 1, s, s), device)?;
     let ab: Vec<f32> = generator.predict_ab(&l)?.flatten_all()?.to_vec1()?;
     let (l_full, _) = rgb8_to_lab_planes(rgb.as_raw());
@@ -60,6 +98,61 @@ pub fn colorize_image<G: AbPredictor + ?Sized>(
     }
     let out = lab_planes_to_rgb8(&l_full, &ab_full);
     Ok(image::RgbImage::from_raw(w, h, out).expect("buffer of w*h*3 bytes"))
+}
+
+/// What became of one input of [`colorize_files`].
+#[derive(Debug)]
+pub struct ColorizeOutcome {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    /// `Ok(truncated)` when the output was written, `truncated` as in
+    /// [`Colorized::truncated`]; the reason it was not otherwise.
+    pub result: Result<Option<String>>,
+}
+
+impl ColorizeOutcome {
+    /// `input: reason` for an input that was not written, naming the input once.
+    pub fn failure(&self) -> Option<String> {
+        let err = self.result.as_ref().err()?;
+        Some(match err {
+            EvalError::Data(e) if e.path() == Some(self.input.as_path()) => e.to_string(),
+            e => format!("{}: {e}", self.input.display()),
+        })
+    }
+}
+
+/// Colourizes every (input, output) pair (see [`plan_outputs`]) into PNGs, creating
+/// folders as needed. An input that cannot be read or written does not stop the others:
+/// every outcome goes to `report` as it happens and all are returned, in order. Outputs
+/// already written stay.
+pub fn colorize_files<G: AbPredictor + ?Sized>(
+    generator: &G,
+    pairs: &[(PathBuf, PathBuf)],
+    filter: ResizeFilter,
+    device: &Device,
+    mut report: impl FnMut(&ColorizeOutcome),
+) -> Vec<ColorizeOutcome> {
+    pairs
+        .iter()
+        .map(|(input, output)| {
+            let result = colorize_file(generator, input, filter, device).and_then(|c| {
+                if let Some(dir) = output.parent() {
+                    std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
+                }
+                c.rgb
+                    .save(output)
+                    .map_err(|e| EvalError::format(output, format!("writing the PNG: {e}")))?;
+                Ok(c.truncated)
+            });
+            let outcome = ColorizeOutcome {
+                input: input.clone(),
+                output: output.clone(),
+                result,
+            };
+            report(&outcome);
+            outcome
+        })
+        .collect()
 }
 
 /// Bilinear resampling with half-pixel centres (PyTorch's `align_corners=False`).

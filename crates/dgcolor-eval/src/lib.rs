@@ -7,7 +7,10 @@ mod device;
 mod error;
 mod evaluate;
 
-pub use colorize::{colorize_image, load_generator, plan_outputs, resize_bilinear};
+pub use colorize::{
+    colorize_file, colorize_files, colorize_image, colorize_rgb, load_generator, plan_outputs,
+    resize_bilinear, ColorizeOutcome, Colorized,
+};
 pub use device::parse_device;
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, evaluate_gray, predict_rgb, DomainMetrics, EVAL_BATCH};
