@@ -407,3 +407,46 @@ fn colorize_writes_every_readable_input_and_lists_the_unreadable_ones() {
     );
     assert!(!listed("e_truncated.jpg", ""), "{stderr}");
 }
+
+#[test]
+fn a_second_trainer_on_a_busy_run_directory_exits_naming_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let args = train_args("erm", tmp.path(), &run, &["--steps", "100000"]);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_dgcolor"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first trainer holds the lock (it writes its pid after taking it).
+    let pid = first.id().to_string();
+    for _ in 0..3000 {
+        if std::fs::read_to_string(run.join("lock")).is_ok_and(|p| p == pid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = dgcolor(&args);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains(&format!("{} is in use by pid {pid}", run.display())),
+        "{stderr}"
+    );
+    // The killed trainer's lock went with it: the directory resumes (with fewer steps the
+    // config differs, so the same arguments are used and the run is stopped early).
+    let resumed = dgcolor(&train_args(
+        "erm",
+        tmp.path(),
+        &run,
+        &["--steps", "100000", "--stop-after", "1"],
+    ));
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+}

@@ -4,7 +4,7 @@
 
 use dgcolor_algorithms::{AlgorithmEntry, HParams, PresetName};
 use dgcolor_data::{BatchMode, DataSpec, OnBadImage, Preprocess, SplitChoice, SynthConfig};
-use dgcolor_kernels::Precision;
+use dgcolor_kernels::{Precision, Settings};
 use dgcolor_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,9 @@ pub struct TrainConfig {
     pub precision: Precision,
     pub hparams: HParams,
     pub model: ModelConfig,
+    /// The `DGCOLOR_*` switches in force: they choose kernels and so summation orders, so a
+    /// run resumed under other switches would not end with the same weights.
+    pub settings: Settings,
 }
 
 impl TrainConfig {

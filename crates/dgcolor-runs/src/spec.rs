@@ -272,6 +272,7 @@ impl RunSpec {
             model,
             hparams,
             precision: o.precision,
+            settings: *dgcolor_kernels::settings(),
         };
         let splits = make_splits(
             &folder,
