@@ -2,15 +2,15 @@
 
 # The main job: every method on the embedded synthetic benchmark, quick preset, one setting.
 main:
-    cargo run --release -p dgcolor-experiments --bin compare -- --settings photo+cartoon:art_painting
+    cargo run --release -- compare --settings photo+cartoon:art_painting
 
 # All three paper settings with the quick preset (about three times as long).
 main-all:
-    cargo run --release -p dgcolor-experiments --bin compare
+    cargo run --release -- compare
 
 # The AdaIN ablation on one setting.
 ablate:
-    cargo run --release -p dgcolor-experiments --bin ablate-adain -- --settings photo+cartoon:art_painting
+    cargo run --release -- ablate-adain --settings photo+cartoon:art_painting
 
 # The CPU benchmark against PyTorch (needs `pip install torch`).
 bench:
@@ -32,4 +32,4 @@ synth out="data/synth/default":
 # Lint and format checks.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --release --all-targets -- -D warnings

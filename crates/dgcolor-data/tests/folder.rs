@@ -18,7 +18,7 @@ const PACS_CLASSES: [&str; 7] = [
 
 #[test]
 fn pacs_mini_layout_classes_and_decoding() {
-    let folder = MultiDomainFolder::open(Path::new(PACS_MINI)).expect("shared/data/pacs_mini");
+    let folder = MultiDomainFolder::open(Path::new(PACS_MINI)).expect("fixtures/pacs_mini");
     assert_eq!(
         folder.domains,
         ["art_painting", "cartoon", "photo", "sketch"]
