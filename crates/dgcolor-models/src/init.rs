@@ -8,10 +8,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-/// The reference's rules: every convolution and transposed-convolution weight N(0, 0.02);
-/// conv biases 0 (METHOD.md §2); BatchNorm weight 1, bias 0, running mean 0, variance 1;
-/// linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and
-/// bias, as the reference never re-initialises them.
+/// The reference's rules (METHOD.md §2): every convolution and transposed-convolution weight
+/// N(0, 0.02); BatchNorm weight 1, bias 0, running mean 0, variance 1. The reference
+/// re-initialises only `.weight` (`normal_weight_init` in its `model.py`), so conv biases and
+/// linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), where fan_in is
+/// the weight's `size(1)` times its kernel area: the input channels of a convolution, the
+/// *output* channels of a transposed convolution (PyTorch stores both as `[d0, d1, kh, kw]`
+/// and reads fan_in from `d1`).
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock poisoned");
     for (name, var) in data.iter() {
@@ -22,19 +25,17 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
         let values: Vec<f32> = if name.ends_with("conv.weight") {
             let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
             (0..n).map(|_| normal.sample(&mut rng)).collect()
-        } else if name.ends_with("conv.bias")
-            || name.ends_with("bn.bias")
-            || name.ends_with("running_mean")
-        {
+        } else if name.ends_with("bn.bias") || name.ends_with("running_mean") {
             vec![0.0; n]
         } else if name.ends_with("bn.weight") || name.ends_with("running_var") {
             vec![1.0; n]
         } else {
-            // Linear layers: weight [out, in], bias [out] share the bound of fan_in.
-            let fan_in = if shape.rank() == 2 {
-                shape.dims()[1]
+            // Conv biases and linear layers: weight [out, in] (or [d0, d1, kh, kw]) and bias
+            // share the bound of fan_in.
+            let fan_in = if shape.rank() >= 2 {
+                shape.dims()[1..].iter().product()
             } else {
-                linear_fan_in(&data, name)
+                weight_fan_in(&data, name)
             };
             let bound = 1.0 / (fan_in as f32).sqrt();
             (0..n).map(|_| rng.random_range(-bound..bound)).collect()
@@ -44,13 +45,13 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// The fan-in of a linear bias is the input width of the matching weight.
-fn linear_fan_in(
+/// The fan-in of a bias is its weight's: `size(1)` times the kernel area.
+fn weight_fan_in(
     data: &std::collections::HashMap<String, candle_core::Var>,
     bias_name: &str,
 ) -> usize {
     let weight = bias_name.trim_end_matches("bias").to_string() + "weight";
     data.get(&weight)
-        .map(|w| w.dims()[w.dims().len() - 1])
+        .map(|w| w.dims()[1..].iter().product())
         .unwrap_or(1)
 }

@@ -137,7 +137,21 @@ fn initialisation_is_seeded_and_follows_the_reference() -> Result<()> {
         mean.abs() < 0.002 && (std - 0.02).abs() < 0.002,
         "N(0, 0.02) expected, got mean {mean} std {std}"
     );
-    assert!(get(&a, "tail.down4.conv.bias").iter().all(|&x| x == 0.0));
+    // Conv biases keep PyTorch's default U(+-1/sqrt(fan_in)), fan_in = weight.size(1) * 16:
+    // the input channels of a conv, the output channels of a transposed conv (bounds as
+    // `nn.Conv2d(64, 128, 4).bias` / `nn.ConvTranspose2d(128, 64, 4).bias` draw them).
+    for (bias, fan_in) in [
+        ("tail.down4.conv.bias", cfg.width(3) * 16),
+        ("decoder.up2.upconv.bias", cfg.width(cfg.depth - 2) * 16),
+    ] {
+        let b = get(&a, bias);
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        assert!(
+            b.iter().all(|x| x.abs() <= bound) && b.iter().any(|x| x.abs() > bound / 2.0),
+            "{bias}: expected U(+-{bound}), got {b:?}"
+        );
+        assert_ne!(b, get(&c, bias), "{bias} follows the seed");
+    }
     assert!(get(&a, "head.down2.bn.weight").iter().all(|&x| x == 1.0));
     let lin = get(&a, "class_head.layer.0.weight");
     let bound = 1.0 / (cfg.width(5) as f32).sqrt();
