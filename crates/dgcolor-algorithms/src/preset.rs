@@ -66,13 +66,14 @@ pub struct Preset {
     pub eval_every: u64,
     /// Images per synth class and domain when the preset generates synth data.
     pub synth_per_class: usize,
-    /// Seeds per (method, setting) in a sweep: one on a CPU, three at the paper's scale.
-    pub seeds: u64,
+    /// Trials (seeds) per (method, setting, hyperparameters) in a sweep: one on a CPU, three
+    /// at the paper's scale.
+    pub trials: u64,
 }
 
 impl Preset {
     pub fn of(name: PresetName) -> Self {
-        let p = |size, nf, depth, batch_size, steps, epochs, eval_every, seeds| Preset {
+        let p = |size, nf, depth, batch_size, steps, epochs, eval_every, trials| Preset {
             name,
             size,
             nf,
@@ -82,7 +83,7 @@ impl Preset {
             epochs,
             eval_every,
             synth_per_class: if name == PresetName::Smoke { 16 } else { 100 },
-            seeds,
+            trials,
         };
         match name {
             PresetName::Smoke => p(32, 4, 5, 4, Some(6), None, 3, 1),

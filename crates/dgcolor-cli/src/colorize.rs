@@ -10,13 +10,16 @@ use anyhow::{bail, Result};
 use clap::Args;
 use dgcolor_data::ResizeFilter;
 use dgcolor_eval::{colorize_files, load_generator, parse_device, plan_outputs};
-use dgcolor_runs::checkpoint_file;
+use dgcolor_runs::{checkpoint_file, Select};
 
 #[derive(Args)]
 pub struct ColorizeArgs {
     /// A run directory or a .safetensors checkpoint/model file.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Which checkpoint of a run directory: `val` (best source-validation point) or `last`.
+    #[arg(long, default_value = "val")]
+    pub select: Select,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -31,7 +34,7 @@ pub struct ColorizeArgs {
 
 pub fn run(args: &ColorizeArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let generator = load_generator(&checkpoint_file(&args.checkpoint)?, &device)?;
+    let generator = load_generator(&checkpoint_file(&args.checkpoint, args.select)?, &device)?;
     let filter = args.resize;
     let pairs = plan_outputs(&args.inputs, &args.out)?;
     let outcomes = colorize_files(&generator, &pairs, filter, &device, |o| {

@@ -7,13 +7,16 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use dgcolor_data::{DataSpec, OnBadImage, Preprocess, ResizeFilter, SynthConfig};
 use dgcolor_eval::{evaluate, evaluate_gray, load_generator, parse_device};
-use dgcolor_runs::{checkpoint_file, TrainConfig};
+use dgcolor_runs::{checkpoint_file, Select, TrainConfig};
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// A run directory (its data settings are reused) or a .safetensors file.
     #[arg(long, required_unless_present = "gray")]
     pub checkpoint: Option<PathBuf>,
+    /// Which checkpoint of a run directory: `val` (best source-validation point) or `last`.
+    #[arg(long, default_value = "val")]
+    pub select: Select,
     /// Evaluate the no-colour baseline (ab = 0) instead of a model.
     #[arg(long, conflicts_with = "checkpoint")]
     pub gray: bool,
@@ -46,7 +49,10 @@ fn run_config(path: &std::path::Path) -> Result<Option<TrainConfig>> {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let generator = match &args.checkpoint {
-        Some(path) => Some(load_generator(&checkpoint_file(path)?, &device)?),
+        Some(path) => Some(load_generator(
+            &checkpoint_file(path, args.select)?,
+            &device,
+        )?),
         None => None,
     };
     let saved = match &args.checkpoint {
@@ -68,8 +74,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let folder = args.data.open(&args.data_root, &synth)?;
     let samples = folder.domain(&args.domain)?;
     let metrics = match &generator {
-        Some(g) => evaluate(g, samples, &pre, OnBadImage::Fail, &device)?,
-        None => evaluate_gray(samples, &pre, OnBadImage::Fail)?,
+        Some(g) => evaluate(g, samples, &pre, OnBadImage::Fail, &device)?.metrics,
+        None => evaluate_gray(samples, &pre, OnBadImage::Fail)?.metrics,
     };
     let result = serde_json::json!({"domain": args.domain, "model": if args.gray { "gray" } else { "checkpoint" }, "result": metrics});
     println!("{}", serde_json::to_string_pretty(&result)?);

@@ -12,7 +12,7 @@ use dgcolor_algorithms::checkpoint::{META_ALGORITHM, META_MODEL};
 use dgcolor_algorithms::Checkpoint;
 use dgcolor_models::reference::{export_reference, import_reference, read_state_dict, write_pth};
 use dgcolor_models::{prefix, AdainSkip, ModelConfig};
-use dgcolor_runs::checkpoint_file;
+use dgcolor_runs::{checkpoint_file, Select};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -50,6 +50,9 @@ pub struct ExportArgs {
     /// A run directory or a .safetensors checkpoint/model file written by dgcolor.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Which checkpoint of a run directory: `val` (best source-validation point) or `last`.
+    #[arg(long, default_value = "val")]
+    pub select: Select,
     /// Directory to write F.pth, C.pth and D.pth into.
     #[arg(long)]
     pub out: PathBuf,
@@ -90,7 +93,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let file = checkpoint_file(&args.checkpoint)?;
+    let file = checkpoint_file(&args.checkpoint, args.select)?;
     let ckpt = Checkpoint::load(&file, &Device::Cpu)?;
     let cfg: ModelConfig = serde_json::from_str(ckpt.meta(META_MODEL)?)
         .with_context(|| format!("{}: model config", file.display()))?;

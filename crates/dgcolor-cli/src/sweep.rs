@@ -10,6 +10,7 @@ use dgcolor_algorithms::{lookup, AlgorithmEntry, ALGORITHMS};
 use dgcolor_report::write_report;
 use dgcolor_runs::sweep::{
     ablation_jobs, compare_jobs, DryRun, Job, JobReport, LaunchContext, Launcher, Local, Setting,
+    SweepSize,
 };
 use dgcolor_runs::RunOptions;
 
@@ -27,9 +28,13 @@ pub struct SweepArgs {
     /// Default settings leave one domain out (every other domain is a source) instead.
     #[arg(long)]
     pub leave_one_out: bool,
-    /// Seeds per run (default: the preset's).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub seeds: Option<u64>,
+    /// Hyperparameter draws per (method, setting): draw 0 is the defaults, draws 1.. are
+    /// random-search draws seeded by their index alone (DomainBed's `hparams_seed`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub hparams: u64,
+    /// Trials (seeds of weights, batches and splits) per draw (default: the preset's).
+    #[arg(long, alias = "seeds", value_parser = clap::value_parser!(u64).range(1..))]
+    pub trials: Option<u64>,
     /// Sweep name: runs go to <results>/<sweep>/runs, the report to <results>/<sweep>/report.
     #[arg(long)]
     pub sweep: Option<String>,
@@ -81,9 +86,13 @@ impl SweepArgs {
         }
     }
 
-    fn seeds(&self) -> u64 {
-        self.seeds
-            .unwrap_or_else(|| self.options.preset.preset().seeds)
+    fn size(&self) -> SweepSize {
+        SweepSize {
+            hparams: self.hparams,
+            trials: self
+                .trials
+                .unwrap_or_else(|| self.options.preset.preset().trials),
+        }
     }
 
     /// `<results>/<--sweep or <kind>-<dataset>-<preset>>`.
@@ -158,14 +167,14 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     };
     let s = &args.sweep;
     let dir = s.dir("compare");
-    let jobs = compare_jobs(&s.options, &algorithms, &s.settings()?, s.seeds(), &dir);
+    let jobs = compare_jobs(&s.options, &algorithms, &s.settings()?, s.size(), &dir);
     s.execute(&jobs, &dir)
 }
 
 pub fn ablate(args: &AblateArgs) -> Result<()> {
     let s = &args.sweep;
     let dir = s.dir("ablate-adain");
-    let jobs = ablation_jobs(&s.options, &s.settings()?, s.seeds(), &dir);
+    let jobs = ablation_jobs(&s.options, &s.settings()?, s.size(), &dir);
     s.execute(&jobs, &dir)
 }
 

@@ -270,7 +270,7 @@ fn data_and_split_specs_parse_and_official_splits_feed_training() {
     }
     let sources = vec!["art_painting".to_string(), "cartoon".to_string()];
     let official = "official,skip-missing".parse::<SplitChoice>().unwrap();
-    let splits = make_splits(&folder, &official, &sources, "photo", 0.1, 0).unwrap();
+    let splits = make_splits(&folder, &official, &sources, "photo", (0.1, 0.0), 0).unwrap();
     assert_eq!(splits.train[0].samples.len(), 10);
     assert_eq!(splits.test.len(), 10);
     assert!(splits
@@ -278,7 +278,7 @@ fn data_and_split_specs_parse_and_official_splits_feed_training() {
         .iter()
         .any(|n| n.contains("art_painting_crossval_kfold.txt:1:")));
     let fail = "official".parse::<SplitChoice>().unwrap();
-    let err = make_splits(&folder, &fail, &sources, "photo", 0.1, 0)
+    let err = make_splits(&folder, &fail, &sources, "photo", (0.1, 0.0), 0)
         .err()
         .unwrap();
     assert!(

@@ -82,7 +82,7 @@ fn sweep_resumes_skips_and_reports() {
     let (ok, stdout, stderr) = compare(&results, &data_root, &[]);
     assert!(ok, "{stderr}");
     assert!(
-        stderr.contains("ours photo+cartoon->art_painting seed 0: resumed and finished"),
+        stderr.contains("ours photo+cartoon->art_painting hparams 0 seed 0: resumed and finished"),
         "{stderr}"
     );
     assert_eq!(stderr.matches(": finished").count(), 3, "{stderr}");
@@ -107,12 +107,12 @@ fn sweep_resumes_skips_and_reports() {
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("data:image/png;base64,"));
     assert!(!html.contains("src=\"http"), "the report is self-contained");
-    for selection in ["val", "last"] {
+    for selection in ["val", "oracle", "last"] {
         let csv =
             std::fs::read_to_string(report.join(format!("tables/synth_psnr_{selection}.csv")))
                 .unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "method,column,mean,se,n,best");
+        assert!(lines[0].starts_with("method,column,mean,se,n,best,vs_erm_diff"));
         // 2 methods x (2 targets + Avg)
         assert_eq!(lines.len(), 1 + 6, "{csv}");
         for line in &lines[1..] {
@@ -332,4 +332,136 @@ fn one_thread_sweep_finishes() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(status.success(), "{status}");
+}
+
+/// DomainBed's protocol on the smoke preset: two hyperparameter draws x two trials; every run
+/// keeps per-image results and its validation checkpoint; one table per selection rule; the
+/// table's comparison with erm agrees with a recomputation from the per-image files.
+#[test]
+fn random_search_sweep_keeps_what_selection_needs_and_reports_per_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, data_root) = (tmp.path().join("results"), tmp.path().join("data"));
+    let out = dgcolor("compare")
+        .args([
+            "--preset",
+            "smoke",
+            "--algorithms",
+            "erm,ours",
+            "--settings",
+            "photo+cartoon:art_painting",
+        ])
+        .args(["--hparams", "2", "--trials", "2", "--sweep", "rs"])
+        .args([
+            "--results",
+            results.to_str().unwrap(),
+            "--data-root",
+            data_root.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep = results.join("rs");
+    let jobs = dgcolor_runs::sweep::read_jobs(&sweep).unwrap();
+    assert_eq!(jobs.len(), 8);
+    let mut draws: Vec<(u64, u64)> = jobs
+        .iter()
+        .map(|j| (j.spec.hparams_seed, j.spec.seed))
+        .collect();
+    draws.sort();
+    draws.dedup();
+    assert_eq!(draws, [(0, 0), (0, 1), (1, 0), (1, 1)]);
+    for job in &jobs {
+        let run = dgcolor_runs::RunDir::new(&job.dir);
+        assert!(
+            run.file("checkpoint-val.safetensors").is_file(),
+            "{}",
+            job.dir.display()
+        );
+        for step in [3, 6] {
+            let rows = dgcolor_runs::read_per_image(&run.per_image_file(step)).unwrap();
+            assert!(!rows.is_empty() && rows.iter().all(|r| r.values.contains_key("psnr")));
+        }
+        // The draw's hyperparameters: defaults for draw 0, a random-search draw otherwise.
+        let config: dgcolor_runs::TrainConfig =
+            toml::from_str(&std::fs::read_to_string(run.file("config.toml")).unwrap()).unwrap();
+        let lr = config.hparams.get("lr");
+        assert_eq!(lr == 1e-3, job.spec.hparams_seed == 0, "lr {lr}");
+    }
+    let tables = sweep.join("report/tables");
+    for rule in ["val", "oracle", "last"] {
+        for ext in ["csv", "md", "tex"] {
+            assert!(
+                tables.join(format!("synth_psnr_{rule}.{ext}")).is_file(),
+                "{rule}.{ext}"
+            );
+        }
+        assert!(tables
+            .join(format!("synth_psnr_{rule}_vs_erm.md"))
+            .is_file());
+        assert!(tables.join(format!("synth_hparams_{rule}.md")).is_file());
+        assert!(tables.join(format!("synth_per_class_{rule}.md")).is_file());
+    }
+    // Recompute ours vs erm under the last-step rule: each trial's draw with the better mean
+    // source-validation PSNR at the last step, its per-image PSNR at step 6, paired by file.
+    let pick = |label: &str, trial: u64| {
+        jobs.iter()
+            .filter(|j| j.label == label && j.spec.seed == trial)
+            .max_by(|a, b| {
+                let score = |j: &Job| {
+                    let records = read_records(&j.dir.join("records.jsonl")).unwrap();
+                    let v: Vec<f64> = records
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Eval(e)
+                                if e.step == 6 && e.split == dgcolor_runs::EvalSplit::Val =>
+                            {
+                                e.result.value("psnr")
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    v.iter().sum::<f64>() / v.len() as f64
+                };
+                // Ties go to the lower draw, as the report's rule does.
+                score(a)
+                    .total_cmp(&score(b))
+                    .then(b.spec.hparams_seed.cmp(&a.spec.hparams_seed))
+            })
+            .unwrap()
+    };
+    let mut d = Vec::new();
+    for trial in [0, 1] {
+        let rows = |label| {
+            dgcolor_runs::read_per_image(
+                &dgcolor_runs::RunDir::new(&pick(label, trial).dir).per_image_file(6),
+            )
+            .unwrap()
+        };
+        let (ours, erm) = (rows("ours"), rows("erm"));
+        for (a, b) in ours.iter().zip(&erm) {
+            assert_eq!(a.file, b.file);
+            d.push(a.values["psnr"] - b.values["psnr"]);
+        }
+    }
+    let mean = d.iter().sum::<f64>() / d.len() as f64;
+    let csv = std::fs::read_to_string(tables.join("synth_psnr_last.csv")).unwrap();
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("ours,art_painting,"))
+        .unwrap();
+    let fields: Vec<&str> = line.split(',').collect();
+    let (diff, lo, hi, p): (f64, f64, f64, f64) = (
+        fields[6].parse().unwrap(),
+        fields[7].parse().unwrap(),
+        fields[8].parse().unwrap(),
+        fields[9].parse().unwrap(),
+    );
+    assert!((diff - mean).abs() < 1e-9, "{diff} vs {mean}");
+    assert!(lo <= diff && diff <= hi);
+    assert_eq!(fields[11].parse::<usize>().unwrap(), d.len());
+    assert_eq!(p, dgcolor_report::stats::wilcoxon(&d).pvalue);
 }

@@ -278,6 +278,17 @@ pub struct Split {
 /// class means adding images to one class never reshuffles another. Both halves keep the
 /// input order.
 pub fn reference_split(samples: &[Sample], val_fraction: f64, seed: u64) -> Split {
+    per_class_split(samples, val_fraction, seed, Stream::Split)
+}
+
+/// The target domain's held-out oracle set (DomainBed's test-domain validation): the same
+/// per-class rule as [`reference_split`] with its own random stream, `val` being the oracle
+/// share and `train` the images the test metrics are computed on.
+pub fn oracle_split(samples: &[Sample], oracle_fraction: f64, seed: u64) -> Split {
+    per_class_split(samples, oracle_fraction, seed, Stream::Oracle)
+}
+
+fn per_class_split(samples: &[Sample], val_fraction: f64, seed: u64, stream: Stream) -> Split {
     let n_classes = samples.iter().map(|s| s.class + 1).max().unwrap_or(0);
     let mut is_val = vec![false; samples.len()];
     for class in 0..n_classes {
@@ -289,7 +300,7 @@ pub fn reference_split(samples: &[Sample], val_fraction: f64, seed: u64) -> Spli
             continue;
         }
         let n_val = ((n as f64 * val_fraction).round() as usize).clamp(1, n - 1);
-        let mut rng = derived_rng(seed, Stream::Split, class as u64, 0);
+        let mut rng = derived_rng(seed, stream, class as u64, 0);
         members.shuffle(&mut rng);
         for &i in &members[..n_val] {
             is_val[i] = true;

@@ -49,7 +49,7 @@ pub use color::{
 };
 pub use error::{DataError, Result};
 pub use folder::{
-    reference_split, FolderLayout, MultiDomainFolder, Sample, Split, IMAGE_EXTENSIONS,
+    oracle_split, reference_split, FolderLayout, MultiDomainFolder, Sample, Split, IMAGE_EXTENSIONS,
 };
 pub use image_io::{
     decode_rgb8, decode_rgb8_lenient, pil_nearest_indices, resize_rgb8, DecodedImage, ResizeFilter,
@@ -64,7 +64,7 @@ pub use pipeline::{
     eval_chunks, eval_items, host_batch, lab_image, load_lab, load_lab_planes, EvalChunk,
     EvalChunks, EvalItem, LabImage, OnBadImage, Preprocess,
 };
-pub use spec::{make_splits, DataSpec, SplitChoice, Splits, VAL_FRACTION};
+pub use spec::{make_splits, DataSpec, SplitChoice, Splits, ORACLE_FRACTION, VAL_FRACTION};
 pub use synth::{
     ensure_synth, generate_synth, render_synth, render_synth_with_mask, SynthConfig, SynthFile,
     SynthManifest, SYNTH_CLASSES, SYNTH_DOMAINS, SYNTH_VERSION,

@@ -15,6 +15,7 @@ pub(crate) enum Stream {
     Permutation = 2,
     Flip = 3,
     Synth = 4,
+    Oracle = 5,
 }
 
 pub(crate) fn derived_rng(seed: u64, stream: Stream, a: u64, b: u64) -> ChaCha8Rng {

@@ -17,9 +17,10 @@
 //!
 //! Splits ([`SplitChoice`]): the reference's seeded 90/10 per-class split of each source
 //! (default), or the official PACS lists (`official`: train = `<d>_train_kfold.txt`,
-//! validation = `<d>_crossval_kfold.txt`). In both, the test set is the *whole* target
-//! domain as found on disk (the official `<d>_test_kfold.txt` lists the whole domain too,
-//! so on a complete copy the two agree; on a partial copy the folder is what exists).
+//! validation = `<d>_crossval_kfold.txt`). In both, the target domain as found on disk (the
+//! official `<d>_test_kfold.txt` lists the whole domain too) is split per class, seeded,
+//! into an oracle share (default [`ORACLE_FRACTION`], for test-domain model selection) and
+//! the test set every reported metric is computed on.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::benchmark::Benchmark;
 use crate::benchmark_tree::{open_office_home, open_pacs, open_tree, same_domain};
 use crate::error::{DataError, Result};
-use crate::folder::{reference_split, MultiDomainFolder, Sample};
+use crate::folder::{oracle_split, reference_split, MultiDomainFolder, Sample};
 use crate::image_io::ResizeFilter;
 use crate::kfold::{find_split_dir, official_split, MissingPolicy};
 use crate::loader::SourceSet;
@@ -318,11 +319,20 @@ impl fmt::Display for ResizeFilter {
 /// reference's 90/10 split).
 pub const VAL_FRACTION: f64 = 0.1;
 
-/// The train/validation split of each source and the target test set.
+/// Share of the target domain held out as the oracle set of test-domain model selection
+/// (DomainBed's 80/20 split of every domain); the test metrics are computed on the rest.
+pub const ORACLE_FRACTION: f64 = 0.2;
+
+/// The train/validation split of each source, and the target's oracle and test sets.
 pub struct Splits {
+    /// The dataset's root: image paths in results are written relative to it.
+    pub root: PathBuf,
     pub classes: Vec<String>,
     pub train: Vec<SourceSet>,
     pub val: Vec<(String, Vec<Sample>)>,
+    /// The target images test-domain ("oracle") model selection may look at.
+    pub oracle: Vec<Sample>,
+    /// The target images every reported test metric is computed on.
     pub test: Vec<Sample>,
     /// What a reader of the run should know: split-file problems (`file:line: ...`) and
     /// "N of M files listed in X are missing" under the skip policy. Empty for the
@@ -331,15 +341,17 @@ pub struct Splits {
 }
 
 /// The splits of one run: each source split by `split` (the reference split per class with
-/// `val_fraction` and `seed`; the official lists ignore both), the whole target as test set.
+/// `val_fraction` and `seed`; the official lists ignore both); the target split per class
+/// into the oracle share `oracle_fraction` and the test set (the whole target when it is 0).
 pub fn make_splits(
     folder: &MultiDomainFolder,
     split: &SplitChoice,
     sources: &[String],
     target: &str,
-    val_fraction: f64,
+    fractions: (f64, f64),
     seed: u64,
 ) -> Result<Splits> {
+    let (val_fraction, oracle_fraction) = fractions;
     if sources.is_empty() {
         return Err(DataError::Config(
             "--sources: at least one source domain is needed".into(),
@@ -376,11 +388,14 @@ pub fn make_splits(
         });
         val.push((name.clone(), val_samples));
     }
+    let target = oracle_split(folder.domain(target)?, oracle_fraction, seed);
     Ok(Splits {
+        root: folder.root.clone(),
         classes: folder.classes.clone(),
         train,
         val,
-        test: folder.domain(target)?.to_vec(),
+        oracle: target.val,
+        test: target.train,
         notes,
     })
 }

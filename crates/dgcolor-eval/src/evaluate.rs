@@ -1,15 +1,18 @@
 //! Metrics of a generator on a set of images: eval-mode prediction at the model size, the
 //! output built as `lab2rgb(L_input, 100 * ab_pred)` rounded to 8 bits, every metric against
-//! the resized ground truth before anything lossy is written.
+//! the resized ground truth before anything lossy is written. Each image's values are kept
+//! ([`ImageResult`]) for paired statistics between methods; the set metrics are computed
+//! from their means.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use dgcolor_data::{
     eval_chunks, host_batch, lab_planes_to_rgb8, unscale_ab, unscale_l, LabImage, OnBadImage,
     Preprocess, Sample,
 };
-use dgcolor_metrics::{evaluate_pair, MeanMetric, MetricSummary, RgbView};
+use dgcolor_metrics::{evaluate_pair, set_metrics, MeanMetric, MetricSummary, RgbView};
 use dgcolor_models::AbPredictor;
 use serde::{Deserialize, Serialize};
 
@@ -18,21 +21,49 @@ use crate::error::Result;
 /// Images evaluated per forward pass.
 pub const EVAL_BATCH: usize = 32;
 
+/// Metrics of a model on a set of images.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DomainMetrics {
     pub images: usize,
     pub skipped: Vec<String>,
+    /// Per-image metrics (and the ground truth's colourfulness) summarised over the images.
     pub metrics: BTreeMap<String, MetricSummary>,
+    /// Metrics of the whole set ([`dgcolor_metrics::set_metrics`]).
+    #[serde(default)]
+    pub set: BTreeMap<String, f64>,
 }
 
 impl DomainMetrics {
-    /// Mean of each metric, for compact records.
+    /// Mean of each per-image metric.
     pub fn means(&self) -> BTreeMap<String, f64> {
         self.metrics
             .iter()
             .map(|(k, v)| (k.clone(), v.mean))
             .collect()
     }
+
+    /// The value a table shows for `metric`: the mean of a per-image metric, or a set metric.
+    pub fn value(&self, metric: &str) -> Option<f64> {
+        self.metrics
+            .get(metric)
+            .map(|m| m.mean)
+            .or_else(|| self.set.get(metric).copied())
+    }
+}
+
+/// One image's metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageResult {
+    pub path: PathBuf,
+    pub class: usize,
+    pub values: BTreeMap<&'static str, f64>,
+}
+
+/// Everything an evaluation measured: the summary and each image's values.
+#[derive(Clone, Debug)]
+pub struct Evaluated {
+    pub metrics: DomainMetrics,
+    pub images: Vec<ImageResult>,
 }
 
 /// Predicted RGB8 images (interleaved, S x S) for scaled Lab inputs. `generator` is
@@ -66,14 +97,14 @@ pub fn predict_rgb<G: AbPredictor + ?Sized>(
         .collect())
 }
 
-/// Every registered metric over `samples`, mean per image.
+/// Every registered metric over `samples`: per image, their means and the set metrics.
 pub fn evaluate<G: AbPredictor + ?Sized>(
     generator: &G,
     samples: &[Sample],
     pre: &Preprocess,
     on_bad: OnBadImage,
     device: &Device,
-) -> Result<DomainMetrics> {
+) -> Result<Evaluated> {
     evaluate_with(samples, pre, on_bad, |labs| {
         predict_rgb(generator, labs, device)
     })
@@ -84,7 +115,7 @@ pub fn evaluate_gray(
     samples: &[Sample],
     pre: &Preprocess,
     on_bad: OnBadImage,
-) -> Result<DomainMetrics> {
+) -> Result<Evaluated> {
     evaluate_with(samples, pre, on_bad, |labs| {
         Ok(labs
             .iter()
@@ -102,13 +133,15 @@ fn evaluate_with(
     pre: &Preprocess,
     on_bad: OnBadImage,
     predict: impl Fn(&[&LabImage]) -> Result<Vec<Vec<u8>>>,
-) -> Result<DomainMetrics> {
+) -> Result<Evaluated> {
     let mut acc: BTreeMap<String, MeanMetric> = BTreeMap::new();
     let mut out = DomainMetrics {
         images: 0,
         skipped: Vec::new(),
         metrics: BTreeMap::new(),
+        set: BTreeMap::new(),
     };
+    let mut images = Vec::new();
     for chunk in eval_chunks(samples, pre, EVAL_BATCH, on_bad) {
         let chunk = chunk?;
         out.skipped
@@ -121,15 +154,28 @@ fn evaluate_with(
                 RgbView::new(pred, s, s)?,
                 RgbView::new(item.rgb.as_raw(), s, s)?,
             )?;
-            for (name, v) in values {
-                acc.entry(name.to_string()).or_default().update(v);
+            for (name, v) in &values {
+                acc.entry(name.to_string()).or_default().update(*v);
             }
             out.images += 1;
+            images.push(ImageResult {
+                path: item.sample.path.clone(),
+                class: item.sample.class,
+                values,
+            });
         }
     }
     out.metrics = acc
         .into_iter()
         .filter_map(|(k, m)| m.summary().map(|s| (k, s)))
         .collect();
-    Ok(out)
+    let means = out.means();
+    out.set = set_metrics()
+        .iter()
+        .filter_map(|m| Some((m.name().to_string(), m.compute(&means)?)))
+        .collect();
+    Ok(Evaluated {
+        metrics: out,
+        images,
+    })
 }

@@ -13,4 +13,6 @@ pub use colorize::{
 };
 pub use device::parse_device;
 pub use error::{EvalError, Result};
-pub use evaluate::{evaluate, evaluate_gray, predict_rgb, DomainMetrics, EVAL_BATCH};
+pub use evaluate::{
+    evaluate, evaluate_gray, predict_rgb, DomainMetrics, Evaluated, ImageResult, EVAL_BATCH,
+};

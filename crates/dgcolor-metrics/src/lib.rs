@@ -8,7 +8,9 @@
 //! - CIEDE2000, Sharma, Wu & Dalal, Color Res. Appl. 2005 ([`ciede2000`], [`ciede2000_mean`]).
 //!
 //! Free functions give the raw values; the [`Metric`] trait, [`all_metrics`] and
-//! [`evaluate_pair`] give the finite per-image values that [`MeanMetric`] aggregates.
+//! [`evaluate_pair`] give the finite per-image values that [`MeanMetric`] aggregates, and
+//! [`SetMetric`]s ([`set_metrics`]: the colourfulness ratio of means, ΔCF) are computed from
+//! those means.
 
 mod ciede2000;
 mod colourfulness;
@@ -24,8 +26,8 @@ pub use ciede2000::{ciede2000, ciede2000_mean};
 pub use colourfulness::{colourfulness, colourfulness_ratio};
 pub use error::{MetricError, Result};
 pub use metric::{
-    all_metrics, evaluate_pair, Better, Ciede2000, Colourfulness, ColourfulnessRatio, Metric, Psnr,
-    Ssim,
+    all_metrics, evaluate_pair, set_metrics, Better, Ciede2000, Colourfulness, ColourfulnessRatio,
+    DeltaColourfulness, Metric, Psnr, SetMetric, Ssim, COLOURFULNESS_GT,
 };
 pub use psnr::{psnr, PSNR_CAP_DB};
 pub use ssim::ssim;

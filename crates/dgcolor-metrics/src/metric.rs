@@ -1,14 +1,20 @@
 //! One interface over all metrics, in the spirit of burn's `Metric`: each knows its name, its
 //! unit and which direction is better, so the evaluation and report crates can loop over
-//! [`all_metrics`] without special cases.
+//! [`all_metrics`] and [`set_metrics`] without special cases.
+//!
+//! Two kinds: a [`Metric`] has a value per image pair (averaged over a set, compared image by
+//! image between methods); a [`SetMetric`] is defined over a whole set from its per-image
+//! means: the colourfulness ratio (a ratio of means, so near-gray ground truths cannot blow
+//! it up) and DDColor's ΔCF. Every image counts in every metric, gray ground truths
+//! included.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ciede2000::ciede2000_mean;
-use crate::colourfulness::{colourfulness, colourfulness_ratio};
-use crate::error::{MetricError, Result};
+use crate::colourfulness::colourfulness;
+use crate::error::Result;
 use crate::psnr::{psnr, PSNR_CAP_DB};
 use crate::ssim::ssim;
 use crate::view::RgbView;
@@ -91,25 +97,6 @@ impl Metric for Colourfulness {
     }
 }
 
-/// Fails with [`MetricError::ZeroReference`] on a grayscale ground truth.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ColourfulnessRatio;
-
-impl Metric for ColourfulnessRatio {
-    fn name(&self) -> &'static str {
-        "colourfulness_ratio"
-    }
-    fn unit(&self) -> &'static str {
-        ""
-    }
-    fn better(&self) -> Better {
-        Better::CloserToOne
-    }
-    fn compute(&self, pred: RgbView, gt: RgbView) -> Result<f64> {
-        colourfulness_ratio(pred, gt)
-    }
-}
-
 /// Mean per-pixel ΔE00.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ciede2000;
@@ -129,32 +116,83 @@ impl Metric for Ciede2000 {
     }
 }
 
-/// Every metric, in the column order of every results table.
+/// Every per-image metric, in the column order of every results table.
 pub fn all_metrics() -> Vec<Box<dyn Metric + Send + Sync>> {
     vec![
         Box::new(Psnr),
         Box::new(Ssim),
         Box::new(Colourfulness),
-        Box::new(ColourfulnessRatio),
         Box::new(Ciede2000),
     ]
 }
 
-/// Every metric of [`all_metrics`] for one image pair, keyed by [`Metric::name`].
-///
-/// A metric that is undefined for this pair ([`MetricError::ZeroReference`]: the colourfulness
-/// ratio against a grayscale ground truth) is left out of the map, so per-metric counts in a
-/// summary say how many images it covers; any other error (sizes) fails the whole pair.
+/// The ground truth's colourfulness, kept per image beside the metrics so that set metrics
+/// can be computed from per-image values (it is not a quality metric and has no table).
+pub const COLOURFULNESS_GT: &str = "colourfulness_gt";
+
+/// Every metric of [`all_metrics`] for one image pair, keyed by [`Metric::name`], plus the
+/// ground truth's colourfulness under [`COLOURFULNESS_GT`].
 pub fn evaluate_pair(pred: RgbView, gt: RgbView) -> Result<BTreeMap<&'static str, f64>> {
     let mut values = BTreeMap::new();
     for metric in all_metrics() {
-        match metric.compute(pred, gt) {
-            Ok(value) => {
-                values.insert(metric.name(), value);
-            }
-            Err(MetricError::ZeroReference { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        values.insert(metric.name(), metric.compute(pred, gt)?);
     }
+    values.insert(COLOURFULNESS_GT, colourfulness(gt));
     Ok(values)
+}
+
+/// A metric of a whole set, computed from the means of the per-image values of
+/// [`evaluate_pair`] over the set.
+pub trait SetMetric {
+    fn name(&self) -> &'static str;
+    fn unit(&self) -> &'static str;
+    fn better(&self) -> Better;
+    /// `None` when the set does not define it (a ratio over an all-gray ground truth).
+    fn compute(&self, means: &BTreeMap<String, f64>) -> Option<f64>;
+}
+
+/// `mean M(pred) / mean M(gt)` over the set: below 1 the predictions are desaturated, the
+/// failure mode the paper attributes to domain-generalization baselines. A ratio of means,
+/// not a mean of per-image ratios, which near-gray ground truths make heavy-tailed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ColourfulnessRatio;
+
+impl SetMetric for ColourfulnessRatio {
+    fn name(&self) -> &'static str {
+        "colourfulness_ratio"
+    }
+    fn unit(&self) -> &'static str {
+        ""
+    }
+    fn better(&self) -> Better {
+        Better::CloserToOne
+    }
+    fn compute(&self, means: &BTreeMap<String, f64>) -> Option<f64> {
+        let (pred, gt) = (means.get("colourfulness")?, means.get(COLOURFULNESS_GT)?);
+        (*gt > 0.0).then(|| pred / gt)
+    }
+}
+
+/// DDColor's ΔCF: `|mean M(pred) - mean M(gt)|` over the set (Kang et al., ICCV 2023).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeltaColourfulness;
+
+impl SetMetric for DeltaColourfulness {
+    fn name(&self) -> &'static str {
+        "delta_cf"
+    }
+    fn unit(&self) -> &'static str {
+        ""
+    }
+    fn better(&self) -> Better {
+        Better::Lower
+    }
+    fn compute(&self, means: &BTreeMap<String, f64>) -> Option<f64> {
+        Some((means.get("colourfulness")? - means.get(COLOURFULNESS_GT)?).abs())
+    }
+}
+
+/// Every set metric, in table order (after [`all_metrics`]).
+pub fn set_metrics() -> Vec<Box<dyn SetMetric + Send + Sync>> {
+    vec![Box::new(ColourfulnessRatio), Box::new(DeltaColourfulness)]
 }

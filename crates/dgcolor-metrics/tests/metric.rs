@@ -1,8 +1,10 @@
 //! The `Metric` registry, `evaluate_pair`, the running summary, and the typed errors.
 
+use std::collections::BTreeMap;
+
 use dgcolor_metrics::{
-    all_metrics, evaluate_pair, psnr, Better, MeanMetric, Metric, MetricError, MetricSummary, Psnr,
-    RgbView, PSNR_CAP_DB,
+    all_metrics, colourfulness, evaluate_pair, psnr, set_metrics, Better, MeanMetric, Metric,
+    MetricError, MetricSummary, Psnr, RgbView, COLOURFULNESS_GT, PSNR_CAP_DB,
 };
 
 fn ramp(w: usize, h: usize) -> Vec<u8> {
@@ -21,8 +23,18 @@ fn registry_order_names_units_and_directions() {
             ("psnr", "dB", Better::Higher),
             ("ssim", "", Better::Higher),
             ("colourfulness", "", Better::Higher),
-            ("colourfulness_ratio", "", Better::CloserToOne),
             ("ciede2000", "ΔE00", Better::Lower),
+        ]
+    );
+    let set: Vec<_> = set_metrics()
+        .iter()
+        .map(|m| (m.name(), m.unit(), m.better()))
+        .collect();
+    assert_eq!(
+        set,
+        [
+            ("colourfulness_ratio", "", Better::CloserToOne),
+            ("delta_cf", "", Better::Lower),
         ]
     );
 }
@@ -40,29 +52,50 @@ fn evaluate_pair_reports_every_metric() {
     let data = ramp(12, 12);
     let img = RgbView::new(&data, 12, 12).unwrap();
     let values = evaluate_pair(img, img).unwrap();
-    let names: Vec<_> = all_metrics().iter().map(|m| m.name()).collect();
-    assert_eq!(values.keys().copied().collect::<Vec<_>>(), {
-        let mut sorted = names.clone();
-        sorted.sort();
-        sorted
-    });
+    let mut names: Vec<_> = all_metrics().iter().map(|m| m.name()).collect();
+    names.push(COLOURFULNESS_GT);
+    names.sort();
+    assert_eq!(values.keys().copied().collect::<Vec<_>>(), names);
     assert_eq!(values["psnr"], 100.0);
     assert!((values["ssim"] - 1.0).abs() < 1e-12);
-    assert_eq!(values["colourfulness_ratio"], 1.0);
+    assert_eq!(values["colourfulness"], values[COLOURFULNESS_GT]);
     assert_eq!(values["ciede2000"], 0.0);
 }
 
+fn view(d: &[u8]) -> RgbView<'_> {
+    RgbView::new(d, 11, 11).unwrap()
+}
+
+/// The set metrics are ratios and differences of means, so a gray ground truth counts like
+/// any other image: here two pairs, one with a gray truth (M = 0).
 #[test]
-fn evaluate_pair_leaves_out_the_ratio_for_a_grayscale_reference() {
-    let pred = ramp(11, 11);
-    let gt = vec![128; 11 * 11 * 3];
-    let values = evaluate_pair(
-        RgbView::new(&pred, 11, 11).unwrap(),
-        RgbView::new(&gt, 11, 11).unwrap(),
-    )
-    .unwrap();
-    assert!(!values.contains_key("colourfulness_ratio"));
-    assert_eq!(values.len(), 4);
+fn set_metrics_use_means_over_every_image() {
+    let (colour, gray) = (ramp(11, 11), vec![128; 11 * 11 * 3]);
+    let pred = ramp(11, 11).iter().map(|v| v / 2).collect::<Vec<u8>>();
+    let pairs = [(view(&pred), view(&colour)), (view(&pred), view(&gray))];
+    let mut means: BTreeMap<String, f64> = BTreeMap::new();
+    for (p, g) in pairs {
+        for (k, v) in evaluate_pair(p, g).unwrap() {
+            *means.entry(k.to_string()).or_default() += v / 2.0;
+        }
+    }
+    let (m_pred, m_gt) = (
+        colourfulness(view(&pred)),
+        colourfulness(view(&colour)) / 2.0,
+    );
+    let set: BTreeMap<_, _> = set_metrics()
+        .iter()
+        .map(|m| (m.name(), m.compute(&means).unwrap()))
+        .collect();
+    assert!((set["colourfulness_ratio"] - m_pred / m_gt).abs() < 1e-12);
+    assert!((set["delta_cf"] - (m_pred - m_gt).abs()).abs() < 1e-12);
+    // An all-gray ground truth has no ratio, but a ΔCF.
+    let all_gray = BTreeMap::from([
+        ("colourfulness".to_string(), 3.0),
+        (COLOURFULNESS_GT.to_string(), 0.0),
+    ]);
+    assert_eq!(set_metrics()[0].compute(&all_gray), None);
+    assert_eq!(set_metrics()[1].compute(&all_gray), Some(3.0));
 }
 
 #[test]

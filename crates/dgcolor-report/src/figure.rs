@@ -18,6 +18,7 @@ use crate::plots::register_fonts;
 use crate::RunResult;
 use dgcolor_eval::load_generator;
 use dgcolor_eval::predict_rgb;
+use dgcolor_runs::Select;
 
 /// Target images shown per setting.
 pub const FIGURE_IMAGES_PER_SETTING: usize = 3;
@@ -89,11 +90,20 @@ pub(super) fn write_figure(
         .collect();
     methods.sort();
     methods.dedup();
+    // The first trial of each method, its hyperparameter draw chosen by training-domain
+    // validation, drawn with the checkpoint that selection kept.
     let pick = |target: &str, label: &str| {
-        runs.iter()
+        let group: Vec<&RunResult> = runs
+            .iter()
             .filter(|r| r.config.target == target && r.job.label == label)
-            .min_by_key(|r| r.config.seed)
             .copied()
+            .collect();
+        let first = group.iter().map(|r| r.config.seed).min()?;
+        let trial: Vec<&RunResult> = group
+            .into_iter()
+            .filter(|r| r.config.seed == first)
+            .collect();
+        crate::select(crate::Selection::TrainingDomainValidation, &trial).map(|s| s.run)
     };
     let Some(first) = runs.first() else {
         return Err(ReportError::format(dir, "no runs for the figure"));
@@ -128,7 +138,9 @@ pub(super) fn write_figure(
                 continue;
             };
             if !generators.contains_key(&run.job.dir) {
-                let file = dgcolor_runs::checkpoint_file(&run.job.dir)?;
+                // Runs without source-validation images keep no `val` checkpoint.
+                let file = dgcolor_runs::checkpoint_file(&run.job.dir, Select::Val)
+                    .or_else(|_| dgcolor_runs::checkpoint_file(&run.job.dir, Select::Last))?;
                 generators.insert(run.job.dir.clone(), load_generator(&file, device)?);
             }
             let preds = predict_rgb(&generators[&run.job.dir], &labs, device)?;

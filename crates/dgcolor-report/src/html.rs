@@ -14,6 +14,8 @@ use dgcolor_runs::sweep::Job;
 pub(super) struct Section {
     pub dataset: String,
     pub tables: Vec<Table>,
+    /// Markdown of the per-class and selected-hyperparameter tables.
+    pub extra: Vec<String>,
     pub plots: Vec<PathBuf>,
     pub figure: PathBuf,
 }
@@ -58,7 +60,12 @@ fn table_html(t: &Table) -> String {
             } else {
                 ""
             };
-            let _ = write!(s, "<td{class}>{}</td>", esc(&text));
+            let mark = match t.comparison(i, c).map(|x| x.verdict(t.better)) {
+                Some(1) => " ▲",
+                Some(-1) => " ▼",
+                _ => "",
+            };
+            let _ = write!(s, "<td{class}>{}{mark}</td>", esc(&text));
         }
         s.push_str("</tr>");
     }
@@ -76,7 +83,7 @@ pub(super) fn write_index(
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>dgcolor report: {}</h1><p>{} finished runs{}. Cells are mean ± standard error over seeds; the best value of each column is bold.</p>",
+        "<h1>dgcolor report: {}</h1><p>{} finished runs{}. Cells are mean ± standard error over trials; ▲/▼ mark significant wins and losses against erm and a bold cell is significantly ahead of its runner-up (each table's caption says how).</p>",
         esc(&sweep_dir.display().to_string()),
         runs.len(),
         if pending.is_empty() { String::new() } else { format!(", {} unfinished (not shown)", pending.len()) }
@@ -91,6 +98,25 @@ pub(super) fn write_index(
         let _ = write!(body, "<h3>Tables</h3>");
         for t in &sec.tables {
             body.push_str(&table_html(t));
+            let cmp = t.comparisons_markdown();
+            if !cmp.is_empty() {
+                let _ = write!(
+                    body,
+                    "<details><summary>{} ({}) vs erm: differences, intervals, p-values</summary><pre>{}</pre></details>",
+                    esc(&t.metric),
+                    t.selection.slug(),
+                    esc(&cmp)
+                );
+            }
+        }
+        for text in &sec.extra {
+            let title = text.lines().next().unwrap_or("").trim_start_matches("# ");
+            let _ = write!(
+                body,
+                "<details><summary>{}</summary><pre>{}</pre></details>",
+                esc(title),
+                esc(text)
+            );
         }
         let _ = write!(body, "<h3>Plots</h3>");
         for p in sec
@@ -101,14 +127,15 @@ pub(super) fn write_index(
             body.push_str(&embed_png(p)?);
         }
     }
-    let _ = write!(body, "<h2>Runs</h2><table><tr><th>method</th><th>sources → target</th><th>seed</th><th>steps</th><th>directory</th></tr>");
+    let _ = write!(body, "<h2>Runs</h2><table><tr><th>method</th><th>sources → target</th><th>draw</th><th>trial</th><th>steps</th><th>directory</th></tr>");
     for r in runs {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(&r.job.label),
             esc(&r.config.sources.join(" + ")),
             esc(&r.config.target),
+            r.config.hparams_seed,
             r.config.seed,
             r.config.steps,
             esc(&r.job.dir.display().to_string())

@@ -5,52 +5,25 @@
 mod error;
 mod figure;
 mod html;
+mod per_class;
 mod plots;
+mod selection;
+pub mod stats;
 mod table;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use dgcolor_metrics::{all_metrics, Better};
+use dgcolor_metrics::{all_metrics, set_metrics, Better};
 use dgcolor_runs::sweep::{read_jobs, Job};
-use dgcolor_runs::{EvalSplit, Evaluation, Record, RunDir, TrainConfig, CONFIG};
+use dgcolor_runs::{read_per_image, ImageRow, Record, RunDir, TrainConfig, CONFIG};
 
 pub use error::{ReportError, Result};
 pub use figure::{FigureLayout, FIGURE_IMAGES_PER_SETTING};
-pub use table::{Cell, Table};
-
-/// How a run's reported metrics are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Selection {
-    /// The step whose mean source-validation PSNR is highest (DomainBed's training-domain
-    /// validation; the target is never looked at).
-    TrainingDomainValidation,
-    /// The final model.
-    LastStep,
-}
-
-impl Selection {
-    pub const ALL: [Selection; 2] = [Selection::TrainingDomainValidation, Selection::LastStep];
-
-    pub fn slug(&self) -> &'static str {
-        match self {
-            Selection::TrainingDomainValidation => "val",
-            Selection::LastStep => "last",
-        }
-    }
-
-    pub fn title(&self) -> &'static str {
-        match self {
-            Selection::TrainingDomainValidation => {
-                "model selection: training-domain validation (source val PSNR)"
-            }
-            Selection::LastStep => "model selection: last step",
-        }
-    }
-}
-
-/// The metric the validation selection maximises.
-pub const SELECTION_METRIC: &str = "psnr";
+pub use selection::{picks, select, Picks, Selected, Selection};
+pub use table::{Cell, Comparison, Table, ALPHA, BASELINE};
 
 /// One finished run with its records.
 #[derive(Clone, Debug)]
@@ -64,56 +37,6 @@ impl RunResult {
     /// `synth`, `pacs`, `office-home` or `data`: the run's dataset in tables and file names.
     pub fn dataset(&self) -> String {
         self.config.dataset_name().into()
-    }
-
-    fn evaluations(&self) -> impl Iterator<Item = &Evaluation> {
-        self.records.iter().filter_map(|r| match r {
-            Record::Eval(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    /// The evaluation point a selection rule picks: its step and its target test metrics.
-    pub fn selected_evaluation(&self, selection: Selection) -> Option<&Evaluation> {
-        match selection {
-            Selection::LastStep => self.records.iter().rev().find_map(|r| match r {
-                Record::Final(e) => Some(e),
-                _ => None,
-            }),
-            Selection::TrainingDomainValidation => {
-                let test_at = |step: u64| {
-                    self.evaluations()
-                        .find(|e| e.split == EvalSplit::Test && e.step == step)
-                };
-                let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-                for e in self.evaluations().filter(|e| e.split == EvalSplit::Val) {
-                    if let Some(v) = e.mean(SELECTION_METRIC) {
-                        by_step.entry(e.step).or_default().push(v);
-                    }
-                }
-                let (step, _) = by_step
-                    .iter()
-                    .map(|(s, v)| (*s, v.iter().sum::<f64>() / v.len() as f64))
-                    .filter(|(s, _)| test_at(*s).is_some())
-                    .fold(None, |best: Option<(u64, f64)>, (s, v)| match best {
-                        Some((_, bv)) if bv > v => best,
-                        _ => Some((s, v)),
-                    })?;
-                test_at(step)
-            }
-        }
-    }
-
-    /// Target-domain test metrics (means over images) under a selection rule.
-    pub fn selected(&self, selection: Selection) -> Option<BTreeMap<String, f64>> {
-        let e = self.selected_evaluation(selection)?;
-        Some(
-            e.result
-                .metrics
-                .iter()
-                .map(|(k, v)| (k.clone(), v.mean))
-                .collect(),
-        )
     }
 
     /// (step, value) of a training loss over the run.
@@ -152,12 +75,43 @@ pub fn load_runs(sweep_dir: &Path) -> Result<(Vec<RunResult>, Vec<Job>)> {
     Ok((done, pending))
 }
 
-/// Metric names in registry order with their direction.
-pub fn metric_order() -> Vec<(&'static str, Better)> {
-    all_metrics()
-        .iter()
-        .map(|m| (m.name(), m.better()))
-        .collect()
+/// Every table's metric in column order: (name, direction, has a value per image). The
+/// per-image metrics come first, then the set metrics.
+pub fn metric_order() -> Vec<(&'static str, Better, bool)> {
+    let per_image = all_metrics()
+        .into_iter()
+        .map(|m| (m.name(), m.better(), true));
+    let set = set_metrics()
+        .into_iter()
+        .map(|m| (m.name(), m.better(), false));
+    per_image.chain(set).collect()
+}
+
+/// Rows of one per-image file, shared between tables.
+type Rows = Option<Rc<Vec<ImageRow>>>;
+
+/// The per-image results of selected evaluation points, read once each.
+#[derive(Default)]
+pub struct PerImage {
+    cache: RefCell<HashMap<(PathBuf, u64), Rows>>,
+}
+
+impl PerImage {
+    /// The rows of `s`'s test evaluation, or `None` if the run did not write them.
+    pub fn rows(&self, s: &Selected) -> Result<Rows> {
+        let key = (s.run.job.dir.clone(), s.step);
+        if let Some(rows) = self.cache.borrow().get(&key) {
+            return Ok(rows.clone());
+        }
+        let path = RunDir::new(&s.run.job.dir).per_image_file(s.step);
+        let rows = if path.exists() {
+            Some(Rc::new(read_per_image(&path)?))
+        } else {
+            None
+        };
+        self.cache.borrow_mut().insert(key, rows.clone());
+        Ok(rows)
+    }
 }
 
 /// Paths of everything a report wrote, for the caller to print.
@@ -195,15 +149,34 @@ pub fn write_report(
     datasets.sort();
     datasets.dedup();
     let mut sections = Vec::new();
+    let per_image = PerImage::default();
     for dataset in &datasets {
         let subset: Vec<&RunResult> = runs.iter().filter(|r| &r.dataset() == dataset).collect();
         let mut tables = Vec::new();
+        let mut extra = Vec::new();
         for selection in Selection::ALL {
-            for (metric, better) in metric_order() {
-                let t = Table::build(dataset, metric, better, selection, &subset);
+            let picked = picks(selection, &subset);
+            for (metric, better, is_per_image) in metric_order() {
+                let t = Table::build(
+                    dataset,
+                    metric,
+                    better,
+                    is_per_image,
+                    selection,
+                    &picked,
+                    &per_image,
+                )?;
                 files.tables.extend(t.write_all(&dir.join("tables"))?);
                 tables.push(t);
             }
+            let (path, text) =
+                per_class::write(dataset, selection, &picked, &per_image, &dir.join("tables"))?;
+            files.tables.push(path);
+            extra.push(text);
+            let (path, text) =
+                per_class::write_hparams(dataset, selection, &picked, &dir.join("tables"))?;
+            files.tables.push(path);
+            extra.push(text);
         }
         let plot_files = plots::write_plots(dataset, &subset, &tables, &dir.join("plots"))?;
         files.plots.extend(plot_files.iter().cloned());
@@ -212,6 +185,7 @@ pub fn write_report(
         sections.push(html::Section {
             dataset: dataset.clone(),
             tables,
+            extra,
             plots: plot_files,
             figure,
         });

@@ -261,10 +261,13 @@ pub(super) fn write_plots(
 ) -> Result<Vec<PathBuf>> {
     register_fonts();
     let mut files = Vec::new();
-    for table in tables.iter().filter(|t| t.selection == Selection::LastStep) {
+    for table in tables
+        .iter()
+        .filter(|t| t.selection == Selection::TrainingDomainValidation)
+    {
         let plot = Plot::Bars {
             title: format!(
-                "{} on {} (last step; ± s.e. over seeds)",
+                "{} on {} (training-domain validation; ± s.e. over trials)",
                 table.metric, dataset
             ),
             y_desc: table.metric.clone(),
@@ -306,8 +309,12 @@ pub(super) fn write_plots(
     // Desaturation trade-off: one point per run (last step).
     let mut by_label: BTreeMap<(usize, String), Vec<(f64, f64)>> = BTreeMap::new();
     for r in runs {
-        if let Some(m) = r.selected(Selection::LastStep) {
-            if let (Some(&p), Some(&c)) = (m.get("psnr"), m.get("colourfulness_ratio")) {
+        let last = r.records.iter().rev().find_map(|rec| match rec {
+            dgcolor_runs::Record::Final(e) => Some(&e.result),
+            _ => None,
+        });
+        if let Some(m) = last {
+            if let (Some(p), Some(c)) = (m.value("psnr"), m.value("colourfulness_ratio")) {
                 by_label
                     .entry((r.job.order, r.job.label.clone()))
                     .or_default()

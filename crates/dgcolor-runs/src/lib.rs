@@ -5,6 +5,7 @@
 
 mod config;
 mod error;
+mod per_image;
 mod record;
 mod run_dir;
 mod spec;
@@ -13,7 +14,13 @@ mod trainer;
 
 pub use config::TrainConfig;
 pub use error::{Result, RunError};
-pub use record::{append_record, read_records, EvalSplit, Evaluation, Record, SCHEMA_VERSION};
-pub use run_dir::{checkpoint_file, RunDir, RunLock, CHECKPOINT, CONFIG, DONE, LOCK, RECORDS};
+pub use per_image::{read_per_image, write_per_image, ImageRow};
+pub use record::{
+    append_record, read_records, EvalSplit, Evaluation, Record, SCHEMA_VERSION, SELECTION_METRIC,
+};
+pub use run_dir::{
+    checkpoint_file, RunDir, RunLock, Select, CHECKPOINT, CHECKPOINT_VAL, CONFIG, DONE, LOCK,
+    PER_IMAGE, RECORDS,
+};
 pub use spec::{PreparedRun, RunOptions, RunSpec};
 pub use trainer::{train, TrainOptions, TrainOutcome};

@@ -18,13 +18,19 @@ use crate::error::{Result, RunError};
 /// changes meaning or shape.
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// The metric training-domain validation maximises (mean over the source-validation sets),
+/// both for the kept checkpoint and in the report.
+pub const SELECTION_METRIC: &str = "psnr";
+
 /// Which images an evaluation covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvalSplit {
-    /// A source domain's held-out validation images (model selection).
+    /// A source domain's held-out validation images (training-domain model selection).
     Val,
-    /// The target domain's test images.
+    /// The target domain's held-out oracle images (test-domain model selection only).
+    Oracle,
+    /// The target domain's test images (every reported test metric).
     Test,
 }
 
@@ -37,6 +43,8 @@ pub enum Record {
         classes: Vec<String>,
         /// Training images per source domain, in source order.
         train_images: Vec<usize>,
+        /// Target images held out for test-domain (oracle) selection.
+        oracle_images: usize,
         test_images: usize,
         /// Problems of the split files a reader should know about.
         split_notes: Vec<String>,
@@ -56,6 +64,14 @@ pub enum Record {
     Final(Evaluation),
     /// An unreadable training image skipped under `--skip-bad-images`.
     SkippedImage { step: u64, path: String },
+    /// The checkpoint of the best evaluation point so far under a selection rule was kept
+    /// (`checkpoint-val.safetensors` for training-domain validation).
+    Kept {
+        step: u64,
+        selection: String,
+        /// The score it was kept for (mean source-validation PSNR).
+        score: f64,
+    },
 }
 
 /// Metrics of the model at `step` on one domain's split.
@@ -80,7 +96,9 @@ impl Record {
     pub fn step(&self) -> u64 {
         match self {
             Record::Start { .. } => 0,
-            Record::Train { step, .. } | Record::SkippedImage { step, .. } => *step,
+            Record::Train { step, .. }
+            | Record::SkippedImage { step, .. }
+            | Record::Kept { step, .. } => *step,
             Record::Eval(e) | Record::Final(e) => e.step,
         }
     }

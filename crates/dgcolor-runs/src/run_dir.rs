@@ -1,18 +1,23 @@
 //! A run directory, DomainBed style: `config.toml` (every value used, written before the
 //! first step), `records.jsonl` (append-only typed [`Record`]s), the latest
-//! `checkpoint.safetensors`, a `done` marker once the final evaluation is recorded, and a
-//! `lock` file held by the process that trains it.
+//! `checkpoint.safetensors`, the checkpoint training-domain validation selects
+//! (`checkpoint-val.safetensors`), each test evaluation's per-image results
+//! (`per_image/test-step-NNNNNN.csv`), a `done` marker once the final evaluation is
+//! recorded, and a `lock` file held by the process that trains it.
 //!
 //! The lock is an advisory `flock` on `lock`, taken before anything is written and released
 //! by the operating system when the process ends, however it ends: a second trainer or sweep
 //! job on a busy directory stops with "RUN_DIR is in use by pid N", and a lock left by a dead
 //! process is simply taken over.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use dgcolor_algorithms::write_atomic;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RunError};
 use crate::record::{append_record, read_records, Record};
@@ -20,6 +25,9 @@ use crate::record::{append_record, read_records, Record};
 pub const CONFIG: &str = "config.toml";
 pub const RECORDS: &str = "records.jsonl";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The checkpoint of the evaluation point with the best mean source-validation PSNR.
+pub const CHECKPOINT_VAL: &str = "checkpoint-val.safetensors";
+pub const PER_IMAGE: &str = "per_image";
 pub const DONE: &str = "done";
 pub const LOCK: &str = "lock";
 
@@ -50,6 +58,21 @@ impl RunDir {
     /// The latest checkpoint, if one was written.
     pub fn checkpoint(&self) -> Option<PathBuf> {
         Some(self.file(CHECKPOINT)).filter(|p| p.exists())
+    }
+
+    /// The checkpoint a selection rule picks, if it was kept.
+    pub fn selected_checkpoint(&self, select: Select) -> Option<PathBuf> {
+        match select {
+            Select::Last => self.checkpoint(),
+            Select::Val => Some(self.file(CHECKPOINT_VAL)).filter(|p| p.exists()),
+        }
+    }
+
+    /// The per-image results of the test evaluation at `step`.
+    pub fn per_image_file(&self, step: u64) -> PathBuf {
+        self.path
+            .join(PER_IMAGE)
+            .join(format!("test-step-{step:06}.csv"))
     }
 
     /// Takes the directory's exclusive lock (creating the directory), or fails with the pid
@@ -171,12 +194,54 @@ fn first_difference(existing: &str, new: &str) -> String {
     unreachable!()
 }
 
-/// Resolves `--checkpoint`: a run directory's latest checkpoint, or a checkpoint file.
-pub fn checkpoint_file(path: &Path) -> Result<PathBuf> {
+/// Which of a run's checkpoints to use (`--select`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    /// The evaluation point with the best mean source-validation PSNR (DomainBed's
+    /// training-domain validation; the target is never looked at).
+    #[default]
+    Val,
+    /// The last step.
+    Last,
+}
+
+impl FromStr for Select {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "val" => Ok(Select::Val),
+            "last" => Ok(Select::Last),
+            _ => Err(format!("--select `{s}`: expected val or last")),
+        }
+    }
+}
+
+impl fmt::Display for Select {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Select::Val => "val",
+            Select::Last => "last",
+        })
+    }
+}
+
+/// Resolves `--checkpoint`: the checkpoint `select` picks in a run directory, or a
+/// checkpoint file as it is.
+pub fn checkpoint_file(path: &Path, select: Select) -> Result<PathBuf> {
     if path.is_dir() {
-        return RunDir::new(path)
-            .checkpoint()
-            .ok_or_else(|| RunError::format(path, "this run directory has no checkpoint yet"));
+        let run = RunDir::new(path);
+        return run.selected_checkpoint(select).ok_or_else(|| match select {
+            Select::Last => RunError::format(path, "this run directory has no checkpoint yet"),
+            Select::Val => RunError::format(
+                path,
+                format!(
+                    "no {CHECKPOINT_VAL} here (the run has not reached an evaluation point with \
+                     source-validation images yet); use --select last for its latest checkpoint"
+                ),
+            ),
+        });
     }
     if path.is_file() {
         return Ok(path.to_path_buf());

@@ -12,7 +12,7 @@ use clap::Args;
 use dgcolor_algorithms::{lookup, AlgorithmEntry, HParamOverride, HParams, PresetName};
 use dgcolor_data::{
     make_splits, DataSpec, OnBadImage, Preprocess, ResizeFilter, SplitChoice, Splits, SynthConfig,
-    VAL_FRACTION,
+    ORACLE_FRACTION, VAL_FRACTION,
 };
 use dgcolor_kernels::Precision;
 use dgcolor_models::{AdainSkip, ModelConfig};
@@ -63,6 +63,10 @@ pub struct RunOptions {
     /// `<domain>_{train,crossval}_kfold.txt`), with options `,skip-missing` and `,dir=PATH`.
     #[arg(long, default_value = "reference")]
     pub split: SplitChoice,
+    /// Share of the target domain held out for test-domain ("oracle") model selection; the
+    /// test metrics are computed on the rest (0: the whole target is the test set).
+    #[arg(long, default_value = "0.2", value_parser = parse_fraction)]
+    pub oracle_fraction: f64,
     /// Precision of the convolutions' matrix products: f32; tf32 (CUDA: TF32 tensor cores,
     /// PyTorch's default for convolutions; the same as f32 on the CPU); bf16 (autocast:
     /// operands rounded to bfloat16, everything else f32).
@@ -83,8 +87,16 @@ impl Default for RunOptions {
             resize: ResizeFilter::Nearest,
             skip_bad_images: false,
             split: SplitChoice::Reference,
+            oracle_fraction: ORACLE_FRACTION,
             precision: Precision::F32,
         }
+    }
+}
+
+fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..0.9).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}`: expected a fraction in [0, 0.9)")),
     }
 }
 
@@ -100,8 +112,13 @@ pub struct RunSpec {
     /// The unseen target domain.
     #[arg(long, default_value = "art_painting")]
     pub target: String,
+    /// The trial seed: weights, batches, dropout and every split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The hyperparameters: 0 = the registry's defaults, N > 0 = the random-search draw N
+    /// (DomainBed's `hparams_seed`; independent of the trial seed). `--set` applies on top.
+    #[arg(long, default_value_t = 0)]
+    pub hparams_seed: u64,
     #[command(flatten)]
     #[serde(flatten)]
     pub options: RunOptions,
@@ -129,6 +146,7 @@ impl RunSpec {
             sources: sources.iter().map(|s| s.to_string()).collect(),
             target: target.into(),
             seed: 0,
+            hparams_seed: 0,
             options: RunOptions {
                 preset,
                 ..RunOptions::default()
@@ -213,7 +231,10 @@ impl RunSpec {
             per_class: preset.synth_per_class,
             seed: 0,
         });
-        let mut hparams = HParams::defaults(algo);
+        let mut hparams = match self.hparams_seed {
+            0 => HParams::defaults(algo),
+            draw => HParams::random(algo, draw),
+        };
         hparams.set(algo, &o.set)?;
         let mut model =
             ModelConfig::new(preset.size, preset.nf, preset.depth, 1, self.sources.len());
@@ -248,6 +269,7 @@ impl RunSpec {
             sources: self.sources.clone(),
             target: self.target.clone(),
             seed: self.seed,
+            hparams_seed: self.hparams_seed,
             steps,
             batch_size,
             batch_mode: if o.balanced {
@@ -261,6 +283,7 @@ impl RunSpec {
             },
             flip: true,
             val_fraction: VAL_FRACTION,
+            oracle_fraction: o.oracle_fraction,
             split: o.split.clone(),
             eval_every: preset.eval_every.min(steps),
             log_every: 10.min(steps),
@@ -279,7 +302,7 @@ impl RunSpec {
             &config.split,
             &config.sources,
             &config.target,
-            config.val_fraction,
+            (config.val_fraction, config.oracle_fraction),
             config.seed,
         )?;
         Ok(PreparedRun { config, splits })

@@ -45,12 +45,13 @@ pub enum JobState {
 }
 
 impl Job {
-    /// A job whose directory is `<sweep_dir>/runs/<algorithm>-<target>-s<seed>-<hash>`.
+    /// A job whose directory is `<sweep_dir>/runs/<algorithm>-<target>-h<draw>-s<trial>-<hash>`.
     pub fn new(label: impl Into<String>, order: usize, spec: RunSpec, sweep_dir: &Path) -> Self {
         let dir = sweep_dir.join("runs").join(format!(
-            "{}-{}-s{}-{:016x}",
+            "{}-{}-h{}-s{}-{:016x}",
             spec.algorithm.name,
             spec.target.replace(' ', "_"),
+            spec.hparams_seed,
             spec.seed,
             spec.hash()
         ));
@@ -187,11 +188,12 @@ impl Launcher for Local {
                 (Ok(()), JobState::New) => "finished".into(),
             };
             eprintln!(
-                "[{n}/{}] {} {}->{} seed {}: {status}",
+                "[{n}/{}] {} {}->{} hparams {} seed {}: {status}",
                 jobs.len(),
                 job.label,
                 job.spec.sources.join("+"),
                 job.spec.target,
+                job.spec.hparams_seed,
                 job.spec.seed
             );
             reports.lock().expect("reports lock").push(JobReport {
@@ -318,23 +320,42 @@ impl Setting {
     }
 }
 
-/// Every algorithm on every setting and seed (the Cartesian product), in table order.
+/// How many runs of each (method, setting) a sweep makes (DomainBed's random search):
+/// `hparams` hyperparameter draws (draw 0 is the defaults, draws 1.. are random-search
+/// draws seeded by their index alone) times `trials` trial seeds (weights, batches, splits),
+/// the two independent, so a draw means the same hyperparameters in every trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepSize {
+    pub hparams: u64,
+    pub trials: u64,
+}
+
+impl SweepSize {
+    /// (hparams seed, trial seed) of every run.
+    fn runs(self) -> impl Iterator<Item = (u64, u64)> {
+        (0..self.hparams).flat_map(move |h| (0..self.trials).map(move |t| (h, t)))
+    }
+}
+
+/// Every algorithm on every setting, hyperparameter draw and trial (the Cartesian
+/// product), in table order.
 pub fn compare_jobs(
     options: &RunOptions,
     algorithms: &[&'static AlgorithmEntry],
     settings: &[Setting],
-    seeds: u64,
+    size: SweepSize,
     sweep_dir: &Path,
 ) -> Vec<Job> {
     let mut jobs = Vec::new();
     for setting in settings {
         for (order, algorithm) in algorithms.iter().enumerate() {
-            for seed in 0..seeds {
+            for (hparams_seed, seed) in size.runs() {
                 let spec = RunSpec {
                     algorithm,
                     sources: setting.sources.clone(),
                     target: setting.target.clone(),
                     seed,
+                    hparams_seed,
                     options: options.clone(),
                 };
                 jobs.push(Job::new(algorithm.name, order, spec, sweep_dir));
@@ -346,11 +367,11 @@ pub fn compare_jobs(
 
 /// The proposed model with the AdaIN skip off and at every valid skip index, plus the model
 /// without the adversarial update, without the class head and without content
-/// randomization, on every setting and seed.
+/// randomization, on every setting, hyperparameter draw and trial.
 pub fn ablation_jobs(
     options: &RunOptions,
     settings: &[Setting],
-    seeds: u64,
+    size: SweepSize,
     sweep_dir: &Path,
 ) -> Vec<Job> {
     let ours: &'static AlgorithmEntry =
@@ -387,7 +408,7 @@ pub fn ablation_jobs(
     let mut jobs = Vec::new();
     for setting in settings {
         for (order, (label, adain, set)) in variants.iter().enumerate() {
-            for seed in 0..seeds {
+            for (hparams_seed, seed) in size.runs() {
                 let mut options = options.clone();
                 if adain.is_some() {
                     options.adain = *adain;
@@ -398,6 +419,7 @@ pub fn ablation_jobs(
                     sources: setting.sources.clone(),
                     target: setting.target.clone(),
                     seed,
+                    hparams_seed,
                     options,
                 };
                 jobs.push(Job::new(label.clone(), order, spec, sweep_dir));

@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use crate::config::TrainConfig;
 use crate::error::{Result, RunError};
-use crate::record::{EvalSplit, Evaluation, Record, SCHEMA_VERSION};
-use crate::run_dir::{RunDir, CHECKPOINT, RECORDS};
+use crate::per_image::write_per_image;
+use crate::record::{EvalSplit, Evaluation, Record, SCHEMA_VERSION, SELECTION_METRIC};
+use crate::run_dir::{RunDir, Select, CHECKPOINT, CHECKPOINT_VAL, RECORDS};
 use crate::spec::PreparedRun;
 
 /// How one call of [`train`] runs; none of it changes what the run computes.
@@ -86,6 +87,7 @@ pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
             schema: SCHEMA_VERSION,
             classes: splits.classes.clone(),
             train_images: splits.train.iter().map(|s| s.samples.len()).collect(),
+            oracle_images: splits.oracle.len(),
             test_images: splits.test.len(),
             split_notes: splits.notes.clone(),
         })?;
@@ -104,6 +106,16 @@ pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
         },
     )?;
     let start = alg.steps();
+    // The best mean source-validation PSNR of the points evaluated so far (resumes see it in
+    // the records they keep).
+    let mut best_val = dir
+        .records()?
+        .iter()
+        .fold(None, |best: Option<f64>, r| match r {
+            Record::Kept { score, .. } => Some(best.map_or(*score, |b| b.max(*score))),
+            _ => best,
+        });
+    let mut last_test = None;
     let progress = progress_bar(opts.progress, cfg.steps, start);
     let mut window = Window::default();
     let mut stream = loader.stream(start, &opts.device);
@@ -143,8 +155,20 @@ pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         let evaluated = done % cfg.eval_every == 0 || done == cfg.steps;
         if evaluated {
-            evaluate_point(&dir, alg.as_ref(), splits, cfg, &opts.device, done)?;
+            let point = evaluate_point(&dir, alg.as_ref(), splits, cfg, &opts.device, done)?;
+            if let Some(score) = point.val_score {
+                if best_val.is_none_or(|best| score > best) {
+                    best_val = Some(score);
+                    alg.checkpoint()?.save(&dir.file(CHECKPOINT_VAL))?;
+                    dir.append(&Record::Kept {
+                        step: done,
+                        selection: Select::Val.to_string(),
+                        score,
+                    })?;
+                }
+            }
             alg.checkpoint()?.save(&dir.file(CHECKPOINT))?;
+            last_test = Some(point.test);
         }
         if opts.stop_after.is_some_and(|n| done - start >= n) && done < cfg.steps {
             if !evaluated {
@@ -155,26 +179,29 @@ pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
     }
     progress.finish_and_clear();
-    let generator = InferenceGenerator::from_generator(alg.generator(), alg.varmap())?;
-    let metrics = evaluate(
-        &generator,
-        &splits.test,
-        &cfg.preprocess,
-        cfg.on_bad_image,
-        &opts.device,
-    )?;
-    dir.append(&Record::Final(Evaluation {
-        step: alg.steps(),
-        domain: cfg.target.clone(),
-        split: EvalSplit::Test,
-        result: metrics.clone(),
-    }))?;
+    // The last step is always an evaluation point: its test evaluation is the final one.
+    let Some(test) = last_test else {
+        return Err(RunError::Config(format!(
+            "run {} ended without evaluating its last step",
+            dir.path.display()
+        )));
+    };
+    let metrics = test.result.clone();
+    dir.append(&Record::Final(test))?;
     dir.mark_done()?;
     Ok(outcome(alg.as_ref(), true, false, Some(metrics)))
 }
 
-/// Source-validation and target-test metrics at one step, for model selection by
-/// training-domain validation (DomainBed) or by last step.
+/// What one evaluation point measured that the trainer acts on.
+struct Point {
+    /// Mean PSNR over the source-validation sets (`None` without validation images).
+    val_score: Option<f64>,
+    test: Evaluation,
+}
+
+/// Source-validation, target-oracle and target-test metrics at one step (each test image's
+/// values to `per_image/`), for model selection by training-domain validation (DomainBed),
+/// by the test-domain oracle, or by last step.
 fn evaluate_point(
     dir: &RunDir,
     alg: &dyn Algorithm,
@@ -182,34 +209,60 @@ fn evaluate_point(
     cfg: &TrainConfig,
     device: &Device,
     step: u64,
-) -> Result<()> {
+) -> Result<Point> {
     // BatchNorm folded, no graph: the eval-mode network as `colorize` runs it.
     let generator = InferenceGenerator::from_generator(alg.generator(), alg.varmap())?;
-    let sets = splits
-        .val
-        .iter()
-        .map(|(domain, samples)| (domain, samples, EvalSplit::Val))
-        .chain(std::iter::once((
-            &cfg.target,
-            &splits.test,
-            EvalSplit::Test,
-        )));
-    for (domain, samples, split) in sets {
-        let result = evaluate(
+    let run = |samples: &[dgcolor_data::Sample]| {
+        evaluate(
             &generator,
             samples,
             &cfg.preprocess,
             cfg.on_bad_image,
             device,
-        )?;
+        )
+    };
+    let mut val_scores = Vec::new();
+    for (domain, samples) in &splits.val {
+        if samples.is_empty() {
+            continue;
+        }
+        let result = run(samples)?.metrics;
+        val_scores.extend(result.value(SELECTION_METRIC));
         dir.append(&Record::Eval(Evaluation {
             step,
             domain: domain.clone(),
-            split,
+            split: EvalSplit::Val,
             result,
         }))?;
     }
-    Ok(())
+    if !splits.oracle.is_empty() {
+        dir.append(&Record::Eval(Evaluation {
+            step,
+            domain: cfg.target.clone(),
+            split: EvalSplit::Oracle,
+            result: run(&splits.oracle)?.metrics,
+        }))?;
+    }
+    let evaluated = run(&splits.test)?;
+    write_per_image(
+        &dir.per_image_file(step),
+        &splits.root,
+        &cfg.target,
+        &splits.classes,
+        &evaluated.images,
+    )?;
+    let test = Evaluation {
+        step,
+        domain: cfg.target.clone(),
+        split: EvalSplit::Test,
+        result: evaluated.metrics,
+    };
+    dir.append(&Record::Eval(test.clone()))?;
+    Ok(Point {
+        val_score: (!val_scores.is_empty())
+            .then(|| val_scores.iter().sum::<f64>() / val_scores.len() as f64),
+        test,
+    })
 }
 
 fn final_metrics_from_records(dir: &RunDir) -> Result<DomainMetrics> {

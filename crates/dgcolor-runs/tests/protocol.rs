@@ -43,6 +43,7 @@ fn option_variants() -> Vec<RunOptions> {
                 .parse()
                 .unwrap(),
             precision: "bf16".parse().unwrap(),
+            oracle_fraction: 0.0,
             ..base.clone()
         },
         RunOptions {
@@ -53,6 +54,7 @@ fn option_variants() -> Vec<RunOptions> {
             ],
             adain: Some(AdainSkip::Index(2)),
             precision: "tf32".parse().unwrap(),
+            oracle_fraction: 0.35,
             ..base.clone()
         },
         RunOptions {
@@ -70,15 +72,16 @@ fn every_spec_command_line_parses_back_to_the_same_spec() {
     for algorithm in ALGORITHMS {
         for preset in PresetName::ALL {
             for options in option_variants() {
-                for (sources, target, seed) in [
-                    (vec!["photo", "cartoon"], "art_painting", 0),
-                    (vec!["Art", "Real World"], "Clipart", 12),
+                for (sources, target, seed, hparams_seed) in [
+                    (vec!["photo", "cartoon"], "art_painting", 0, 0),
+                    (vec!["Art", "Real World"], "Clipart", 12, 3),
                 ] {
                     let spec = RunSpec {
                         algorithm,
                         sources: sources.iter().map(|s| s.to_string()).collect(),
                         target: target.into(),
                         seed,
+                        hparams_seed,
                         options: RunOptions {
                             preset,
                             ..options.clone()
@@ -121,6 +124,10 @@ fn bad_option_values_are_refused_with_the_option_named() {
         (vec!["--precision", "f16"], "--precision `f16`"),
         (vec!["--set", "lr"], "`lr`"),
         (vec!["--data", ""], "--data is empty"),
+        (
+            vec!["--oracle-fraction", "0.95"],
+            "expected a fraction in [0, 0.9)",
+        ),
     ] {
         let err = Train::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
             .unwrap_err()
