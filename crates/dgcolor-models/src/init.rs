@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 /// The reference's rules: every convolution and transposed-convolution weight N(0, 0.02);
-/// conv biases 0 (METHOD.md §2); BatchNorm weight 1, bias 0, running mean 0, variance 1;
+/// conv biases 0 (docs/METHOD.md §2); BatchNorm weight 1, bias 0, running mean 0, variance 1;
 /// linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and
 /// bias, as the reference never re-initialises them.
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
