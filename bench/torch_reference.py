@@ -3,7 +3,7 @@
 side-by-side benchmark. One invocation measures one (config, mode) and prints one JSON line, exactly like
 `target/release/bench`; `bench/compare.py` runs both and prints the table.
 
-The networks follow METHOD.md section 2 and the reference code (Lhyejin/DG-Colorization):
+The networks follow docs/METHOD.md section 2 and the reference code (Lhyejin/DG-Colorization):
 U-Net generator with head/tail encoder and AdaIN skip, PatchGAN colour discriminator, class
 head, style discriminator; Adam(lr 1e-3, betas 0.5/0.999) per network; the five updates of
 the proposed model; pix2pix's D step + G step.
@@ -337,7 +337,7 @@ def run_model(args, torch, nn, F):
                 (-1.0 * F.cross_entropy(logits.float(), dom)).backward()
                 opt_bn.step()
 
-            # METHOD.md section 3's order; the names match the Rust bench's `--breakdown`.
+            # docs/METHOD.md section 3's order; the names match the Rust bench's `--breakdown`.
             parts = [("disc", d_update), ("class", class_update), ("generator", generator_update),
                      ("style", style_update), ("adversarial", adversarial_update)]
 

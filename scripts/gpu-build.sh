@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds everything scripts/gpu-check.sh runs, with --features cuda, and packs it for the GPU
+# Builds everything scripts/gpu-check.sh runs, with --features cudnn, and packs it for the GPU
 # machine (which has no Rust toolchain): xz-compressed binaries in target-cuda/gpu/, small
 # enough for the device tool's 64 MiB carry.
 #

@@ -1,7 +1,7 @@
 //! Pieces the DG baselines share on top of [`Pix2Pix`](crate::Pix2Pix): the generator's
 //! optimizer variables, one generator forward that also yields the DG feature f (the
-//! globally average-pooled bottleneck x_D, METHOD.md §4), per-domain slices of a union batch,
-//! and DomainBed's `random_pairs_of_minibatches`.
+//! globally average-pooled bottleneck x_D, docs/METHOD.md §4), per-domain slices of a union
+//! batch, and DomainBed's `random_pairs_of_minibatches`.
 
 use candle_core::{Result, Tensor, Var, D};
 use dgcolor_data::DomainBatch;

@@ -1,7 +1,7 @@
 //! Deep CORAL: Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
 //! Adaptation", ECCV Workshops 2016, in DomainBed's multi-source form (Gulrajani &
 //! Lopez-Paz, ICLR 2021; `domainbed/algorithms.py`, classes `AbstractMMD` / `CORAL`), on the
-//! pix2pix generator (METHOD.md §4).
+//! pix2pix generator (docs/METHOD.md §4).
 //!
 //! After the colour-discriminator update, the generator minimises
 //! `mean_m task_m + gamma * mean_{i<j} [mean((mu_i - mu_j)^2) + mean((C_i - C_j)^2)]`

@@ -1,7 +1,7 @@
 //! DANN: Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 2016, in
 //! DomainBed's alternating form (Gulrajani & Lopez-Paz, "In Search of Lost Domain
 //! Generalization", ICLR 2021; `domainbed/algorithms.py`, class `AbstractDANN`), on the
-//! pix2pix generator (METHOD.md §4).
+//! pix2pix generator (docs/METHOD.md §4).
 //!
 //! Every iteration starts with the colour-discriminator update (step 1 of every method).
 //! Then, like DomainBed, an update counter decides the phase: for `d_steps_per_g` iterations

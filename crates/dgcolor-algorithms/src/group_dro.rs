@@ -1,6 +1,6 @@
 //! GroupDRO: Sagawa, Koh, Hashimoto & Liang, "Distributionally Robust Neural Networks for
 //! Group Shifts", ICLR 2020, in DomainBed's form (Gulrajani & Lopez-Paz, ICLR 2021;
-//! `domainbed/algorithms.py`, class `GroupDRO`), on the pix2pix generator (METHOD.md §4).
+//! `domainbed/algorithms.py`, class `GroupDRO`), on the pix2pix generator (docs/METHOD.md §4).
 //!
 //! After the colour-discriminator update, each source domain m gets its task loss
 //! `task_m` (`100 * L1 + LSGAN` on its own images), the persistent domain weights are

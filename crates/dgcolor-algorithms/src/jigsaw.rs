@@ -1,6 +1,6 @@
 //! JiGen: Carlucci, D'Innocente, Bucci, Caputo & Tommasi, "Domain Generalization by Solving
 //! Jigsaw Puzzles", CVPR 2019 (code fmcarlucci/JigenDG), on the pix2pix generator
-//! (METHOD.md §4).
+//! (docs/METHOD.md §4).
 //!
 //! Each training image is cut into a 3x3 grid of tiles. With probability `bias_whole_image`
 //! (beta) it stays whole (jigsaw class 0); otherwise it is shuffled with row k of the fixed
@@ -21,9 +21,9 @@
 //! - JiGen's object classifier sees only unshuffled images; here the colourization task loss
 //!   uses every image, shuffled ones included (their colour target is permuted with them,
 //!   so it is still a correct colourization target, just with seams).
-//! - Beta is the exact probability of keeping an image whole (METHOD.md); JiGen's code first
-//!   draws a class from 0..=30 and then forces 0 with probability beta, so its P(whole) is
-//!   `beta + (1 - beta) / 31`.
+//! - Beta is the exact probability of keeping an image whole (docs/METHOD.md); JiGen's code
+//!   first draws a class from 0..=30 and then forces 0 with probability beta, so its
+//!   P(whole) is `beta + (1 - beta) / 31`.
 //! - Tiles are not resized or individually normalised (JiGen's tile transforms), and there is
 //!   no gap between tiles: the generator's input keeps its size.
 

@@ -1,7 +1,7 @@
 //! Training algorithms over the shared pix2pix generator: the [`Algorithm`] contract, the
 //! registry in table order, the hyperparameter registry, presets, Adam and checkpoints, and
-//! one file per method: ERM (pix2pix), the DG baselines of METHOD.md §4 (DANN, CORAL, MMD,
-//! GroupDRO, SagNet, MLDG, Jigsaw, Mixup) and the proposed model.
+//! one file per method: ERM (pix2pix), the DG baselines of docs/METHOD.md §4 (DANN, CORAL,
+//! MMD, GroupDRO, SagNet, MLDG, Jigsaw, Mixup) and the proposed model.
 
 mod algorithm;
 mod alignment;

@@ -3,7 +3,7 @@
 //! Mixup", AAAI 2020; Wang et al., "Heterogeneous Domain Generalization via Domain Mixup",
 //! ICASSP 2020; after Zhang et al., "mixup", ICLR 2018), in DomainBed's form (Gulrajani &
 //! Lopez-Paz, ICLR 2021; `domainbed/algorithms.py`, class `Mixup`), on the pix2pix
-//! generator (METHOD.md §4).
+//! generator (docs/METHOD.md §4).
 //!
 //! The source batches are put in a random order and each is paired with the next,
 //! cyclically (DomainBed's `random_pairs_of_minibatches`). For each pair (i, j) one

@@ -1,7 +1,7 @@
 //! MLDG: Li, Yang, Song & Hospedales, "Learning to Generalize: Meta-Learning for Domain
 //! Generalization", AAAI 2018, first-order, in DomainBed's form (Gulrajani & Lopez-Paz,
 //! ICLR 2021; `domainbed/algorithms.py`, class `MLDG`), on the pix2pix generator
-//! (METHOD.md §4).
+//! (docs/METHOD.md §4).
 //!
 //! After the colour-discriminator update, the source batches are put in a random order and
 //! each is paired with the next, cyclically (DomainBed's `random_pairs_of_minibatches`): one

@@ -1,7 +1,7 @@
 //! MMD-AAE's alignment term: Li, Pan, Wang & Kot, "Domain Generalization with Adversarial
 //! Feature Learning", CVPR 2018, in DomainBed's form (Gulrajani & Lopez-Paz, ICLR 2021;
 //! `domainbed/algorithms.py`, classes `AbstractMMD` / `MMD`), on the pix2pix generator
-//! (METHOD.md §4).
+//! (docs/METHOD.md §4).
 //!
 //! After the colour-discriminator update, the generator minimises
 //! `mean_m task_m + gamma * mean_{i<j} MMD^2(f_i, f_j)` with the biased MMD estimate

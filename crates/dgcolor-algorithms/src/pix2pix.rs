@@ -1,4 +1,4 @@
-//! What every method shares (METHOD.md §4): the U-Net generator, the PatchGAN colour
+//! What every method shares (docs/METHOD.md §4): the U-Net generator, the PatchGAN colour
 //! discriminator with its least-squares update, and the task loss `100 * L1 + LSGAN`.
 
 use candle_core::{DType, Result, Tensor};

@@ -1,7 +1,7 @@
 //! SagNet: Nam, Lee, Park, Yoon & Yoo, "Reducing Domain Gap by Reducing Style Bias",
 //! CVPR 2021 (code hyeonseobnam/sagnet), in DomainBed's three-update form (Gulrajani &
 //! Lopez-Paz, ICLR 2021; `domainbed/algorithms.py`, class `SagNet`), adapted to a
-//! colourization generator as METHOD.md §4 describes.
+//! colourization generator as docs/METHOD.md §4 describes.
 //!
 //! The randomization point is z = x_3, the head encoder's output (SagNet randomises a
 //! mid-level feature map). One iteration, each update with a fresh forward pass:
@@ -23,7 +23,7 @@
 //! Deviations from SagNet / DomainBed:
 //! - The content-biased network's classification loss is replaced by the colourization task
 //!   loss, and the style-biased head predicts the *source domain* instead of the object class
-//!   (METHOD.md §4: a colourization generator has no class output, and the domain is the
+//!   (docs/METHOD.md §4: a colourization generator has no class output, and the domain is the
 //!   style label the adversarial term should erase).
 //! - Randomization acts on z at every training step (SagNet's official code randomises with
 //!   a probability; DomainBed always does).

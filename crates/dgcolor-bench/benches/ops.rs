@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks, one group per op: convolution and transposed convolution
-//! (our kernels vs candle's, forward and forward+backward), BatchNorm (train forward), AdaIN,
-//! Lab conversion and image decoding. Every measured closure ends by reading a value back,
-//! which on the CPU is the device sync.
+//! (our kernels vs candle's, forward and forward+backward), BatchNorm (train forward and
+//! forward+backward), AdaIN, Lab conversion and image decoding. Every measured closure ends
+//! by reading a value back, which on the CPU is the device sync.
 //!
 //!     cargo bench -p dgcolor-bench --bench ops            # all
 //!     cargo bench -p dgcolor-bench --bench ops -- conv2d  # one group

@@ -16,8 +16,10 @@ pub struct BenchConfig {
     pub batch: usize,
 }
 
-/// The CPU issue's two configurations, the quick preset (64 px, nf 16, depth 6, batch 16),
-/// and the paper's scale for the GPU (256 px, nf 64, depth 8, batch 16 and 128).
+/// The two CPU configurations of the side-by-side table (64 px, nf 32, depth 6, batch 16;
+/// the paper's network, 256 px, nf 64, depth 8, at batch 4), the quick preset (64 px, nf 16,
+/// depth 6, batch 16), and the paper's scale for the GPU (256 px, nf 64, depth 8, batch 16
+/// and 128).
 pub const CONFIGS: &[BenchConfig] = &[
     BenchConfig {
         name: "s64-nf32-d6-b16",

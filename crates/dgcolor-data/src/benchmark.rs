@@ -1,4 +1,4 @@
-//! The two real benchmarks of the paper (METHOD.md §5), PACS and Office-Home, as data:
+//! The two real benchmarks of the paper (docs/METHOD.md §5), PACS and Office-Home, as data:
 //! their domains, classes, published image counts and the paper's source/target settings.
 //! Everything that must agree between the folder loaders, the parquet reader, `data info`
 //! and the experiment presets reads it from here, once.
@@ -183,7 +183,7 @@ pub fn normalize_name(name: &str) -> String {
 /// One paper setting: source domains and the unseen target.
 pub type Setting = (Vec<&'static str>, &'static str);
 
-/// The paper's settings (METHOD.md §5): always two sources and one target, in table
+/// The paper's settings (docs/METHOD.md §5): always two sources and one target, in table
 /// order. `dataset` is `pacs`, `office-home` or `synth` (synth uses PACS's domain names,
 /// so it mirrors the PACS settings). Unknown names give an empty list.
 pub fn paper_settings(dataset: &str) -> Vec<Setting> {

@@ -21,7 +21,8 @@ const RGB_FROM_XYZ: [[f64; 3]; 3] = invert3(XYZ_FROM_RGB);
 /// D65 white, 2 degree observer.
 const WHITE: [f64; 3] = [0.95047, 1.0, 1.08883];
 /// Its reciprocals: the forward conversion multiplies (a division per channel and pixel
-/// was a third of its divisions; the results differ from dividing by at most an f64 ulp).
+/// would be a third of its divisions; the results differ from dividing by at most an f64
+/// ulp).
 const INV_WHITE: [f64; 3] = [1.0 / WHITE[0], 1.0 / WHITE[1], 1.0 / WHITE[2]];
 
 /// Pixel counts above which the plane conversions fan out over rayon.
@@ -101,7 +102,7 @@ fn linear_rgb_to_lab(lin: [[f64; LANES]; 3]) -> [[f32; LANES]; 3] {
     lab
 }
 
-/// The cube root of `t > 0` without a division (the divisions bounded the vectorised
+/// The cube root of `t > 0` without a division (divisions would bound the vectorised
 /// conversion): `r = t^(-1/3)` from a bit-level first guess (dividing the bit pattern by 3
 /// divides the exponent by 3; taken through f32, whose 32-bit division by 3 vectorises where
 /// a 64-bit one does not), four Newton steps `r <- r (4 - t r^3) / 3` (quadratic: 4 % error
@@ -201,9 +202,9 @@ const STAGE: usize = 256;
 
 /// The body of [`lab_planes`] for one run of pixels. The table look-ups run first, as a
 /// plain loop over a stage of pixels into three channel arrays, and the maths then reads
-/// `LANES` contiguous values per channel: building each vector from its look-ups in place
-/// compiled to one masked broadcast per value (24 per 8 pixels), which cost about as much
-/// as the maths (227 x 227 pixels, one thread: 14.6 -> 11-12.5 ns per pixel).
+/// `LANES` contiguous values per channel. Built in place from its look-ups, each vector
+/// compiles to one masked broadcast per value (24 per 8 pixels), which costs about as much
+/// as the maths (measurements in bench/README.md, 'What moved it', Lab planes).
 #[inline(always)]
 fn rgb8_to_lab_block(rgb: &[u8], mut out: [&mut [f32]; 3], scaled: bool) {
     let lut = linear_lut();

@@ -8,8 +8,8 @@
 //!
 //! The real benchmarks (PACS, Office-Home) open from the layouts people download
 //! ([`open_pacs`], [`open_office_home`]), from Hugging Face parquet copies
-//! ([`extract_parquet`], [`hub`] behind the `hub` feature), with the official PACS split
-//! files checked line by line ([`kfold`]); [`paper_settings`] lists the paper's
+//! ([`extract_parquet`], the `hub` module behind the `hub` feature), with the official PACS
+//! split files checked line by line ([`kfold`]); [`paper_settings`] lists the paper's
 //! source/target settings. [`DataSpec`], [`SplitChoice`] and [`ResizeFilter`] are the typed
 //! `--data`, `--split` and `--resize` options, and [`make_splits`] the splits of one run.
 

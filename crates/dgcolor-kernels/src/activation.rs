@@ -199,7 +199,7 @@ pub(crate) fn tanh_fast(x: f32) -> f32 {
 /// `relu(cat([a, b], 1))` in one pass: the decoder's input at every level (upsampled
 /// features and skip). Differentiable: its backward is one pass per operand,
 /// `grad[:, part] * (out[:, part] > 0)` (the ReLU gradient of [`leaky_relu`] at slope 0, so
-/// the same values as cat + ReLU), one graph node where cat + ReLU were two whose
+/// the same values as cat + ReLU), one graph node instead of cat + ReLU's two, whose
 /// gradients candle would each accumulate and copy. Candle ops when the fused ops are off
 /// for the operands or they live off the CPU.
 pub fn relu_cat(a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -6,15 +6,15 @@
 //! adaptive threshold from 128 KiB, never above 32 MiB) with fresh mmaps, and hands freed
 //! memory at the top of the heap back to the kernel, so a loop that frees and reallocates
 //! the same image- and activation-sized buffers pays a page fault and a kernel page clear for
-//! every page, every time. Measured here: 1.2 of 3.2 ms per image in the data pipeline
-//! (decode + resize + Lab), 6-25 % of a training step at 64 px; at 256 px (batch 4) the
-//! decoder's activations and gradients reach 32 MiB, past any mmap threshold glibc accepts,
-//! and a pix2pix iteration still took 162 000 page faults (~650 MB of fresh pages) until
-//! mmap was switched off altogether (then ~0 per iteration, +10 % images/s).
+//! every page, every time: a large share of the data pipeline (decode + resize + Lab) and of
+//! a training step. At 256 px (batch 4) the decoder's activations and gradients reach
+//! 32 MiB, past any mmap threshold glibc accepts, so only switching mmap off altogether
+//! removes those faults (measurements in bench/README.md, 'What moved it',
+//! `retain_freed_memory`).
 
 /// Tells glibc's malloc to serve every allocation from its heaps (no mmap'd chunks) and never
-/// to return the top of a heap to the kernel: the process keeps its peak heap (a training
-/// run's peak RSS moved by about 1 %) and reuses it without page faults. For binaries, first
+/// to return the top of a heap to the kernel: the process keeps its peak heap (about 1 % more
+/// peak RSS in a training run) and reuses it without page faults. For binaries, first
 /// thing in `main`; returns whether it applied (false off glibc, where this is not needed or
 /// not known).
 pub fn retain_freed_memory() -> bool {
@@ -37,11 +37,10 @@ pub fn retain_freed_memory() -> bool {
 /// candle's CPU thread pool (the `candle-bp-*` threads, used by candle's own parallel ops)
 /// spins up to `CANDLE_BARRIER_POOL_SPIN_LIMIT` pause instructions (25 000 by default, about
 /// 1.5 ms here) waiting for the next candle op before it parks. Between candle ops our
-/// kernels run on rayon's threads, so that spinning takes a core from them: on 2 cores it was
-/// 17 % of all CPU samples of a quick-preset `ours` iteration. Parking at once (0) pays a
-/// wake-up for every parallel candle op instead, which lost on the generator step; a short
-/// spin (2000, ~0.1 ms) was best in interleaved runs of the quick preset here: G step +10 %,
-/// pix2pix iteration +13 %, inference +15 % against the default (bench/README.md). Sets that
+/// kernels run on rayon's threads, so that spinning takes a core from them (on 2 cores, a
+/// sixth of the CPU samples of a quick-preset `ours` iteration). Parking at once (0) pays a
+/// wake-up for every parallel candle op instead; a short spin (2000, ~0.1 ms) is the best of
+/// the three in interleaved runs of the quick preset (bench/README.md, 'Threads'). Sets that
 /// limit unless the environment already sets one; for binaries, first thing in `main`,
 /// before any candle op creates the pool.
 pub fn park_idle_candle_threads() {
@@ -56,29 +55,27 @@ pub fn park_idle_candle_threads() {
 /// workers. Returns false, changing nothing, if the global pool already existed or with a
 /// single thread: the main thread would then be the pool's only worker, and work queued from
 /// other threads (the loader thread's decoding) would wait for it while it waits for that
-/// work (a one-thread training run hung on its first batch).
+/// work, a deadlock on the first batch.
 ///
 /// Why: a rayon parallel loop started from a thread outside the pool queues its job in the
 /// pool and puts the calling thread to sleep until the pool has finished it, so each of the
-/// few hundred short parallel sections of a training step cost a futex sleep and a wake-up
-/// (8 % of a 64 px generator step's CPU samples were the kernel's scheduler and futex
-/// paths, and the step ran on three threads for two cores). Started from a worker, the
-/// worker runs its own share at once and the other workers steal the rest. Measured on 2
-/// cores: s64 generator step 113-157 -> 188-190 images/s, pix2pix iteration 59-66 -> 90-92;
-/// the quick preset's `erm` + `ours` sweep (`compare`, with its loader) 51 -> 45 s, its
-/// training records identical; inference, with few and longer sections, unchanged.
+/// few hundred short parallel sections of a training step costs a futex sleep and a wake-up,
+/// and the step runs on one thread more than there are cores. Started from a worker, the
+/// worker runs its own share at once and the other workers steal the rest. That makes the
+/// 64 px training steps markedly faster and leaves inference, with few and longer sections,
+/// unchanged (measurements in bench/README.md, 'What moved it', the main thread as worker 0).
 ///
-/// Running the loop on a pool thread other than the main thread (candle's
-/// `Device::with_context`) gave the same step times in the benchmark, but then every tensor
-/// was allocated from a glibc thread arena, whose 64 MiB heaps are mapped and unmapped as
-/// they fill and empty (4.5x the page faults of an `ours` iteration, with TLB shoot-downs);
-/// the main thread allocates from the main heap, which [`retain_freed_memory`] keeps.
+/// The training loop runs on the main thread rather than on another pool thread (candle's
+/// `Device::with_context`, the same step times) because the main thread allocates from the
+/// main heap, which [`retain_freed_memory`] keeps, where another thread allocates from a
+/// glibc thread arena, whose 64 MiB heaps are mapped and unmapped as they fill and empty
+/// (several times the page faults, with TLB shoot-downs).
 ///
 /// The main thread then has to do the work itself: while it blocks outside rayon (joining
 /// threads it spawned, say) the pool is one worker short, and loops started from those
 /// other threads are back to the hand-off above. The sweep launcher
-/// (`dgcolor_eval::sweep::Local`) runs jobs on the calling thread for that reason (with
-/// every job on a spawned thread, the quick sweep above trained at half the speed).
+/// (`dgcolor_runs::sweep::Local`) runs jobs on the calling thread for that reason (with
+/// every job on a spawned thread, a quick-preset sweep trains at about half the speed).
 pub fn pool_on_main_thread() -> bool {
     if crate::num_threads() < 2 {
         return false;

@@ -90,13 +90,12 @@ pub fn conv_transpose2d_act(
 ///
 /// Why: read in place, that matrix is `weight` transposed, and where the GEMM has few
 /// columns (the decoder's innermost levels, a few positions per image) the `gemm` crate
-/// multiplies it without packing, one strided row of `weight` per step of the reduction: for
-/// the 512 -> 256 transposed conv at 2x2 (batch 16, 2 threads) 1.5-1.6 ms in isolation
-/// against 0.7-0.85 ms from this layout (2.45 ms in place inside the forward pass). Whole
-/// inference passes (interleaved runs, 2 threads): s64 771-842 -> 937-1000 images/s, s256
-/// 19.2-19.4 -> 22.5, for a second copy of the decoder's weights (s256 peak RSS 620 -> 720
-/// MiB). Training weights change every step, and a copy per call cost what it saved there,
-/// so only the inference path keeps one.
+/// multiplies it without packing, one strided row of `weight` per step of the reduction;
+/// from this layout the same product takes about half the time (the 512 -> 256 transposed
+/// conv at 2x2, batch 16), for a second copy of the decoder's weights (measurements in
+/// bench/README.md, 'What moved it', the inference weight layout). Training weights change
+/// every step, and a copy per call costs about what it saves there, so only the inference
+/// path keeps one.
 pub fn adjoint_weight(weight: &Tensor) -> Result<Tensor> {
     let m = weight.dim(0)?;
     weight
@@ -327,10 +326,10 @@ fn bias_or_zeros(bias: Option<&Tensor>, n: usize, like: &Tensor) -> Result<Tenso
 ///
 /// With at least as many groups as threads, the groups run in parallel and each runs its
 /// GEMM on one thread: the U-Net's GEMMs are small (a few MFLOP), and splitting each of them
-/// over the threads cost more in synchronisation than it saved (2-2.4x slower, measured in
-/// isolation on a 2-core VM: bench/README.md). With fewer groups (a single image, or a
-/// batch smaller than the thread count) the groups run one after another, each GEMM on
-/// every thread.
+/// over the threads costs more in synchronisation than it saves (measured in isolation:
+/// bench/README.md, 'What moved it', convolutions by groups of images). With fewer groups
+/// (a single image, or a batch smaller than the thread count) the groups run one after
+/// another, each GEMM on every thread.
 #[derive(Clone, Copy, Debug)]
 struct Groups {
     /// Images per group (the last group may have fewer).

@@ -72,7 +72,7 @@ pub(crate) unsafe fn write_items(
 }
 
 /// `f(a[i], b[i])` for every i into a new vector, chunked as [`for_chunks`]; the vector is
-/// written once (no zero-fill first, which cost as much as the op itself).
+/// written once (no zero-fill first, which would cost as much as the op itself).
 pub(crate) fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "map2: operand lengths");
     let mut out = Vec::with_capacity(a.len());

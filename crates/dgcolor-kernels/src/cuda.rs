@@ -2,7 +2,7 @@
 //! LeakyReLU and Adam's in-place update run as the kernels of `cuda/fused.cu` (compiled to
 //! PTX by build.rs) with the same arithmetic as the CPU loops. As candle ops on CUDA each is
 //! many full passes with a fresh allocation per pass; at the paper's batch of 128 those
-//! intermediates were most of a 64 GB footprint against PyTorch's 14 GB.
+//! intermediates take tens of GB (bench/README.md, 'GPU (CUDA)').
 
 use candle_core::cuda::cudarc::driver::{
     result, sys, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,

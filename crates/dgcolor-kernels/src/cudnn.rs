@@ -4,10 +4,11 @@
 //!
 //! candle 0.11 calls cuDNN only for the forward `conv2d`; its transposed convolution (and so
 //! every `conv2d` input gradient) is a one-thread-per-output kernel. The lowered GEMM path
-//! ([`crate::lowered`]) avoids that kernel but materialises every tap window: on an H200 at
-//! the paper's configuration (256 px, nf 64, batch 128) it ran a pix2pix iteration at 0.05x
-//! PyTorch and ran out of memory in f32. cuDNN is what PyTorch uses, so this path does the
-//! same arithmetic as the reference at the same cost.
+//! ([`crate::lowered`]) avoids that kernel but materialises every tap window, which at the
+//! paper's configuration (256 px, nf 64, batch 128) is many times slower than PyTorch and
+//! needs more memory than an H200 has in f32 (bench/gpu/h200-2026-11-26/summary.md). cuDNN
+//! is what PyTorch uses, so this path does the same arithmetic as the reference at the same
+//! cost.
 //!
 //! | op                         | cuDNN product (image, filter, columns)      |
 //! |----------------------------|---------------------------------------------|

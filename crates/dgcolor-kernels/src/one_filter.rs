@@ -2,10 +2,8 @@
 //! PatchGAN's last layer, 8nf -> 1 filter), computed directly from the image instead of through
 //! the columns. With one filter the GEMM is a matrix-vector product over a column matrix
 //! `kh * kw` times the size of the image, so building the columns costs far more than the
-//! arithmetic: at 256 px (512 channels, 31 x 31, batch 4) the lowered layer took 22-28 ms
-//! forward and ~82 ms forward + backward; these kernels 7-8 and 22 ms (PyTorch, same minute:
-//! 10 and 30 ms); at 64 px (256 channels, 7 x 7, batch 16) 0.5-0.7 and 1.2-1.9 ms (PyTorch
-//! 1.1-1.3 and 3.2-3.6 ms).
+//! arithmetic; computed directly, the layer runs several times faster than through the
+//! columns (measurements in bench/README.md, 'What moved it', convolutions with one filter).
 //!
 //! The image side is worked on channels-last (`[B, H, W, C]`, one transposed copy), so every
 //! inner loop is a dot product or an `axpy` over the channels: contiguous and long even when

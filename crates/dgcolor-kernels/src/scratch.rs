@@ -1,6 +1,7 @@
 //! A small pool of reusable f32 buffers for the column matrices. Large allocations go
-//! straight to mmap in glibc, so a fresh 64 MiB column buffer per layer per step would be
-//! page-faulted in (and zeroed by the kernel) every time; pooled ones are already mapped.
+//! straight to mmap in glibc (unless [`crate::retain_freed_memory`] is in force), so a fresh
+//! 64 MiB column buffer per layer per step would be page-faulted in (and zeroed by the
+//! kernel) every time; pooled ones are already mapped.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;

@@ -34,12 +34,11 @@ const XI: usize = 9;
 /// Tiles per chunk to aim for: the GEMMs' column count (a few hundred keeps the microkernel
 /// off its edges, and a chunk's transformed input in L2 for the U-Net's widths).
 const CHUNK_TILES: usize = 256;
-/// Fewer tiles per chunk than this and im2col is faster: the caller falls back to it. Per
-/// layer, 2 threads (2026-11-27): at 256 px, batch 4, 64 -> 128 at 128x128 input (1024
-/// tiles per image) 29-36 -> 17-21 ms, 64 -> 256 42-62 -> 28-32 ms, 128 -> 256 at 64x64
-/// (256 tiles) 17-30 -> 13-20 ms; at 64 px, batch 16, 32 -> 64 at 32x32 (64 tiles per
-/// image) 1.5-1.6 -> 1.9-2.4 ms, 16 -> 32 0.5 -> 1.0 ms: the nine small GEMMs per chunk and
-/// the transforms then cost more than the products save.
+/// Fewer tiles per chunk than this and im2col is faster: the caller falls back to it. Below
+/// 256 tiles per chunk (the 64 px networks' planes, 64 tiles per image) the nine small GEMMs
+/// per chunk and the transforms cost more than the products save; from 256 up (the 256 px
+/// network's outer levels) Winograd wins (per-layer measurements in bench/README.md,
+/// 'Winograd: where it pays').
 const MIN_CHUNK_TILES: usize = 256;
 
 /// How a layer's tiles are cut into chunks: `rows` tile rows of one image each.
@@ -66,8 +65,8 @@ impl Plan {
 
     /// The 4x4, stride-2, padding-1 geometries with even `OH, OW` (the image twice the
     /// columns), whose GEMMs have at least 16 rows (`rows`) and a depth of at least 16
-    /// (`4 * depth_channels`): the first layer's single L channel made the transforms cost
-    /// more than the products (2.6 -> 3.9 ms).
+    /// (`4 * depth_channels`): with the first layer's single L channel the transforms cost
+    /// more than the products save (bench/README.md, 'Winograd: where it pays').
     fn fits(g: &ConvGeom, rows: usize, depth_channels: usize) -> bool {
         (g.kh, g.kw, g.stride, g.padding) == (4, 4, 2, 1)
             && g.h == 2 * g.oh
@@ -542,7 +541,7 @@ pub(crate) fn conv_forward(
 /// Output phase `(p, q)` (pixel `(2I + p, 2J + q)`) is the 2x2 convolution
 /// `sum_ab g_pq[a][b] cols[I - 1 + p + a, J - 1 + q + b]` with `g_pq[a][b] = w[.., 3 - p -
 /// 2a, 3 - q - 2b]`. One grid of 3x3 input tiles serves all four phases (transforming the
-/// input once per phase cost more than the GEMMs saved): tile `ti` reads columns rows
+/// input once per phase costs more than the GEMMs save): tile `ti` reads columns rows
 /// `2ti - 1 ..= 2ti + 1`, and its two outputs per axis are `I = 2ti + o` for phase 0 and
 /// `2ti + o - 1` for phase 1, so its four phases fill pixel rows `4ti - 1 ..= 4ti + 2`
 /// (columns likewise). The grid has one tile row and column more than the image needs;
@@ -559,7 +558,7 @@ pub(crate) fn conv_backward_data(
     // u[c][pq][xi][m]: phase pq's filter xi is the [c, m] matrix u[.., pq, xi, ..]. Built by
     // blocks of FB x FB filters, staged so that every store is a run of FB consecutive
     // column channels: storing each filter's 36 values directly hits 36 rows 4*m bytes apart
-    // (the same cache sets; measured slower than the GEMMs).
+    // (the same cache sets), which takes longer than the GEMMs.
     const FB: usize = 16;
     let mut u = Scratch::take(c * 4 * XI * m);
     u.par_chunks_mut(FB * 4 * XI * m)

@@ -1,7 +1,7 @@
 //! Colourfulness (Hasler & Süsstrunk, "Measuring colourfulness in natural images", SPIE Human
 //! Vision and Electronic Imaging VIII, 2003), in the opponent space of their eq. (1)-(3).
 //!
-//! Computed exactly as METHOD.md §6 states it, on raw 0..255 values with population
+//! Computed exactly as docs/METHOD.md §6 states it, on raw 0..255 values with population
 //! statistics and signed opponents (no absolute values), so that numbers are comparable with
 //! the paper we reproduce: `rg = R - G`, `yb = (R + G) / 2 - B`,
 //! `M = sqrt(std_rg² + std_yb²) + 0.3 * sqrt(mean_rg² + mean_yb²)`.

@@ -1,5 +1,5 @@
-//! Image-quality and colourfulness metrics on 8-bit sRGB images (METHOD.md §6), each defined
-//! once, here, in plain f64 Rust with no tensor dependency.
+//! Image-quality and colourfulness metrics on 8-bit sRGB images (docs/METHOD.md §6), each
+//! defined once, here, in plain f64 Rust with no tensor dependency.
 //!
 //! - PSNR with MAX = 255 ([`psnr`]), as scikit-image's `peak_signal_noise_ratio`.
 //! - SSIM, Wang, Bovik, Sheikh & Simoncelli, IEEE TIP 2004 ([`ssim`]), matching scikit-image's

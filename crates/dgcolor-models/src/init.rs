@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-/// The reference's rules (METHOD.md §2): every convolution and transposed-convolution weight
+/// The reference's rules (docs/METHOD.md §2): every convolution and transposed-convolution weight
 /// N(0, 0.02); BatchNorm weight 1, bias 0, running mean 0, variance 1. The reference
 /// re-initialises only `.weight` (`normal_weight_init` in its `model.py`), so conv biases and
 /// linear layers keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), where fan_in is

@@ -275,8 +275,8 @@ fn main() -> Result<()> {
                     let ab = (uniform(&[cfg.batch, 2, cfg.size, cfg.size], 4, &device)? * 0.5)?;
                     match mode {
                         "gstep" => {
-                            // The "train step": G forward (train mode), 100 * L1, backward,
-                            // Adam over the generator.
+                            // The benchmark's "train step": G forward (train mode), 100 * L1,
+                            // backward, Adam over the generator.
                             let vars = [prefix::HEAD, prefix::TAIL, prefix::DECODER]
                                 .iter()
                                 .flat_map(|p| params::trainable(&varmap, p))
