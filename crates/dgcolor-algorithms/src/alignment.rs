@@ -1,6 +1,7 @@
 //! The update CORAL and MMD share (DomainBed's `AbstractMMD`): one generator forward on the
-//! union of the per-domain batches, the mean of the per-domain task losses, and `gamma` times
-//! a feature-alignment penalty averaged over every pair of domains. CORAL (`coral.rs`) and
+//! union of the per-domain batches, the mean of the per-domain task losses, and a
+//! feature-alignment penalty averaged over every pair of domains, weighted by `gamma` relative
+//! to the task loss ([`crate::baseline::task_scaled`]) on the feature at `align_at`. CORAL (`coral.rs`) and
 //! MMD (`mmd.rs`) are this struct with their own penalty and name.
 
 use candle_core::{Result, Tensor};
@@ -8,8 +9,8 @@ use dgcolor_data::DomainBatch;
 
 use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{
-    domain_slices, forward_with_bottleneck, generator_vars, mean_task, per_domain_task, pooled,
-    train_mode,
+    domain_slices, forward_with_feature, generator_vars, mean_task, per_domain_task, pooled,
+    task_scaled, train_mode, AlignAt,
 };
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
@@ -26,6 +27,7 @@ pub struct AlignedPix2Pix {
     pub core: Pix2Pix,
     opt_gen: Adam,
     gamma: f64,
+    align_at: AlignAt,
     penalty: Penalty,
     /// Least rows a domain needs to enter the penalty (2 for CORAL's unbiased covariance).
     min_rows: usize,
@@ -47,6 +49,7 @@ impl AlignedPix2Pix {
             core,
             opt_gen,
             gamma: spec.hparams.get("gamma"),
+            align_at: AlignAt::from_hparam(spec.hparams.get("align_at"))?,
             penalty,
             min_rows,
             seed: spec.seed,
@@ -88,8 +91,9 @@ impl Algorithm for AlignedPix2Pix {
             &train_mode(self.seed, self.step, RNG_DROPOUT_DISC),
         )?;
         let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
-        let (fake, x_d) = forward_with_bottleneck(&self.core.generator, &u.l, &mode)?;
-        let f = pooled(&x_d)?; // [B, 8nf]
+        let (fake, feature) =
+            forward_with_feature(&self.core.generator, &u.l, &mode, self.align_at)?;
+        let f = pooled(&feature)?; // [B, C]
         let tasks = per_domain_task(&self.core, &u.l, &fake, &u.ab, &slices)?;
         let features = slices
             .iter()
@@ -98,7 +102,7 @@ impl Algorithm for AlignedPix2Pix {
         let mean = mean_task(&tasks)?;
         let task = mean.total;
         let penalty = self.penalty(&features)?;
-        let total = (&task + (&penalty * self.gamma)?)?;
+        let total = task_scaled(&task, self.gamma, &penalty)?;
         self.opt_gen.step(&total.backward()?)?;
         self.step += 1;
         Ok(Losses::from([

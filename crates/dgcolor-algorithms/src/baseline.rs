@@ -1,15 +1,18 @@
 //! Pieces the DG baselines share on top of [`Pix2Pix`](crate::Pix2Pix): the generator's
-//! optimizer variables, one generator forward that also yields the DG feature f (the
-//! globally average-pooled bottleneck x_D, docs/METHOD.md §4), per-domain slices of a union
-//! batch, and DomainBed's `random_pairs_of_minibatches`.
+//! optimizer variables, one generator forward that also yields the DG feature f (at
+//! [`AlignAt`]: the globally average-pooled bottleneck x_D of docs/METHOD.md §4, or E_h's
+//! output z where the proposed model acts), the scaling of a DG penalty to the colorization
+//! task loss ([`task_scaled`]), per-domain slices of a union batch, and DomainBed's
+//! `random_pairs_of_minibatches`.
 
 use candle_core::{Result, Tensor, Var, D};
 use dgcolor_data::DomainBatch;
-use dgcolor_models::{prefix, Generator, Mode};
+use dgcolor_models::{prefix, Generator, Mode, ModelConfig};
 use rand::seq::SliceRandom;
 use rand::RngCore;
 
 use crate::algorithm::step_rng;
+use crate::hparams::{spec, Dist, HParamSpec};
 use crate::params;
 
 /// Trainable variables of E_h, E_t and the decoder: what the task loss updates.
@@ -27,22 +30,82 @@ pub fn train_mode(seed: u64, step: u64, purpose: u64) -> Mode {
     }
 }
 
-/// f: x_D `[B, 8nf, h, w]` averaged over space, `[B, 8nf]`.
-pub fn pooled(x_d: &Tensor) -> Result<Tensor> {
-    x_d.mean(D::Minus1)?.mean(D::Minus1)
+/// Where a DG method reads its feature f (hyperparameter `align_at`).
+///
+/// DomainBed's methods align the featurizer's output. In the U-Net that is ambiguous: the
+/// bottleneck x_D (`0`, docs/METHOD.md §4) is the deepest feature, but the skips carry
+/// everything above it past it to the decoder, so aligning x_D alone leaves most of what the
+/// decoder sees untouched; E_h's output z = x_3 (`1`) is where the proposed model and SagNet
+/// act, and it feeds both the tail and a skip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlignAt {
+    Bottleneck,
+    Z,
 }
 
-/// One generator forward: predicted ab `[B, 2, S, S]` and the bottleneck x_D
-/// `[B, 8nf, h, w]` (f = [`pooled`] x_D; the MLP heads pool it themselves).
-pub fn forward_with_bottleneck(
+impl AlignAt {
+    /// From the `align_at` hyperparameter: 0 = bottleneck, 1 = z.
+    pub fn from_hparam(value: f64) -> Result<Self> {
+        match value {
+            v if v == 0.0 => Ok(AlignAt::Bottleneck),
+            v if v == 1.0 => Ok(AlignAt::Z),
+            v => candle_core::bail!("align_at must be 0 (bottleneck x_D) or 1 (z), got {v}"),
+        }
+    }
+
+    /// The encoder level it reads (1-based): D for the bottleneck, 3 for z.
+    pub fn level(self, model: &ModelConfig) -> usize {
+        match self {
+            AlignAt::Bottleneck => model.depth,
+            AlignAt::Z => 3,
+        }
+    }
+
+    /// Channels of the feature (the input width of an MLP head on it).
+    pub fn width(self, model: &ModelConfig) -> usize {
+        model.width(self.level(model))
+    }
+}
+
+/// The `align_at` entry shared by the methods that have it (dann, coral, mmd, jigsaw).
+pub(crate) const ALIGN_AT: HParamSpec = spec(
+    "align_at",
+    0.0,
+    Dist::Choice(&[0.0, 1.0]),
+    "where the DG feature f is read: 0 = the pooled bottleneck x_D, 1 = the pooled z (E_h's output)",
+);
+
+/// f: a feature map `[B, C, h, w]` averaged over space, `[B, C]`.
+pub fn pooled(x: &Tensor) -> Result<Tensor> {
+    x.mean(D::Minus1)?.mean(D::Minus1)
+}
+
+/// One generator forward: predicted ab `[B, 2, S, S]` and the feature map at `at`
+/// (`[B, C, h, w]`; f = [`pooled`] of it; the MLP heads pool it themselves).
+pub fn forward_with_feature(
     gen: &Generator,
     l: &Tensor,
     mode: &Mode,
+    at: AlignAt,
 ) -> Result<(Tensor, Tensor)> {
     let feats = gen.encode(l, mode.is_train())?; // [x_1, .., x_D]
-    let x_d = feats.last().expect("depth >= 4").clone(); // [B, 8nf, h, w]
+    let feature = feats[at.level(gen.config()) - 1].clone();
     let fake = gen.decoder.forward(&feats, mode)?; // [B, 2, S, S]
-    Ok((fake, x_d))
+    Ok((fake, feature))
+}
+
+/// `task + weight * sg(task) * penalty`: a DG penalty scaled to the colorization task loss.
+///
+/// DomainBed's penalty weights (and their search ranges) are tuned against a classification
+/// cross-entropy of about 1; the generator's task loss `100 L1 + LSGAN` is 10 to 50, so the
+/// same weight would make every penalty 10-50x weaker relative to the task here. Scaling the
+/// penalty by the current task loss (a constant in the gradient) restores DomainBed's
+/// meaning of the weight: the penalty's gradient in proportion to the task's, whatever the
+/// task's scale, and as the task loss falls during training the penalty follows it, as a
+/// falling cross-entropy would leave a fixed penalty relatively stronger.
+pub fn task_scaled(task: &Tensor, weight: f64, penalty: &Tensor) -> Result<Tensor> {
+    let scale = weight * task.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    task + (penalty * scale)?
 }
 
 /// `(domain, start, len)` of each batch inside the union of `batches`, in batch order.

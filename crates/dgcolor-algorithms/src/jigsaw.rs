@@ -7,9 +7,9 @@
 //! 30-permutation table (class k + 1): output tile t (row-major) is input tile `perm[t]`, as
 //! in JiGen's `tiles[permutations[order - 1][t]]`. L and ab get the same permutation, so the
 //! colour target moves with its tile. A jigsaw head (31 classes, [`MlpHead`] on the pooled
-//! bottleneck f) learns the class; the generator and the head minimise
-//! `task + jig_weight * CE(jigsaw head(f), class)`, and the colour discriminator's update
-//! sees the same (partly shuffled) real pairs.
+//! feature f at `align_at`) learns the class; the generator and the head minimise
+//! `task + jig_weight * sg(task) * CE(jigsaw head(f), class)`, and the colour
+//! discriminator's update sees the same (partly shuffled) real pairs.
 //!
 //! The table is `assets/jigsaw_permutations_30.npy` (see `assets/README.md` for its origin),
 //! embedded at build time and parsed by [`crate::npy`].
@@ -17,7 +17,13 @@
 //! Sizes not divisible by 3: the top-left `3*floor(H/3) x 3*floor(W/3)` region is tiled and
 //! the remaining bottom rows and right columns stay where they are.
 //!
-//! Deviations from JiGen:
+//! Deviations from JiGen, and why:
+//! - The jigsaw term is scaled by the task loss, `sg(task)`
+//!   ([`crate::baseline::task_scaled`]): JiGen weighs it against a classification loss of
+//!   about 1, the colourization task loss is 10-50. Its search range is 10^U(-1.5, 0.5)
+//!   (JiGen's 0.1..1, widened both ways).
+//! - `align_at` chooses the feature ([`crate::baseline::AlignAt`]): x_D is bypassed by the
+//!   U-Net's skips.
 //! - JiGen's object classifier sees only unshuffled images; here the colourization task loss
 //!   uses every image, shuffled ones included (their colour target is permuted with them,
 //!   so it is still a correct colourization target, just with seams).
@@ -34,7 +40,9 @@ use dgcolor_models::MlpHead;
 use rand::Rng;
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
-use crate::baseline::{forward_with_bottleneck, generator_vars, train_mode};
+use crate::baseline::{
+    forward_with_feature, generator_vars, task_scaled, train_mode, AlignAt, ALIGN_AT,
+};
 use crate::hparams::{spec, Dist};
 use crate::npy;
 use crate::optim::Adam;
@@ -52,8 +60,8 @@ pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
     spec(
         "jig_weight",
         0.7,
-        Dist::Uniform(0.1, 1.0),
-        "weight of the jigsaw cross-entropy (JiGen alpha; its paper searches 0.1..1)",
+        Dist::LogUniform(-1.5, 0.5),
+        "weight of the jigsaw cross-entropy relative to the task loss (JiGen alpha; its paper searches 0.1..1)",
     ),
     spec(
         "bias_whole_image",
@@ -61,6 +69,7 @@ pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
         Dist::Uniform(0.6, 0.95),
         "probability that an image is left whole (JiGen beta; its paper uses 0.6..0.9)",
     ),
+    ALIGN_AT,
 ],
     make: |spec| Ok(Box::new(Jigsaw::new(spec)?)),
 };
@@ -200,6 +209,7 @@ pub struct Jigsaw {
     opt_jig: Adam,
     jig_weight: f64,
     keep_whole: f64,
+    align_at: AlignAt,
     seed: u64,
     step: u64,
 }
@@ -208,10 +218,11 @@ impl Jigsaw {
     pub fn new(spec: &AlgorithmSpec) -> Result<Self> {
         let perms = Permutations::embedded()?;
         let m = &spec.model;
-        let (core, head) = Pix2Pix::new(spec, |vb| {
-            MlpHead::new(m.width(m.depth), perms.n_classes(), vb.pp(JIGSAW_HEAD))
-        })?;
         let h = &spec.hparams;
+        let align_at = AlignAt::from_hparam(h.get("align_at"))?;
+        let (core, head) = Pix2Pix::new(spec, |vb| {
+            MlpHead::new(align_at.width(m), perms.n_classes(), vb.pp(JIGSAW_HEAD))
+        })?;
         let keep_whole = h.get("bias_whole_image");
         if !(0.0..=1.0).contains(&keep_whole) {
             bail!("jigsaw: bias_whole_image must be in [0, 1], got {keep_whole}")
@@ -224,6 +235,7 @@ impl Jigsaw {
             perms,
             jig_weight: h.get("jig_weight"),
             keep_whole,
+            align_at,
             seed: spec.seed,
             step: 0,
         })
@@ -256,10 +268,10 @@ impl Algorithm for Jigsaw {
             &train_mode(self.seed, self.step, RNG_DROPOUT_DISC),
         )?;
         let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
-        let (fake, x_d) = forward_with_bottleneck(&self.core.generator, &l, &mode)?;
+        let (fake, feature) = forward_with_feature(&self.core.generator, &l, &mode, self.align_at)?;
         let task = self.core.task_loss(&l, &fake, &ab)?;
-        let jig = losses::cross_entropy(&self.head.forward(&x_d)?, &labels)?;
-        let total = (&task.total + (&jig * self.jig_weight)?)?;
+        let jig = losses::cross_entropy(&self.head.forward(&feature)?, &labels)?;
+        let total = task_scaled(&task.total, self.jig_weight, &jig)?;
         let grads = total.backward()?;
         self.opt_gen.step(&grads)?;
         self.opt_jig.step(&grads)?;

@@ -28,9 +28,7 @@ use dgcolor_data::{BatchMode, DomainBatch};
 use rand_distr::{Beta, Distribution};
 
 use crate::algorithm::{scalar, step_rng, trained, Algorithm, AlgorithmSpec, Losses};
-use crate::baseline::{
-    forward_with_bottleneck, generator_vars, mean_task, per_domain_task, random_pairs, train_mode,
-};
+use crate::baseline::{generator_vars, mean_task, per_domain_task, random_pairs, train_mode};
 use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
@@ -146,7 +144,7 @@ impl Algorithm for Mixup {
             &train_mode(self.seed, self.step, RNG_DROPOUT_DISC),
         )?;
         let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
-        let (fake, _) = forward_with_bottleneck(&self.core.generator, &m.l, &mode)?;
+        let fake = self.core.generator.forward(&m.l, &mode)?;
         let tasks = per_domain_task(&self.core, &m.l, &fake, &m.ab, &m.slices)?;
         let mean = mean_task(&tasks)?;
         let total = mean.total;

@@ -11,7 +11,11 @@
 //! 4. style discriminator f_s on CR(z); 5. adversarial `-w_adv * CE` on E_h's BN affine.
 //!
 //! Every network has its own Adam (lr, betas 0.5/0.999), as in the reference, so step counts
-//! and moments match it update for update.
+//! and moments match it update for update. One consequence, shared with the reference:
+//! `w_adv` is inert. Update 5 steps its own Adam on the adversarial loss alone, and Adam's
+//! step does not change when a loss is scaled (up to its epsilon), so any positive `w_adv`
+//! trains the same network; it is kept as a reference-compatible setting (and its sign
+//! matters). The search space does not vary it.
 //!
 //! Ablation switches (hyperparameters `use_class`, `use_adv`, `use_cr`) skip update 2, skip
 //! updates 4-5, or feed z to f_s without content randomization.
@@ -41,7 +45,7 @@ pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
         "w_adv",
         1.0,
         Dist::Choice(&[0.1, 0.3, 1.0, 3.0]),
-        "weight of the adversarial style loss (reference CLI 1.0; its yaml's 0.1 is never read)",
+        "weight of the adversarial style loss (reference CLI 1.0; its yaml's 0.1 is never read); inert: update 5's own Adam does not see the loss's scale",
     ),
     spec(
         "use_class",

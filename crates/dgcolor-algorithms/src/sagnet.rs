@@ -13,14 +13,21 @@
 //! 3. style: the style head f_s (own copy of levels 4..D + MLP, [`StyleDiscriminator`])
 //!    learns the source domain from content randomization CR(z) (own statistics, another
 //!    image's detached normalised content), z detached: only f_s moves;
-//! 4. adversarial: `w_adv * CE(f_s(CR(z)), uniform)` (minus the mean log-softmax) updates
-//!    E_h only, pushing it to leave no domain-specific style in z.
+//! 4. adversarial: `w_adv * sg(task) * CE(f_s(CR(z)), uniform)` (minus the mean
+//!    log-softmax, `task` being update 2's task loss) updates E_h only, pushing it to leave
+//!    no domain-specific style in z.
 //!
 //! E_h has one Adam shared by updates 2 and 4, like DomainBed's `optimizer_f`; E_t and the
 //! decoder share another (DomainBed's `optimizer_c`); f_s has its own. At inference no
 //! randomization happens (eval mode is the plain generator).
 //!
-//! Deviations from SagNet / DomainBed:
+//! Deviations from SagNet / DomainBed, and why:
+//! - The adversarial term is scaled by the task loss (see [`crate::baseline::task_scaled`]
+//!   for the rule). Update 4 steps E_h's Adam alone, which by itself would make `w_adv`
+//!   inert (Adam does not see a loss's scale), but that Adam is shared with update 2, so its
+//!   moments mix both gradients and their ratio matters: against a task loss of 10-50
+//!   instead of DomainBed's cross-entropy of about 1, DomainBed's `w_adv` would be 10-50x
+//!   weaker.
 //! - The content-biased network's classification loss is replaced by the colourization task
 //!   loss, and the style-biased head predicts the *source domain* instead of the object class
 //!   (docs/METHOD.md §4: a colourization generator has no class output, and the domain is the
@@ -53,7 +60,7 @@ pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
     "w_adv",
     0.1,
     Dist::LogUniform(-2.0, 1.0),
-    "weight of the adversarial term pushing the style head towards uniform",
+    "weight of the adversarial term pushing the style head towards uniform, relative to the task loss",
 )],
     make: |spec| Ok(Box::new(SagNet::new(spec)?)),
 };
@@ -71,6 +78,8 @@ pub struct SagNet {
     opt_content: Adam,
     opt_style: Adam,
     w_adv: f64,
+    /// This step's task loss (update 2), the scale of update 4's adversarial term.
+    task: f64,
     seed: u64,
     step: u64,
 }
@@ -92,6 +101,7 @@ impl SagNet {
             core,
             style_head,
             w_adv: spec.hparams.get("w_adv"),
+            task: 1.0,
             seed: spec.seed,
             step: 0,
         })
@@ -132,6 +142,7 @@ impl SagNet {
         let grads = task.total.backward()?;
         self.opt_head.step(&grads)?;
         self.opt_content.step(&grads)?;
+        self.task = scalar(&task.total)? as f64;
         Ok(Losses::from([
             ("g", scalar(&task.total)?),
             ("g_l1", scalar(&task.l1)?),
@@ -163,11 +174,12 @@ impl SagNet {
         scalar(&ce)
     }
 
-    /// Update 4: `w_adv * CE(f_s(CR(z)), uniform)`, E_h only.
+    /// Update 4: `w_adv * task * CE(f_s(CR(z)), uniform)`, E_h only, `task` being update
+    /// 2's task loss of this step (a number, no gradient).
     pub fn adversarial_update(&mut self, u: &Union) -> Result<f32> {
         let z = self.z(&u.l)?;
         let logits = self.style_logits(&z, RNG_CR_ADV)?;
-        let adv = (losses::uniform_cross_entropy(&logits)? * self.w_adv)?;
+        let adv = (losses::uniform_cross_entropy(&logits)? * (self.w_adv * self.task))?;
         self.opt_head.step(&adv.backward()?)?;
         scalar(&adv)
     }

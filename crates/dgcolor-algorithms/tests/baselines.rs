@@ -161,18 +161,32 @@ fn registry_lists_every_method_in_table_order() {
 
 #[test]
 fn every_algorithm_has_its_hyperparameters() {
+    /// 0: the bottleneck, DomainBed's featurizer output (see `baseline::AlignAt`).
+    const ALIGN_AT_DEFAULT: f64 = 0.0;
     let expected: &[(&str, &[(&str, f64)])] = &[
         ("erm", &[]),
         (
             "dann",
-            &[("lambda", 1.0), ("d_steps_per_g", 1.0), ("lr_d", 1e-3)],
+            &[
+                ("lambda", 1.0),
+                ("d_steps_per_g", 1.0),
+                ("lr_d", 1e-3),
+                ("align_at", ALIGN_AT_DEFAULT),
+            ],
         ),
-        ("coral", &[("gamma", 1.0)]),
-        ("mmd", &[("gamma", 1.0)]),
+        ("coral", &[("gamma", 1.0), ("align_at", ALIGN_AT_DEFAULT)]),
+        ("mmd", &[("gamma", 1.0), ("align_at", ALIGN_AT_DEFAULT)]),
         ("group_dro", &[("eta", 0.01)]),
         ("sagnet", &[("w_adv", 0.1)]),
         ("mldg", &[("beta", 1.0)]),
-        ("jigsaw", &[("jig_weight", 0.7), ("bias_whole_image", 0.9)]),
+        (
+            "jigsaw",
+            &[
+                ("jig_weight", 0.7),
+                ("bias_whole_image", 0.9),
+                ("align_at", ALIGN_AT_DEFAULT),
+            ],
+        ),
         ("mixup", &[("alpha", 0.2)]),
     ];
     for (name, params) in expected {
@@ -409,6 +423,7 @@ fn dann_alternates_discriminator_and_generator_updates() -> Result<()> {
                 );
                 assert!(losses.contains_key("domain") && losses.contains_key("g_l1"));
             }
+            Phase::Both => unreachable!("d_steps_per_g = 1 alternates"),
         }
     }
     use Phase::*;
@@ -449,6 +464,75 @@ fn dann_alternates_discriminator_and_generator_updates() -> Result<()> {
             DomainDiscriminator,
             Generator
         ]
+    );
+
+    // d_steps_per_g = 0: both networks move in every iteration.
+    let mut dann = Dann::new(&spec_with("dann", 4, &["d_steps_per_g=0"]))?;
+    for step in 0..2 {
+        assert_eq!(dann.phase(), Both);
+        let before = snapshot(&dann);
+        let losses = dann.update(&batches_of(&[2, 2], step)?)?;
+        assert_eq!(
+            changed_prefixes(&before, &snapshot(&dann)),
+            set(&["color_disc", "decoder", "domain_disc", "head", "tail"])
+        );
+        assert!(losses.contains_key("disc") && losses.contains_key("g_l1"));
+    }
+    Ok(())
+}
+
+/// The DG terms are weighted relative to the task loss: `task + w * sg(task) * penalty`
+/// has the task's gradient plus `w * task` times the penalty's, and its value is
+/// `task * (1 + w * penalty)`.
+#[test]
+fn penalties_are_scaled_by_the_task_loss() -> Result<()> {
+    let dev = Device::Cpu;
+    let x = Var::new(&[1.5f32, -0.5], &dev)?;
+    let task = (x.as_tensor().sqr()?.sum_all()? * 10.0)?; // 25
+    let penalty = x.as_tensor().sum_all()?; // 1
+    let total = dgcolor_algorithms::baseline::task_scaled(&task, 0.1, &penalty)?;
+    assert!((value(&total) - 25.0 * 1.1).abs() < 1e-4);
+    let g = total
+        .backward()?
+        .get(x.as_tensor())
+        .unwrap()
+        .to_vec1::<f32>()?;
+    // d task / dx = 20 x; d penalty / dx = 1, times 0.1 * 25.
+    assert!(
+        (g[0] - (30.0 + 2.5)).abs() < 1e-4 && (g[1] - (-10.0 + 2.5)).abs() < 1e-4,
+        "{g:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn align_at_picks_the_feature_and_sizes_the_heads() -> Result<()> {
+    for name in ["dann", "coral", "mmd", "jigsaw"] {
+        for at in ["0", "1"] {
+            let mut alg =
+                lookup(name)
+                    .unwrap()
+                    .build(&spec_with(name, 2, &[&format!("align_at={at}")]))?;
+            let losses = alg.update(&batches_of(&[2, 2], 1)?)?;
+            assert!(
+                losses.values().all(|v| v.is_finite()),
+                "{name} align_at={at}: {losses:?}"
+            );
+        }
+        assert!(lookup(name)
+            .unwrap()
+            .build(&spec_with(name, 2, &["align_at=2"]))
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("align_at must be 0"));
+    }
+    // The z feature has the head encoder's width (4nf), the bottleneck 8nf.
+    let m = dgcolor_models::ModelConfig::new(32, 4, 5, 3, 2);
+    use dgcolor_algorithms::baseline::AlignAt;
+    assert_eq!(
+        (AlignAt::Z.width(&m), AlignAt::Bottleneck.width(&m)),
+        (16, 32)
     );
     Ok(())
 }

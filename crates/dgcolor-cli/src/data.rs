@@ -32,6 +32,10 @@ pub enum DataCommand {
         per_class: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Also shift the colours of art_painting and cartoon (off: every domain shares the
+        /// class palette and only the look shifts).
+        #[arg(long)]
+        palette_shift: bool,
     },
     /// Domains, classes, images per domain and class, split sizes, and the totals against
     /// the published counts.
@@ -75,11 +79,13 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             size,
             per_class,
             seed,
+            palette_shift,
         } => {
             let cfg = SynthConfig {
                 size,
                 per_class,
                 seed,
+                palette_shift,
             };
             let started = std::time::Instant::now();
             let manifest = generate_synth(&out, &cfg)?;

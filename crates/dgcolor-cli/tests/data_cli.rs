@@ -209,7 +209,12 @@ fn fetch_offline_uses_the_hf_cache_or_says_it_is_empty() {
 #[test]
 fn data_and_split_specs_parse_and_official_splits_feed_training() {
     let synth = SynthConfig::default();
-    assert_eq!("synth".parse::<DataSpec>().unwrap(), DataSpec::Synth);
+    assert_eq!(
+        "synth".parse::<DataSpec>().unwrap(),
+        DataSpec::Synth {
+            palette_shift: false
+        }
+    );
     assert_eq!(
         "/x/y".parse::<DataSpec>().unwrap(),
         DataSpec::Folder {

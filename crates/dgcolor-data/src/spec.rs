@@ -9,6 +9,7 @@
 //! | form | meaning |
 //! | --- | --- |
 //! | `synth` | the embedded benchmark, generated under `--data-root` on first use |
+//! | `synth:palette-shift` | the same with the colour shift of art_painting and cartoon on |
 //! | `PATH` | a generic folder `<PATH>/<domain>/<class>/<file>`; classes = sorted union |
 //! | `pacs:PATH` | PACS: `PATH/kfold/`, `PATH/PACS/` or `PATH` itself; the 7 classes in official order |
 //! | `office-home:PATH` | Office-Home: `PATH/OfficeHomeDataset_10072016/`, `PATH/office_home/` or `PATH` itself |
@@ -36,14 +37,17 @@ use crate::image_io::ResizeFilter;
 use crate::kfold::{find_split_dir, official_split, MissingPolicy};
 use crate::loader::SourceSet;
 use crate::parquet::{extract_parquet, parquet_files};
-use crate::synth::{ensure_synth, SynthConfig};
+use crate::synth::{ensure_synth, SynthConfig, SYNTH_VERSION};
 
 /// What `--data` names (see the module table).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DataSpec {
-    /// The embedded benchmark; its size comes from the run (see [`DataSpec::open`]).
-    Synth,
+    /// The embedded benchmark (`synth`, or `synth:palette-shift` with the colour shift of
+    /// [`SynthConfig::palette_shift`]); its size comes from the run (see [`DataSpec::open`]).
+    Synth {
+        palette_shift: bool,
+    },
     Folder {
         root: PathBuf,
     },
@@ -80,7 +84,8 @@ impl FromStr for DataSpec {
                     "--data is empty: give `synth`, a dataset folder, pacs:PATH, office-home:PATH, pacs-parquet:PATH or office-home-parquet:PATH".into(),
                 ))
             }
-            "synth" => return Ok(DataSpec::Synth),
+            "synth" => return Ok(DataSpec::Synth { palette_shift: false }),
+            "synth:palette-shift" => return Ok(DataSpec::Synth { palette_shift: true }),
             _ => {}
         }
         for (prefix, bench, parquet) in DATA_PREFIXES {
@@ -117,7 +122,12 @@ impl fmt::Display for DataSpec {
                 .expect("every dataset has a prefix")
         };
         match self {
-            DataSpec::Synth => f.write_str("synth"),
+            DataSpec::Synth {
+                palette_shift: false,
+            } => f.write_str("synth"),
+            DataSpec::Synth {
+                palette_shift: true,
+            } => f.write_str("synth:palette-shift"),
             DataSpec::Folder { root } => write!(f, "{}", root.display()),
             DataSpec::Pacs { root } => {
                 write!(f, "{}{}", prefix(Benchmark::Pacs, false), root.display())
@@ -157,7 +167,7 @@ impl DataSpec {
             DataSpec::Pacs { .. } => Some(Benchmark::Pacs),
             DataSpec::OfficeHome { .. } => Some(Benchmark::OfficeHome),
             DataSpec::Parquet { dataset, .. } => Some(*dataset),
-            DataSpec::Synth | DataSpec::Folder { .. } => None,
+            DataSpec::Synth { .. } | DataSpec::Folder { .. } => None,
         }
     }
 
@@ -165,7 +175,7 @@ impl DataSpec {
     /// a generic folder.
     pub fn settings_name(&self) -> Option<&'static str> {
         match self {
-            DataSpec::Synth => Some("synth"),
+            DataSpec::Synth { .. } => Some("synth"),
             DataSpec::Folder { .. } => None,
             _ => self.benchmark().map(Benchmark::name),
         }
@@ -177,20 +187,33 @@ impl DataSpec {
         self.settings_name().unwrap_or("data")
     }
 
-    /// Where the synth set of `cfg` lives under `data_root`.
+    /// Where the synth set of `cfg` lives under `data_root`: one folder per generator
+    /// version and configuration, so a set of another version is never mixed in.
     pub fn synth_dir(data_root: &Path, cfg: &SynthConfig) -> PathBuf {
         data_root.join("synth").join(format!(
-            "{}px-{}per-class-seed{}",
-            cfg.size, cfg.per_class, cfg.seed
+            "v{SYNTH_VERSION}-{}px-{}per-class-seed{}{}",
+            cfg.size,
+            cfg.per_class,
+            cfg.seed,
+            if cfg.palette_shift {
+                "-palette-shift"
+            } else {
+                ""
+            }
         ))
     }
 
     /// Opens the dataset. `synth` is generated under `data_root` from `synth` (the run's
-    /// size and images per class) if it is not there yet; other datasets ignore it.
+    /// size and images per class; the palette shift comes from the spec) if it is not there
+    /// yet; other datasets ignore it.
     pub fn open(&self, data_root: &Path, synth: &SynthConfig) -> Result<MultiDomainFolder> {
         match self {
-            DataSpec::Synth => {
-                MultiDomainFolder::open(&ensure_synth(&Self::synth_dir(data_root, synth), synth)?)
+            DataSpec::Synth { palette_shift } => {
+                let cfg = SynthConfig {
+                    palette_shift: *palette_shift,
+                    ..*synth
+                };
+                MultiDomainFolder::open(&ensure_synth(&Self::synth_dir(data_root, &cfg), &cfg)?)
             }
             DataSpec::Folder { root } => MultiDomainFolder::open(root),
             DataSpec::Pacs { root } => open_pacs(root),

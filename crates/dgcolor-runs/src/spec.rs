@@ -77,7 +77,9 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
-            data: DataSpec::Synth,
+            data: DataSpec::Synth {
+                palette_shift: false,
+            },
             preset: PresetName::Quick,
             steps: None,
             batch_size: None,
@@ -226,11 +228,15 @@ impl RunSpec {
         let algo = self.algorithm;
         let o = &self.options;
         let preset = o.preset.preset();
-        let synth = matches!(o.data, DataSpec::Synth).then_some(SynthConfig {
-            size: preset.size as u32,
-            per_class: preset.synth_per_class,
-            seed: 0,
-        });
+        let synth = match o.data {
+            DataSpec::Synth { palette_shift } => Some(SynthConfig {
+                size: preset.size as u32,
+                per_class: preset.synth_per_class,
+                seed: 0,
+                palette_shift,
+            }),
+            _ => None,
+        };
         let mut hparams = match self.hparams_seed {
             0 => HParams::defaults(algo),
             draw => HParams::random(algo, draw),

@@ -68,7 +68,7 @@ const WATER_BOTTOM: [u8; 3] = [15, 55, 110];
 /// Minimum lightness difference kept between the background and an object's dominant
 /// colour: the network sees only L, so the silhouette must live in L.
 const CONTRAST: f32 = 18.0;
-/// Towards the light (upper left), for photo and painting shading.
+/// Towards the light (upper left) of photo shading; paintings are lit from the other side.
 const LIGHT: V2 = v2(-0.6, -0.8);
 const DARK_INK: Lab = [12.0, 0.0, 0.0];
 
@@ -423,7 +423,13 @@ pub(crate) struct Rendered {
 
 /// Renders one image; all randomness comes from `rng`, so one `(seed, domain, class,
 /// index)` always gives the same pixels.
-pub(crate) fn render(style: Style, class: usize, size: usize, rng: &mut ChaCha8Rng) -> Rendered {
+pub(crate) fn render(
+    style: Style,
+    class: usize,
+    size: usize,
+    palette_shift: bool,
+    rng: &mut ChaCha8Rng,
+) -> Rendered {
     let s = size as f32;
     let parts = class_parts(class, rng);
     let angle = match class {
@@ -442,16 +448,21 @@ pub(crate) fn render(style: Style, class: usize, size: usize, rng: &mut ChaCha8R
     };
     let scene = scene_for(class, s, rng);
 
-    // Palette: class colours with a little per-image jitter, then the style's shift.
+    // Palette: class colours with a little per-image jitter. Every domain shares it; only
+    // with `palette_shift` do art_painting and cartoon also shift the colours themselves.
     let (art_hue, art_chroma) = (rng.random_range(0.35..0.55), 1.35);
-    let styled = |c: Lab| match style {
-        Style::Art => {
+    let styled = |c: Lab| match (style, palette_shift) {
+        (Style::Art, true) => {
             let c = hue_chroma(c, art_hue, art_chroma);
             [50.0 + (c[0] - 50.0) * 1.1, c[1], c[2]]
         }
-        Style::Cartoon => hue_chroma(c, 0.0, 1.3),
-        Style::Photo | Style::Sketch => c,
+        (Style::Cartoon, true) => hue_chroma(c, 0.0, 1.3),
+        _ => c,
     };
+    // A painting's tone curve: lightness through a gamma drawn per image, so the same
+    // colour reaches the canvas lighter or darker than in a photo (monotone, so silhouettes
+    // stay visible in L).
+    let art_gamma = 2f32.powf(rng.random_range(-1.2..1.2));
     let base_palette: Vec<Lab> = PALETTES[class]
         .iter()
         .map(|&rgb| {
@@ -532,8 +543,9 @@ pub(crate) fn render(style: Style, class: usize, size: usize, rng: &mut ChaCha8R
                         cov
                     }
                     Style::Art => {
+                        // Lit from the lower right, with a strong falloff.
                         let cov = fill_coverage(sd, 1.0);
-                        blend(px, [colour[0] + 6.0 * shade, colour[1], colour[2]], cov);
+                        blend(px, [colour[0] - 14.0 * shade, colour[1], colour[2]], cov);
                         cov
                     }
                     Style::Cartoon => {
@@ -564,7 +576,13 @@ pub(crate) fn render(style: Style, class: usize, size: usize, rng: &mut ChaCha8R
     }
 
     match style {
-        Style::Art => brush_strokes(&mut canvas, &mask, size, rng),
+        Style::Art => {
+            brush_strokes(&mut canvas, &mask, size, rng);
+            canvas_weave(&mut canvas, size, rng);
+            for c in &mut canvas {
+                c[0] = 100.0 * (c[0].clamp(0.0, 100.0) / 100.0).powf(art_gamma);
+            }
+        }
         Style::Photo => {
             for c in &mut canvas {
                 c[0] += 1.2 * normal(rng);
@@ -599,17 +617,18 @@ fn brush_strokes(canvas: &mut [Lab], mask: &[f32], size: usize, rng: &mut ChaCha
     let s = size as f32;
     let base = canvas.to_vec();
     let flow = rng.random_range(0.0..PI);
-    for _ in 0..size * size / 8 {
+    for _ in 0..size * size / 6 {
         let c = v2(rng.random_range(0.0..s), rng.random_range(0.0..s));
         let dir = V2::polar(1.0, flow + 0.3 * normal(rng));
-        let half_len = 0.5 * s * rng.random_range(0.06..0.14);
-        let r = (s * rng.random_range(0.018..0.03)).max(0.7);
+        let half_len = 0.5 * s * rng.random_range(0.1..0.25);
+        let r = (s * rng.random_range(0.025..0.045)).max(0.7);
         let centre_idx = (c.y as usize).min(size - 1) * size + (c.x as usize).min(size - 1);
         let src = base[centre_idx];
+        // Strokes vary in lightness (the painter's value) far more than in colour.
         let colour = [
-            src[0] + 4.0 * normal(rng),
-            src[1] + 4.0 * normal(rng),
-            src[2] + 4.0 * normal(rng),
+            src[0] + 9.0 * normal(rng),
+            src[1] + 2.5 * normal(rng),
+            src[2] + 2.5 * normal(rng),
         ];
         let on_object = mask[centre_idx] > 0.5;
         let stroke = Shape::Capsule {
@@ -627,6 +646,20 @@ fn brush_strokes(canvas: &mut [Lab], mask: &[f32], size: usize, rng: &mut ChaCha
                     fill_coverage(stroke.sd(v2(x as f32 + 0.5, y as f32 + 0.5)), 1.0) * 0.7 * side;
                 blend(&mut canvas[i], colour, cov);
             }
+        }
+    }
+}
+
+/// The weave of a painter's canvas: a fine periodic ridge pattern in lightness only.
+fn canvas_weave(canvas: &mut [Lab], size: usize, rng: &mut ChaCha8Rng) {
+    let period = rng.random_range(2.6..3.6f32);
+    let amplitude = rng.random_range(3.0..6.0f32);
+    let phase = (rng.random_range(0.0..TAU), rng.random_range(0.0..TAU));
+    for y in 0..size {
+        for x in 0..size {
+            let u = (TAU * x as f32 / period + phase.0).sin();
+            let v = (TAU * y as f32 / period + phase.1).sin();
+            canvas[y * size + x][0] += amplitude * u * v;
         }
     }
 }
