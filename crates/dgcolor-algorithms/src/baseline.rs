@@ -47,8 +47,8 @@ impl AlignAt {
     /// From the `align_at` hyperparameter: 0 = bottleneck, 1 = z.
     pub fn from_hparam(value: f64) -> Result<Self> {
         match value {
-            v if v == 0.0 => Ok(AlignAt::Bottleneck),
-            v if v == 1.0 => Ok(AlignAt::Z),
+            0.0 => Ok(AlignAt::Bottleneck),
+            1.0 => Ok(AlignAt::Z),
             v => candle_core::bail!("align_at must be 0 (bottleneck x_D) or 1 (z), got {v}"),
         }
     }
