@@ -206,6 +206,13 @@ fn a_busy_run_directory_is_refused_and_a_dead_holder_is_taken_over() {
         .unwrap();
     assert!(killed.success());
     holder.wait().unwrap();
+    // `sleep`, which shares the lock's open file, is reaped by init a moment later.
+    for _ in 0..500 {
+        if !lock_taken() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let outcome = train(&run, &options(&out)).unwrap();
     assert!(outcome.finished);
 }
