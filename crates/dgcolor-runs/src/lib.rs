@@ -1,8 +1,10 @@
 //! Running experiments: what a run is ([`RunSpec`] -> [`TrainConfig`]), where it lives (a
 //! locked [`RunDir`] with its config, typed [`Record`]s, checkpoint and done marker), the
 //! resumable trainer, and sweeps of runs through a launcher. The collect step that reads
-//! the records into tables is `dgcolor-report`.
+//! the records into tables is `dgcolor-report`. [`CheckpointRef`] is what `--checkpoint`
+//! names: a run directory, a published model folder, a file or a Hugging Face model.
 
+mod checkpoint_ref;
 mod config;
 mod error;
 mod record;
@@ -11,6 +13,10 @@ mod spec;
 pub mod sweep;
 mod trainer;
 
+pub use checkpoint_ref::{
+    cached_snapshot, CheckpointRef, HubModel, Provenance, ResolvedCheckpoint, DEFAULT_REVISION,
+    HF_PREFIX, PUBLISHED_FILES,
+};
 pub use config::TrainConfig;
 pub use error::{Result, RunError};
 pub use record::{append_record, read_records, EvalSplit, Evaluation, Record, SCHEMA_VERSION};
