@@ -523,4 +523,134 @@ mod tests {
             .to_string();
         assert!(err.contains("models--owner--missing"), "{err}");
     }
+
+    /// A stand-in for the Hub on 127.0.0.1: the model API (`/api/models/..`) and `resolve`
+    /// with the headers `hf-hub` reads (`x-repo-commit`, `etag`, `content-range`). Returns
+    /// its endpoint and the log of requested paths.
+    fn fake_hub(
+        commit: &'static str,
+        files: Vec<(&'static str, Vec<u8>)>,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = log.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut range = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        let (a, b) = v.trim().split_once('-').unwrap();
+                        range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
+                    }
+                }
+                seen.lock().unwrap().push(path.clone());
+                let (status, headers, body) = if path.starts_with("/api/models/") {
+                    let body = format!(r#"{{"sha":"{commit}","siblings":[]}}"#).into_bytes();
+                    (
+                        "200 OK",
+                        "content-type: application/json\r\n".to_string(),
+                        body,
+                    )
+                } else if let Some((_, data)) =
+                    files.iter().find(|(f, _)| path.ends_with(&format!("/{f}")))
+                {
+                    let (a, b) = range.unwrap_or((0, None));
+                    let b = b.unwrap_or(data.len() - 1).min(data.len() - 1);
+                    let headers = format!(
+                        "x-repo-commit: {commit}\r\netag: \"blob-{}\"\r\n\
+                         content-range: bytes {a}-{b}/{}\r\n",
+                        data.len(),
+                        data.len()
+                    );
+                    ("206 Partial Content", headers, data[a..=b].to_vec())
+                } else {
+                    ("404 Not Found", String::new(), b"not found".to_vec())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        (endpoint, log)
+    }
+
+    #[test]
+    fn online_resolution_asks_the_hub_for_the_commit_and_downloads_what_is_missing() {
+        let commit = "89abcdef0123456789abcdef0123456789abcdef";
+        let config = PublishedConfig::new(
+            dgcolor_models::ModelConfig::new(32, 4, 5, 7, 2),
+            ResizeFilter::Antialias,
+            None,
+        )
+        .to_json();
+        let weights = b"not really safetensors, resolution does not read them".to_vec();
+        let (endpoint, log) = fake_hub(
+            commit,
+            vec![
+                (MODEL_FILE, weights.clone()),
+                (CONFIG_FILE, config.into_bytes()),
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let hub = HubConfig {
+            cache: dir.path().to_path_buf(),
+            endpoint,
+            offline: false,
+            token: None,
+            progress: false,
+        };
+        let name: CheckpointRef = "hf:someone/model".parse().unwrap();
+        let resolved = name.resolve_with(&hub).unwrap();
+        let snapshot = dir
+            .path()
+            .join("models--someone--model/snapshots")
+            .join(commit);
+        assert_eq!(resolved.file, snapshot.join(MODEL_FILE));
+        assert_eq!(std::fs::read(&resolved.file).unwrap(), weights);
+        assert_eq!(resolved.published.as_ref().unwrap().model.size, 32);
+        assert_eq!(
+            resolved.provenance,
+            Provenance::Hub {
+                repo: "someone/model".into(),
+                revision: "main".into(),
+                commit: commit.into(),
+                file: snapshot.join(MODEL_FILE),
+                offline: false,
+            }
+        );
+        let downloads = |log: &[String]| log.iter().filter(|p| p.contains("/resolve/")).count();
+        assert!(log.lock().unwrap()[0].starts_with("/api/models/someone/model/revision/main"));
+        assert!(downloads(&log.lock().unwrap()) >= 2);
+        // Cached now: the Hub is asked for the commit again, nothing is downloaded.
+        let before = log.lock().unwrap().len();
+        name.resolve_with(&hub).unwrap();
+        let after: Vec<String> = log.lock().unwrap()[before..].to_vec();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(downloads(&after), 0);
+        // And offline, refs/main (written by the download) finds the same snapshot.
+        let offline = HubConfig {
+            offline: true,
+            ..hub.clone()
+        };
+        let cached = name.resolve_with(&offline).unwrap();
+        assert_eq!(cached.file, resolved.file);
+        // A pinned commit resolves to its snapshot.
+        let pinned: CheckpointRef = format!("hf:someone/model@{commit}").parse().unwrap();
+        assert_eq!(pinned.resolve_with(&hub).unwrap().file, resolved.file);
+        assert!(log.lock().unwrap().last().unwrap().ends_with(commit));
+    }
 }
