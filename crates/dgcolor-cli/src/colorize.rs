@@ -38,7 +38,7 @@ pub struct ColorizeArgs {
 pub fn run(args: &ColorizeArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let resolved = args.checkpoint.resolve()?;
-    eprintln!("model: {}", resolved.provenance);
+    eprintln!("{}", resolved.summary());
     let generator = load_generator(&resolved.file, &device)?;
     let filter = args.resize;
     let pairs = plan_outputs(&args.inputs, &args.out)?;

@@ -39,6 +39,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .as_ref()
         .map(CheckpointRef::resolve)
         .transpose()?;
+    if let Some(r) = &resolved {
+        eprintln!("{}", r.summary());
+    }
     let generator = match &resolved {
         Some(r) => Some(load_generator(&r.file, &device)?),
         None => None,

@@ -32,7 +32,7 @@ pub struct OnnxArgs {
 
 pub fn run(args: &OnnxArgs) -> Result<()> {
     let resolved = args.checkpoint.resolve()?;
-    eprintln!("model: {}", resolved.provenance);
+    eprintln!("{}", resolved.summary());
     let generator = load_generator(&resolved.file, &Device::Cpu)?;
     let mut metadata = vec![
         (

@@ -107,7 +107,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     if let Ok(alg) = ckpt.meta(META_ALGORITHM) {
         eprintln!("exporting the generator of a `{alg}` checkpoint");
     }
-    eprintln!("model: {}", resolved.provenance);
+    eprintln!("{}", resolved.summary());
     let generator = generator_tensors(&ckpt);
     if cfg.adain_index != Some(cfg.z_skip_index()) {
         eprintln!(

@@ -10,7 +10,8 @@
 //! - online, the Hub is asked which commit the revision is now (`/api/models/..`, via the
 //!   `hf-hub` crate); files already in that commit's snapshot are used as they are, missing
 //!   ones are downloaded by `hf-hub` into `blobs/` and linked into `snapshots/<commit>/`,
-//!   and `refs/<revision>` is updated;
+//!   and `refs/<revision>` is updated; when the Hub cannot be asked, the revision's cached
+//!   snapshot is used, with a note (as `huggingface_hub` does);
 //! - offline (`HF_HUB_OFFLINE=1`), nothing touches the network: a branch or tag is looked up
 //!   in `refs/<revision>`, a 40-hex commit directly in `snapshots/`. `hf-hub` 0.4 has no
 //!   offline mode of its own (its cache lookup only reads `refs/`, so it cannot find a
@@ -117,9 +118,20 @@ pub struct ResolvedCheckpoint {
     pub run_dir: Option<PathBuf>,
     /// The published `config.json` beside the weights, when there is one.
     pub published: Option<PublishedConfig>,
+    /// Something the user should know (the Hub could not be asked and the cache served).
+    pub note: Option<String>,
 }
 
 impl ResolvedCheckpoint {
+    /// `model: <provenance>`, and a warning line when there is a [`note`](Self::note): what
+    /// commands print.
+    pub fn summary(&self) -> String {
+        match &self.note {
+            Some(note) => format!("model: {}\nwarning: {note}", self.provenance),
+            None => format!("model: {}", self.provenance),
+        }
+    }
+
     /// The training config of the run directory `--checkpoint` named, if it named one.
     pub fn train_config(&self) -> Result<Option<TrainConfig>> {
         let Some(dir) = &self.run_dir else {
@@ -257,6 +269,7 @@ fn resolve_local(path: &Path) -> Result<ResolvedCheckpoint> {
         },
         file,
         run_dir,
+        note: None,
     })
 }
 
@@ -273,10 +286,35 @@ fn hub_error(model: &HubModel, message: impl fmt::Display) -> RunError {
 }
 
 fn resolve_hub(model: &HubModel, hub: &HubConfig) -> Result<ResolvedCheckpoint> {
+    let mut note = None;
+    let mut from_cache = hub.offline;
     let (snapshot, commit) = if hub.offline {
         cached_snapshot(model, hub)?
     } else {
-        download(model, hub)?
+        match download(model, hub) {
+            Ok(found) => found,
+            // Like huggingface_hub: a Hub that cannot be asked leaves the cached copy.
+            Err(Download::Unreachable(why)) => match cached_snapshot(model, hub) {
+                Ok((snapshot, commit)) => {
+                    note = Some(format!(
+                        "{why}; using the cached snapshot {commit} (set HF_HUB_OFFLINE=1 to \
+                         skip asking)"
+                    ));
+                    from_cache = true;
+                    (snapshot, commit)
+                }
+                Err(_) => {
+                    return Err(hub_error(
+                        model,
+                        format!(
+                            "{why}, and it is not in the Hugging Face cache {}",
+                            hub.cache.display()
+                        ),
+                    ))
+                }
+            },
+            Err(Download::Failed(e)) => return Err(e),
+        }
     };
     let file = snapshot.join(MODEL_FILE);
     let config = snapshot.join(CONFIG_FILE);
@@ -287,11 +325,25 @@ fn resolve_hub(model: &HubModel, hub: &HubConfig) -> Result<ResolvedCheckpoint> 
             revision: model.revision().to_string(),
             commit,
             file: file.clone(),
-            offline: hub.offline,
+            offline: from_cache,
         },
         file,
         run_dir: None,
+        note,
     })
+}
+
+/// Why [`download`] failed: the Hub could not be asked (the cache may still serve), or
+/// something after that.
+enum Download {
+    Unreachable(String),
+    Failed(RunError),
+}
+
+impl From<RunError> for Download {
+    fn from(e: RunError) -> Self {
+        Download::Failed(e)
+    }
 }
 
 /// The snapshot of the revision in the cache and its commit, without the network.
@@ -354,7 +406,7 @@ fn check_snapshot(model: &HubModel, snapshot: &Path, why: &str) -> Result<()> {
 
 /// Asks the Hub for the revision's commit, downloads what its snapshot lacks, and returns
 /// the snapshot and the commit.
-fn download(model: &HubModel, hub: &HubConfig) -> Result<(PathBuf, String)> {
+fn download(model: &HubModel, hub: &HubConfig) -> std::result::Result<(PathBuf, String), Download> {
     let mut builder = ApiBuilder::from_cache(Cache::new(hub.cache.clone()))
         .with_endpoint(hub.endpoint.clone())
         .with_progress(hub.progress);
@@ -366,14 +418,10 @@ fn download(model: &HubModel, hub: &HubConfig) -> Result<(PathBuf, String)> {
     let repo = Repo::with_revision(model.repo.clone(), RepoType::Model, revision.into());
     let api_repo = api.repo(repo.clone());
     let info = api_repo.info().map_err(|e| {
-        hub_error(
-            model,
-            format!(
-                "cannot reach the repository at {} ({e}); with HF_HUB_OFFLINE=1 the cache \
-                 alone is used",
-                hub.endpoint
-            ),
-        )
+        Download::Unreachable(format!(
+            "cannot ask {} for the revision ({e})",
+            hub.endpoint
+        ))
     })?;
     let commit = info.sha;
     let snapshot = model.cache_dir(&hub.cache).join("snapshots").join(&commit);
@@ -385,14 +433,14 @@ fn download(model: &HubModel, hub: &HubConfig) -> Result<(PathBuf, String)> {
             .download(name)
             .map_err(|e| hub_error(model, format!("downloading {name}: {e}")))?;
         if path.parent() != Some(snapshot.as_path()) {
-            return Err(hub_error(
+            return Err(Download::Failed(hub_error(
                 model,
                 format!(
                     "{name} came from another commit than {commit} ({}): the revision moved \
                      while downloading; run again",
                     path.display()
                 ),
-            ));
+            )));
         }
     }
     if !is_commit(revision) || revision != commit {
@@ -459,6 +507,15 @@ mod tests {
         }
     }
 
+    fn published_json() -> String {
+        PublishedConfig::new(
+            dgcolor_models::ModelConfig::new(32, 4, 5, 7, 2),
+            ResizeFilter::Antialias,
+            None,
+        )
+        .to_json()
+    }
+
     fn offline(cache: &Path) -> HubConfig {
         HubConfig {
             cache: cache.to_path_buf(),
@@ -514,10 +571,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(&format!("snapshots/{other}")), "{err}");
+        // Online with a Hub that cannot be reached, the cache serves, with a note.
+        let unreachable = HubConfig {
+            offline: false,
+            ..offline(cache)
+        };
+        std::fs::write(snap.join(CONFIG_FILE), published_json()).unwrap();
+        let r = CheckpointRef::Hub(model(None))
+            .resolve_with(&unreachable)
+            .unwrap();
+        assert_eq!(r.file, snap.join(MODEL_FILE));
+        assert!(matches!(
+            r.provenance,
+            Provenance::Hub { offline: true, .. }
+        ));
+        assert!(
+            r.summary().contains("using the cached snapshot"),
+            "{}",
+            r.summary()
+        );
         let missing = HubModel {
             repo: "owner/missing".into(),
             revision: None,
         };
+        let err = CheckpointRef::Hub(missing.clone())
+            .resolve_with(&unreachable)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not in the Hugging Face cache"), "{err}");
         let err = cached_snapshot(&missing, &offline(cache))
             .unwrap_err()
             .to_string();
@@ -591,12 +672,7 @@ mod tests {
     #[test]
     fn online_resolution_asks_the_hub_for_the_commit_and_downloads_what_is_missing() {
         let commit = "89abcdef0123456789abcdef0123456789abcdef";
-        let config = PublishedConfig::new(
-            dgcolor_models::ModelConfig::new(32, 4, 5, 7, 2),
-            ResizeFilter::Antialias,
-            None,
-        )
-        .to_json();
+        let config = published_json();
         let weights = b"not really safetensors, resolution does not read them".to_vec();
         let (endpoint, log) = fake_hub(
             commit,
