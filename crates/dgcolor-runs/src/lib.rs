@@ -1,8 +1,10 @@
 //! Running experiments: what a run is ([`RunSpec`] -> [`TrainConfig`]), where it lives (a
 //! locked [`RunDir`] with its config, typed [`Record`]s, checkpoint and done marker), the
 //! resumable trainer, and sweeps of runs through a launcher. The collect step that reads
-//! the records into tables is `dgcolor-report`.
+//! the records into tables is `dgcolor-report`. [`CheckpointRef`] is what `--checkpoint`
+//! names: a run directory, a published model folder, a file or a Hugging Face model.
 
+mod checkpoint_ref;
 mod config;
 mod error;
 mod per_image;
@@ -12,6 +14,10 @@ mod spec;
 pub mod sweep;
 mod trainer;
 
+pub use checkpoint_ref::{
+    cached_snapshot, CheckpointRef, HubModel, Provenance, ResolvedCheckpoint, DEFAULT_REVISION,
+    HF_PREFIX, PUBLISHED_FILES,
+};
 pub use config::TrainConfig;
 pub use error::{Result, RunError};
 pub use per_image::{read_per_image, write_per_image, ImageRow};

@@ -498,7 +498,7 @@ pub(crate) fn render(
     }
     if style == Style::Photo {
         // Depth of field: the object is in focus, the background behind it is not.
-        defocus(&mut canvas, size, s * rng.random_range(0.018..0.03));
+        defocus(&mut canvas, size, s * rng.random_range(0.03..0.05));
     }
     if let (Style::Sketch, Scene::Outdoor { horizon, .. }) = (style, scene) {
         let phase = rng.random_range(0.0..TAU);
@@ -605,7 +605,7 @@ pub(crate) fn render(
                 }
             }
             for c in &mut canvas {
-                c[0] += 2.0 * normal(rng);
+                c[0] += 3.0 * normal(rng);
                 c[1] += 0.8 * normal(rng);
                 c[2] += 0.8 * normal(rng);
             }
