@@ -12,21 +12,16 @@ use clap::Args;
 use dgcolor_algorithms::write_atomic;
 use dgcolor_data::ResizeFilter;
 use dgcolor_eval::{colorize_files, load_generator, parse_device, plan_outputs};
-use dgcolor_runs::{CheckpointRef, Select};
+
+use crate::model_arg::ModelArgs;
 
 /// Written into `--out`: which model (and, for a Hub model, which commit) made the outputs.
 pub const RECORD_FILE: &str = "colorize.json";
 
 #[derive(Args)]
 pub struct ColorizeArgs {
-    /// A run directory, a published model folder, a .safetensors checkpoint/model file, or
-    /// hf:OWNER/NAME[@REVISION] (a model on the Hugging Face Hub, through its cache).
-    #[arg(long)]
-    pub checkpoint: CheckpointRef,
-    /// Which checkpoint of a run directory: `val` (the evaluation point with the best mean
-    /// source-validation PSNR) or `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -41,8 +36,7 @@ pub struct ColorizeArgs {
 
 pub fn run(args: &ColorizeArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let resolved = args.checkpoint.resolve(args.select)?;
-    eprintln!("{}", resolved.summary());
+    let resolved = args.model.resolve()?;
     let generator = load_generator(&resolved.file, &device)?;
     let filter = args.resize;
     let pairs = plan_outputs(&args.inputs, &args.out)?;
@@ -59,7 +53,7 @@ pub fn run(args: &ColorizeArgs) -> Result<()> {
     });
     let failures: Vec<String> = outcomes.iter().filter_map(|o| o.failure()).collect();
     let record = serde_json::json!({
-        "checkpoint": args.checkpoint.to_string(),
+        "checkpoint": args.model.checkpoint.to_string(),
         "model": resolved.provenance,
         "resize": filter,
         "written": outcomes.iter().filter(|o| o.result.is_ok()).map(|o| &o.output).collect::<Vec<_>>(),

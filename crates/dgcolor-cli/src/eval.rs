@@ -7,7 +7,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use dgcolor_data::{DataSpec, OnBadImage, Preprocess, ResizeFilter, SynthConfig};
 use dgcolor_eval::{evaluate, evaluate_gray, load_generator, parse_device};
-use dgcolor_runs::{CheckpointRef, Select};
+use dgcolor_runs::CheckpointRef;
+
+use crate::model_arg::SelectArg;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -16,10 +18,8 @@ pub struct EvalArgs {
     /// file.
     #[arg(long, required_unless_present = "gray")]
     pub checkpoint: Option<CheckpointRef>,
-    /// Which checkpoint of a run directory: `val` (the evaluation point with the best mean
-    /// source-validation PSNR) or `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
+    #[command(flatten)]
+    pub select: SelectArg,
     /// Evaluate the no-colour baseline (ab = 0) instead of a model.
     #[arg(long, conflicts_with = "checkpoint")]
     pub gray: bool,
@@ -41,7 +41,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let resolved = args
         .checkpoint
         .as_ref()
-        .map(|c| c.resolve(args.select))
+        .map(|c| c.resolve(args.select.select))
         .transpose()?;
     if let Some(r) = &resolved {
         eprintln!("{}", r.summary());

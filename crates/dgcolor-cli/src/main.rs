@@ -3,6 +3,7 @@
 mod colorize;
 mod data;
 mod eval;
+mod model_arg;
 mod onnx;
 mod publish;
 mod reference;

@@ -10,18 +10,13 @@ use clap::Args;
 use dgcolor_algorithms::write_atomic;
 use dgcolor_eval::load_generator;
 use dgcolor_onnx::{export, to_bytes, ExportOptions};
-use dgcolor_runs::{CheckpointRef, Select};
+
+use crate::model_arg::ModelArgs;
 
 #[derive(Args)]
 pub struct OnnxArgs {
-    /// A run directory, a published model folder, a .safetensors checkpoint/model file, or
-    /// hf:OWNER/NAME[@REVISION].
-    #[arg(long)]
-    pub checkpoint: CheckpointRef,
-    /// Which checkpoint of a run directory: `val` (the best source-validation point) or
-    /// `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The .onnx file to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -35,13 +30,12 @@ pub struct OnnxArgs {
 }
 
 pub fn run(args: &OnnxArgs) -> Result<()> {
-    let resolved = args.checkpoint.resolve(args.select)?;
-    eprintln!("{}", resolved.summary());
+    let resolved = args.model.resolve()?;
     let generator = load_generator(&resolved.file, &Device::Cpu)?;
     let mut metadata = vec![
         (
             "dgcolor.checkpoint".to_string(),
-            args.checkpoint.to_string(),
+            args.model.checkpoint.to_string(),
         ),
         (
             "dgcolor.source".to_string(),

@@ -17,6 +17,8 @@ use dgcolor_metrics::{all_metrics, set_metrics, Better};
 use dgcolor_models::{prefix, ModelConfig};
 use dgcolor_runs::{EvalSplit, Evaluation, Record, RunDir, Select, TrainConfig, CONFIG, DONE};
 
+use crate::model_arg::SelectArg;
+
 /// The model card.
 pub const CARD_FILE: &str = "README.md";
 /// The qualitative figure, when the run has one.
@@ -27,10 +29,8 @@ pub struct PublishArgs {
     /// A finished run directory (with its `done` marker).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Which checkpoint to publish: `val` (the best source-validation point, what model
-    /// selection picks) or `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
+    #[command(flatten)]
+    pub select: SelectArg,
     /// The folder to write (created; files of the same names are replaced).
     #[arg(long)]
     pub out: PathBuf,
@@ -203,7 +203,7 @@ pub fn run(args: &PublishArgs) -> Result<()> {
             cfg.steps
         );
     }
-    let selected = checkpoint_to_publish(&run, &records, args.select)?;
+    let selected = checkpoint_to_publish(&run, &records, args.select.select)?;
     let ckpt = Checkpoint::load(&selected.file, &Device::Cpu)?;
     let saved: ModelConfig = serde_json::from_str(ckpt.meta(META_MODEL)?)
         .with_context(|| format!("{}: model config", selected.file.display()))?;

@@ -11,8 +11,8 @@ use dgcolor_algorithms::checkpoint::{META_ALGORITHM, META_MODEL};
 use dgcolor_algorithms::{write_atomic, Checkpoint};
 use dgcolor_models::reference::{export_reference, import_reference, read_state_dict, write_pth};
 use dgcolor_models::{AdainSkip, ModelConfig};
-use dgcolor_runs::{CheckpointRef, Select};
 
+use crate::model_arg::ModelArgs;
 use crate::publish::generator_tensors;
 
 /// Written beside the .pth files: the model they came from.
@@ -51,14 +51,8 @@ pub struct ImportArgs {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A run directory, a published model folder, a .safetensors checkpoint/model file
-    /// written by dgcolor, or hf:OWNER/NAME[@REVISION].
-    #[arg(long)]
-    pub checkpoint: CheckpointRef,
-    /// Which checkpoint of a run directory: `val` (the evaluation point with the best mean
-    /// source-validation PSNR) or `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Directory to write F.pth, C.pth and D.pth (and source.json) into.
     #[arg(long)]
     pub out: PathBuf,
@@ -99,7 +93,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let resolved = args.checkpoint.resolve(args.select)?;
+    let resolved = args.model.resolve()?;
     let file = &resolved.file;
     let ckpt = Checkpoint::load(file, &Device::Cpu)?;
     let cfg: ModelConfig = match (ckpt.meta.get(META_MODEL), &resolved.published) {
@@ -111,7 +105,6 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     if let Ok(alg) = ckpt.meta(META_ALGORITHM) {
         eprintln!("exporting the generator of a `{alg}` checkpoint");
     }
-    eprintln!("{}", resolved.summary());
     let generator = generator_tensors(&ckpt);
     if cfg.adain_index != Some(cfg.z_skip_index()) {
         eprintln!(
@@ -139,7 +132,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     }
     let source = args.out.join(SOURCE_FILE);
     let record = serde_json::json!({
-        "checkpoint": args.checkpoint.to_string(),
+        "checkpoint": args.model.checkpoint.to_string(),
         "model": resolved.provenance,
     });
     write_atomic(&source, serde_json::to_string_pretty(&record)?.as_bytes())
