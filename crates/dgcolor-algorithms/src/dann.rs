@@ -42,11 +42,11 @@ use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses,
 use crate::baseline::{
     forward_with_feature, generator_vars, task_scaled, train_mode, AlignAt, ALIGN_AT,
 };
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
 use crate::optim::{Adam, AdamConfig};
 use crate::params;
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {

@@ -9,10 +9,10 @@ use dgcolor_models::{prefix, Mode};
 use rand::RngCore;
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
+use crate::entry::AlgorithmEntry;
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {

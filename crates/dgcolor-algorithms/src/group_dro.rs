@@ -29,10 +29,10 @@ use dgcolor_data::{BatchMode, DomainBatch};
 
 use crate::algorithm::{scalar, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{domain_slices, generator_vars, mean_task, per_domain_task, train_mode};
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {

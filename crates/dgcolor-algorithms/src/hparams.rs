@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::AlgorithmEntry;
+use crate::entry::AlgorithmEntry;
 
 /// A random-search distribution.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -43,12 +43,12 @@ use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpe
 use crate::baseline::{
     forward_with_feature, generator_vars, task_scaled, train_mode, AlignAt, ALIGN_AT,
 };
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
 use crate::npy;
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {

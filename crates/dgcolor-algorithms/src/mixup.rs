@@ -29,10 +29,10 @@ use rand_distr::{Beta, Distribution};
 
 use crate::algorithm::{scalar, step_rng, trained, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{generator_vars, mean_task, per_domain_task, random_pairs, train_mode};
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {

@@ -32,10 +32,10 @@ use dgcolor_data::{BatchMode, DomainBatch};
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses};
 use crate::baseline::{generator_vars, grad_store, random_pairs, restore, snapshot, train_mode};
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
 use crate::optim::{Adam, AdamConfig};
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {

@@ -26,8 +26,8 @@ use dgcolor_data::BatchMode;
 use crate::algorithm::AlgorithmSpec;
 use crate::alignment::AlignedPix2Pix;
 use crate::baseline::ALIGN_AT;
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
-use crate::registry::AlgorithmEntry;
 
 const NAME: &str = "mmd";
 

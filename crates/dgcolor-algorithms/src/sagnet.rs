@@ -44,11 +44,11 @@ use rand::Rng;
 
 use crate::algorithm::{scalar, step_rng, trained, union, Algorithm, AlgorithmSpec, Losses, Union};
 use crate::baseline::train_mode;
+use crate::entry::AlgorithmEntry;
 use crate::hparams::{spec, Dist};
 use crate::optim::Adam;
 use crate::params;
 use crate::pix2pix::Pix2Pix;
-use crate::registry::AlgorithmEntry;
 
 /// The registry entry (see [`crate::registry`]).
 pub const ENTRY: AlgorithmEntry = AlgorithmEntry {
