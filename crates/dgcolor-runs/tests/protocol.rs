@@ -258,7 +258,7 @@ fn records_of_another_schema_version_are_refused() {
     );
     // A torn last line (a crash mid-write) is ignored; a bad line in the middle is not.
     let start = format!(
-        "{{\"kind\":\"start\",\"schema\":{SCHEMA_VERSION},\"classes\":[],\"train_images\":[],\"test_images\":0,\"split_notes\":[]}}\n"
+        "{{\"kind\":\"start\",\"schema\":{SCHEMA_VERSION},\"classes\":[],\"train_images\":[],\"oracle_images\":0,\"test_images\":0,\"split_notes\":[]}}\n"
     );
     std::fs::write(&path, format!("{start}{{\"kind\":\"tra")).unwrap();
     assert_eq!(read_records(&path).unwrap().len(), 1);
