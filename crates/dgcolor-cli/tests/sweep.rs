@@ -68,6 +68,7 @@ fn sweep_resumes_skips_and_reports() {
             device: candle_core::Device::Cpu,
             progress: false,
             stop_after: Some(2),
+            stop: Default::default(),
         },
     )
     .unwrap();

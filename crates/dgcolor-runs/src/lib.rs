@@ -9,6 +9,7 @@ mod per_image;
 mod record;
 mod run_dir;
 mod spec;
+mod stop;
 pub mod sweep;
 mod trainer;
 
@@ -23,4 +24,5 @@ pub use run_dir::{
     PER_IMAGE, RECORDS,
 };
 pub use spec::{PreparedRun, RunOptions, RunSpec};
+pub use stop::{signal_name, StopFlag, EXIT_STOPPED};
 pub use trainer::{train, TrainOptions, TrainOutcome};

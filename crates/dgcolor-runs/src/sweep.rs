@@ -227,6 +227,7 @@ fn run_job(job: &Job, ctx: &LaunchContext) -> Result<()> {
             device: ctx.device.clone(),
             progress: false,
             stop_after: None,
+            stop: Default::default(),
         },
     )?;
     Ok(())
