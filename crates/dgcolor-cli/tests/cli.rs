@@ -500,7 +500,12 @@ fn signal_mid_run(args: &[&str], run: &Path, step: u64, signal: &str) -> (Option
 fn sigterm_and_sigusr1_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
     let straight = tmp.path().join("straight");
-    ok(&train_args("erm", tmp.path(), &straight, &["--steps", "90"]));
+    ok(&train_args(
+        "erm",
+        tmp.path(),
+        &straight,
+        &["--steps", "90"],
+    ));
     let run = tmp.path().join("run");
     let args = train_args("erm", tmp.path(), &run, &["--steps", "90"]);
     let mut stopped_at = 0;

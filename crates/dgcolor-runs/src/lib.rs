@@ -1,7 +1,8 @@
 //! Running experiments: what a run is ([`RunSpec`] -> [`TrainConfig`]), where it lives (a
 //! locked [`RunDir`] with its config, typed [`Record`]s, checkpoint and done marker), the
-//! resumable trainer, and sweeps of runs through a launcher. The collect step that reads
-//! the records into tables is `dgcolor-report`.
+//! resumable trainer (stopped cleanly by SIGTERM / SIGUSR1: [`StopFlag`]), and sweeps of runs
+//! through a launcher (in this process, or as a Slurm job array). The collect step that
+//! reads the records into tables is `dgcolor-report`.
 
 mod config;
 mod error;
