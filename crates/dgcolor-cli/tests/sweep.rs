@@ -543,3 +543,69 @@ fn launcher_options_are_checked() {
         );
     }
 }
+
+/// SIGTERM stops a local sweep as it stops `dgcolor train`: the run in progress checkpoints
+/// and releases its directory, no other run starts, and the sweep exits with status 75.
+#[test]
+fn a_local_sweep_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, data_root) = (tmp.path().join("results"), tmp.path().join("data"));
+    let args = |extra: &[&str]| {
+        let mut c = dgcolor("compare");
+        c.args([
+            "--preset",
+            "smoke",
+            "--algorithms",
+            "erm,ours",
+            "--steps",
+            "200",
+        ])
+        .args(["--settings", "photo+cartoon:art_painting", "--sweep", "t"])
+        .args(["--results", results.to_str().unwrap()])
+        .args(["--data-root", data_root.to_str().unwrap()])
+        .args(["--parallel", "1"])
+        .args(extra);
+        c
+    };
+    let child = args(&[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let first = loop {
+        let found = std::fs::read_dir(results.join("t/runs"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                std::fs::read_to_string(p.join("records.jsonl"))
+                    .is_ok_and(|r| r.contains("\"kind\":\"train\""))
+            });
+        if let Some(run) = found {
+            break run;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run trained in 240 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM at step"), "{stderr}");
+    assert!(first.join("checkpoint.safetensors").is_file() && !first.join("done").exists());
+    assert!(!dgcolor_runs::RunDir::new(&first).is_locked());
+    let out = args(&["--status"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.ends_with("2 runs: 1 unfinished, 1 new\n"),
+        "{stdout}"
+    );
+}
