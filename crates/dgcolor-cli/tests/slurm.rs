@@ -351,7 +351,7 @@ fn a_slurm_sweep_survives_requeues_and_a_cancellation_and_reports_as_a_local_one
         deadline,
         &dump,
         || {
-            events(erm).iter().any(|e| e.event == "requeue")
+            events(erm).iter().any(|e| e.event == "end")
                 && events(ours).iter().any(|e| e.event == "end")
         },
     );

@@ -222,10 +222,12 @@ done
 event end ",\"status\":$status,\"signal\":\"$signal\""
 if [ "$status" -eq @STOPPED@ ] && [ "$signal" = USR1 ]; then
   # Warned of the time limit, the run checkpointed: back into the queue, to resume there.
+  # (Recorded first: Slurm ends this shell once the requeue is under way.)
+  event requeue
   if scontrol requeue "$task"; then
-    event requeue
     exit 0
   fi
+  event requeue_failed
   echo "dgcolor: scontrol requeue $task failed; resubmit with --resubmit-failed" >&2
 fi
 exit "$status"
@@ -246,7 +248,8 @@ pub struct Submission {
 /// A line of a run directory's `slurm.jsonl`, written by the batch script.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvent {
-    /// `start`, `end` (the trainer ended) or `requeue` (the task requeued itself).
+    /// `start`, `end` (the trainer ended), `requeue` (the task is requeueing itself after a
+    /// time-limit warning) or `requeue_failed`.
     pub event: String,
     /// `<array job>_<index>`.
     pub task: String,

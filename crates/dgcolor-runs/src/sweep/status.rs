@@ -150,6 +150,7 @@ fn ended(run_dir: &Path, task: &str) -> String {
             )
         }
         ("requeue", _) => "requeued itself but is not in the queue".into(),
+        ("requeue_failed", _) => "stopped before its time limit; scontrol requeue failed".into(),
         _ => "ended without recording how (killed: time limit, memory, node failure?)".into(),
     }
 }
