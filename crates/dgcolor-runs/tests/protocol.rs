@@ -208,6 +208,14 @@ fn a_busy_run_directory_is_refused_and_a_dead_holder_is_taken_over() {
         .unwrap();
     assert!(killed.success());
     holder.wait().unwrap();
+    // flock(1) is reaped here, but its `sleep` child, killed too and holding the same open
+    // file, may not have exited yet on a loaded machine; the lock goes when it has.
+    for _ in 0..1000 {
+        if !lock_taken() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let outcome = train(&run, &options(&out)).unwrap();
     assert!(outcome.finished);
 }
