@@ -2,24 +2,26 @@
 //!
 //! Every readable input is written, even when others are not: a truncated JPEG is
 //! colourized as far as it decodes, with a warning naming it, and the unreadable inputs
-//! are listed with their reasons at the end, which makes the command fail.
+//! are listed with their reasons at the end, which makes the command fail. `colorize.json` in
+//! `--out` records the model used (for a Hub model, the commit) and what was written.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use dgcolor_algorithms::write_atomic;
 use dgcolor_data::ResizeFilter;
 use dgcolor_eval::{colorize_files, load_generator, parse_device, plan_outputs};
-use dgcolor_runs::{checkpoint_file, Select};
+
+use crate::model_arg::ModelArgs;
+
+/// Written into `--out`: which model (and, for a Hub model, which commit) made the outputs.
+pub const RECORD_FILE: &str = "colorize.json";
 
 #[derive(Args)]
 pub struct ColorizeArgs {
-    /// A run directory or a .safetensors checkpoint/model file.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Which checkpoint of a run directory: `val` (best source-validation point) or `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -34,7 +36,8 @@ pub struct ColorizeArgs {
 
 pub fn run(args: &ColorizeArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let generator = load_generator(&checkpoint_file(&args.checkpoint, args.select)?, &device)?;
+    let resolved = args.model.resolve()?;
+    let generator = load_generator(&resolved.file, &device)?;
     let filter = args.resize;
     let pairs = plan_outputs(&args.inputs, &args.out)?;
     let outcomes = colorize_files(&generator, &pairs, filter, &device, |o| {
@@ -49,6 +52,19 @@ pub fn run(args: &ColorizeArgs) -> Result<()> {
         }
     });
     let failures: Vec<String> = outcomes.iter().filter_map(|o| o.failure()).collect();
+    let record = serde_json::json!({
+        "checkpoint": args.model.checkpoint.to_string(),
+        "model": resolved.provenance,
+        "resize": filter,
+        "written": outcomes.iter().filter(|o| o.result.is_ok()).map(|o| &o.output).collect::<Vec<_>>(),
+        "failed": failures,
+    });
+    let record_path = args.out.join(RECORD_FILE);
+    write_atomic(
+        &record_path,
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", record_path.display()))?;
     if !failures.is_empty() {
         bail!(
             "{} of {} inputs could not be colorized:\n  {}",

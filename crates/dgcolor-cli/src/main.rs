@@ -3,6 +3,9 @@
 mod colorize;
 mod data;
 mod eval;
+mod model_arg;
+mod onnx;
+mod publish;
 mod reference;
 mod sweep;
 mod train;
@@ -46,6 +49,10 @@ enum Command {
     ImportReference(reference::ImportArgs),
     /// Write a dgcolor checkpoint's generator as the reference's F.pth, C.pth and D.pth.
     ExportReference(reference::ExportArgs),
+    /// Write the inference network as an ONNX model (L in, ab out).
+    ExportOnnx(onnx::OnnxArgs),
+    /// Write a finished run as a Hugging Face model folder (weights, config.json, model card).
+    Publish(publish::PublishArgs),
     /// List the registered algorithms, in table order.
     Algorithms,
     /// Print an algorithm's hyperparameters: defaults, or a reproducible random-search draw.
@@ -72,6 +79,8 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::run(&args)?,
         Command::ImportReference(args) => reference::import(&args)?,
         Command::ExportReference(args) => reference::export(&args)?,
+        Command::ExportOnnx(args) => onnx::run(&args)?,
+        Command::Publish(args) => publish::run(&args)?,
         Command::Algorithms => {
             for a in ALGORITHMS {
                 println!("{:<10} {}", a.name, a.summary);

@@ -2,17 +2,21 @@
 //! `F_<epoch>.pth` / `C_<epoch>.pth` / `D_<epoch>.pth` state dicts to and from our model
 //! file (see `dgcolor_models::reference` for the key mapping).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use clap::Args;
 use dgcolor_algorithms::checkpoint::{META_ALGORITHM, META_MODEL};
-use dgcolor_algorithms::Checkpoint;
+use dgcolor_algorithms::{write_atomic, Checkpoint};
 use dgcolor_models::reference::{export_reference, import_reference, read_state_dict, write_pth};
-use dgcolor_models::{prefix, AdainSkip, ModelConfig};
-use dgcolor_runs::{checkpoint_file, Select};
+use dgcolor_models::{AdainSkip, ModelConfig};
+
+use crate::model_arg::ModelArgs;
+use crate::publish::generator_tensors;
+
+/// Written beside the .pth files: the model they came from.
+pub const SOURCE_FILE: &str = "source.json";
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -47,13 +51,9 @@ pub struct ImportArgs {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A run directory or a .safetensors checkpoint/model file written by dgcolor.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Which checkpoint of a run directory: `val` (best source-validation point) or `last`.
-    #[arg(long, default_value = "val")]
-    pub select: Select,
-    /// Directory to write F.pth, C.pth and D.pth into.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Directory to write F.pth, C.pth and D.pth (and source.json) into.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -93,23 +93,19 @@ pub fn import(args: &ImportArgs) -> Result<()> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let file = checkpoint_file(&args.checkpoint, args.select)?;
-    let ckpt = Checkpoint::load(&file, &Device::Cpu)?;
-    let cfg: ModelConfig = serde_json::from_str(ckpt.meta(META_MODEL)?)
-        .with_context(|| format!("{}: model config", file.display()))?;
+    let resolved = args.model.resolve()?;
+    let file = &resolved.file;
+    let ckpt = Checkpoint::load(file, &Device::Cpu)?;
+    let cfg: ModelConfig = match (ckpt.meta.get(META_MODEL), &resolved.published) {
+        (Some(json), _) => serde_json::from_str(json)
+            .with_context(|| format!("{}: model config", file.display()))?,
+        (None, Some(p)) => p.model.clone(),
+        (None, None) => bail!("{}: no model config", file.display()),
+    };
     if let Ok(alg) = ckpt.meta(META_ALGORITHM) {
         eprintln!("exporting the generator of a `{alg}` checkpoint");
     }
-    let generator: BTreeMap<String, Tensor> = ckpt
-        .tensors
-        .iter()
-        .filter(|(k, _)| {
-            [prefix::HEAD, prefix::TAIL, prefix::DECODER]
-                .iter()
-                .any(|p| k.starts_with(&format!("{p}.")))
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let generator = generator_tensors(&ckpt);
     if cfg.adain_index != Some(cfg.z_skip_index()) {
         eprintln!(
             "warning: this model's AdaIN index is {:?}; the reference decoder is run with \
@@ -134,5 +130,12 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         write_pth(&path, &entries)?;
         eprintln!("{} tensors -> {}", entries.len(), path.display());
     }
+    let source = args.out.join(SOURCE_FILE);
+    let record = serde_json::json!({
+        "checkpoint": args.model.checkpoint.to_string(),
+        "model": resolved.provenance,
+    });
+    write_atomic(&source, serde_json::to_string_pretty(&record)?.as_bytes())
+        .with_context(|| format!("writing {}", source.display()))?;
     Ok(())
 }

@@ -22,6 +22,7 @@ fn sources() -> (tempfile::TempDir, Vec<SourceSet>) {
             size: SIZE as u32,
             per_class: 3,
             seed: 5,
+            palette_shift: false,
         },
     )
     .unwrap();

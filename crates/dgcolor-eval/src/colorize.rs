@@ -18,10 +18,13 @@ use dgcolor_data::{
 use dgcolor_models::{AbPredictor, Generator, InferenceGenerator, ModelConfig};
 
 use crate::error::{EvalError, Result};
+use crate::published::{config_beside, PublishedConfig, CONFIG_FILE};
 
 /// A generator in eval mode from a checkpoint or model file written by dgcolor (a run
 /// directory's checkpoint is found by `dgcolor_runs`): BatchNorm folded into the
-/// convolutions, weights as plain tensors (no autograd graph).
+/// convolutions, weights as plain tensors (no autograd graph). The model config comes from
+/// the file's `model_config` metadata (checkpoints) or, for a published model's
+/// `model.safetensors`, from the `config.json` beside it.
 pub fn load_generator(file: &Path, device: &Device) -> Result<InferenceGenerator> {
     if !file.is_file() {
         return Err(EvalError::format(
@@ -30,13 +33,29 @@ pub fn load_generator(file: &Path, device: &Device) -> Result<InferenceGenerator
         ));
     }
     let ckpt = Checkpoint::load(file, device)?;
-    let cfg: ModelConfig =
-        serde_json::from_str(ckpt.meta(META_MODEL)?).map_err(|e| EvalError::format(file, e))?;
+    let cfg = model_config(file, &ckpt)?;
     let varmap = VarMap::new();
     let generator = Generator::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     ckpt.restore_varmap(&varmap)
         .map_err(|e| EvalError::format(file, e))?;
     Ok(InferenceGenerator::from_generator(&generator, &varmap)?)
+}
+
+/// The model config of a weights file: its metadata, else the published `config.json`
+/// beside it.
+fn model_config(file: &Path, ckpt: &Checkpoint) -> Result<ModelConfig> {
+    if let Some(json) = ckpt.meta.get(META_MODEL) {
+        return serde_json::from_str(json).map_err(|e| EvalError::format(file, e));
+    }
+    match config_beside(file) {
+        Some(path) => Ok(PublishedConfig::read(&path)?.model),
+        None => Err(EvalError::format(
+            file,
+            format!(
+                "no model config: neither `{META_MODEL}` metadata nor a {CONFIG_FILE} beside it"
+            ),
+        )),
+    }
 }
 
 /// Colourizes one image file; returns the RGB8 result at the input's (displayed)

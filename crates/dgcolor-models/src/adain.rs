@@ -7,7 +7,9 @@
 
 use candle_core::{bail, Result, Tensor, D};
 
-const EPS: f64 = 1e-5;
+/// The eps added to the (unbiased) variance before the square root.
+pub const ADAIN_EPS: f64 = 1e-5;
+const EPS: f64 = ADAIN_EPS;
 
 /// Mean and unbiased variance over space, both `[B, C, 1, 1]`.
 #[derive(Clone, Debug)]

@@ -14,7 +14,8 @@ use crate::batch_norm::{batch_norm2d, BatchNorm2d};
 use crate::mode::Mode;
 
 const KERNEL: usize = 4;
-pub(crate) const LEAKY_SLOPE: f64 = 0.2;
+/// Negative slope of every LeakyReLU of the generator and discriminators.
+pub const LEAKY_SLOPE: f64 = 0.2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DownConfig {

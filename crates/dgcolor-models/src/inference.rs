@@ -158,6 +158,20 @@ impl InferenceGenerator {
         &self.cfg
     }
 
+    /// The folded (weight, bias) of encoder levels 1..D: 4x4 convolutions, stride 2,
+    /// padding 1, weights `[C_out, C_in, 4, 4]`. For exporters (ONNX); the centre-tap
+    /// copies used at a 1x1 innermost plane are not included (the full filters give the same
+    /// result there).
+    pub fn encoder_layers(&self) -> impl Iterator<Item = (&Tensor, &Tensor)> {
+        self.downs.iter().map(|c| (&c.weight, &c.bias))
+    }
+
+    /// The folded (weight, bias) of up blocks 1..D: 4x4 transposed convolutions, stride 2,
+    /// padding 1, weights `[C_in, C_out, 4, 4]` (PyTorch's layout).
+    pub fn decoder_layers(&self) -> impl Iterator<Item = (&Tensor, &Tensor)> {
+        self.ups.iter().map(|c| (&c.weight, &c.bias))
+    }
+
     /// Predicted ab in [-1, 1], `[B, 2, S, S]`, for L `[B, 1, S, S]`; equal to
     /// `Generator::forward(l, &Mode::Eval)` up to float rounding.
     pub fn forward(&self, l: &Tensor) -> Result<Tensor> {

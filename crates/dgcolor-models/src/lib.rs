@@ -19,9 +19,11 @@ pub mod pth;
 pub mod reference;
 mod unet;
 
-pub use adain::{adain, channel_stats, content_randomize, style_randomize, ChannelStats};
+pub use adain::{
+    adain, channel_stats, content_randomize, style_randomize, ChannelStats, ADAIN_EPS,
+};
 pub use batch_norm::{batch_norm2d, BatchNorm2d};
-pub use blocks::{down_block, up_block, DownBlock, DownConfig, UpBlock, UpConfig};
+pub use blocks::{down_block, up_block, DownBlock, DownConfig, UpBlock, UpConfig, LEAKY_SLOPE};
 pub use config::{level_width, AdainSkip, ModelConfig};
 pub use heads::{ClassHead, ColorDiscriminator, MlpHead, StyleDiscriminator};
 pub use inference::{AbPredictor, InferenceGenerator};

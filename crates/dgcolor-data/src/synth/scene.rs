@@ -496,6 +496,10 @@ pub(crate) fn render(
             };
         }
     }
+    if style == Style::Photo {
+        // Depth of field: the object is in focus, the background behind it is not.
+        defocus(&mut canvas, size, s * rng.random_range(0.03..0.05));
+    }
     if let (Style::Sketch, Scene::Outdoor { horizon, .. }) = (style, scene) {
         let phase = rng.random_range(0.0..TAU);
         for y in 0..size {
@@ -533,11 +537,18 @@ pub(crate) fn render(
                 let shade = ((p - centre) * (1.0 / radius)).dot(LIGHT);
                 let inside = match style {
                     Style::Photo => {
+                        // Strong directional light: shading, a darker rim and a specular
+                        // highlight towards the light.
                         let cov = fill_coverage(sd, 1.4);
                         let rim = (sd.min(0.0) / 2.0).exp();
+                        let highlight = 16.0 * shade.max(0.0).powi(6);
                         blend(
                             px,
-                            [colour[0] + 12.0 * shade - 8.0 * rim, colour[1], colour[2]],
+                            [
+                                colour[0] + 20.0 * shade - 12.0 * rim + highlight,
+                                colour[1],
+                                colour[2],
+                            ],
                             cov,
                         );
                         cov
@@ -584,8 +595,17 @@ pub(crate) fn render(
             }
         }
         Style::Photo => {
+            // A lens's vignetting, then sensor noise.
+            let strength = rng.random_range(0.2..0.35);
+            for y in 0..size {
+                for x in 0..size {
+                    let d = v2(x as f32 + 0.5 - s / 2.0, y as f32 + 0.5 - s / 2.0) * (2.0 / s);
+                    let c = &mut canvas[y * size + x];
+                    c[0] *= 1.0 - strength * 0.5 * d.dot(d);
+                }
+            }
             for c in &mut canvas {
-                c[0] += 1.2 * normal(rng);
+                c[0] += 3.0 * normal(rng);
                 c[1] += 0.8 * normal(rng);
                 c[2] += 0.8 * normal(rng);
             }
@@ -660,6 +680,37 @@ fn canvas_weave(canvas: &mut [Lab], size: usize, rng: &mut ChaCha8Rng) {
             let u = (TAU * x as f32 / period + phase.0).sin();
             let v = (TAU * y as f32 / period + phase.1).sin();
             canvas[y * size + x][0] += amplitude * u * v;
+        }
+    }
+}
+
+/// A separable Gaussian blur of the whole canvas (edges clamped).
+fn defocus(canvas: &mut [Lab], size: usize, sigma: f32) {
+    let radius = (3.0 * sigma).ceil() as isize;
+    let weights: Vec<f32> = (-radius..=radius)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f32 = weights.iter().sum();
+    let at = |i: isize| i.clamp(0, size as isize - 1) as usize;
+    for horizontal in [true, false] {
+        let src = canvas.to_vec();
+        for y in 0..size {
+            for x in 0..size {
+                let mut acc = [0.0f32; 3];
+                for (k, w) in weights.iter().enumerate() {
+                    let o = k as isize - radius;
+                    let (sx, sy) = if horizontal {
+                        (at(x as isize + o), y)
+                    } else {
+                        (x, at(y as isize + o))
+                    };
+                    let c = src[sy * size + sx];
+                    for ch in 0..3 {
+                        acc[ch] += w * c[ch];
+                    }
+                }
+                canvas[y * size + x] = acc.map(|v| v / total);
+            }
         }
     }
 }
