@@ -1,6 +1,7 @@
 //! `dgcolor compare`, `dgcolor ablate-adain` and `dgcolor report`: the sweeps of the paper
-//! (dataset x settings x methods x seeds) through a launcher, then the collect step.
-//! Re-running a sweep skips finished runs and resumes unfinished ones.
+//! (dataset x settings x methods x seeds) through a launcher (here, over local devices, or as
+//! Slurm job arrays), then the collect step. Re-running a sweep skips finished runs and
+//! resumes unfinished ones; `--status` says where each run stands.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +10,10 @@ use clap::Args;
 use dgcolor_algorithms::{lookup, AlgorithmEntry, ALGORITHMS};
 use dgcolor_report::write_report;
 use dgcolor_runs::sweep::{
-    ablation_jobs, compare_jobs, DryRun, Job, JobReport, LaunchContext, Launcher, Local, Setting,
-    SweepSize,
+    ablation_jobs, compare_jobs, print_status, sweep_status, DryRun, Job, JobReport, LaunchContext,
+    Launcher, Local, RunState, Setting, Slurm, SlurmOptions, SweepSize,
 };
-use dgcolor_runs::RunOptions;
+use dgcolor_runs::{signal_name, RunOptions, StopFlag, EXIT_STOPPED};
 
 use crate::train::Runtime;
 
@@ -41,12 +42,28 @@ pub struct SweepArgs {
     /// Parent of all sweeps.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
-    /// local (runs here) or dry-run (prints the commands).
+    /// local (runs here, then the report), slurm (submits a Slurm job array and returns; run
+    /// `dgcolor report` once the runs are done) or dry-run (prints the commands).
     #[arg(long, default_value = "local")]
     pub launcher: String,
-    /// Runs in parallel for the local launcher (default: one per two cores).
+    /// Local launcher: runs at a time on each device (default: one per two cores; one per
+    /// device with --devices).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub parallel: Option<u64>,
+    /// Local launcher: spread the runs over these devices, round-robin, --parallel at a time
+    /// on each (e.g. cuda:0,cuda:1,cuda:2,cuda:3: one run per GPU).
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Vec<String>,
+    #[command(flatten)]
+    pub slurm: SlurmOptions,
+    /// Print where each run stands instead of running anything: done, running, pending,
+    /// failed, unfinished or new, its Slurm task and the step of its last record.
+    #[arg(long, conflicts_with = "resubmit_failed")]
+    pub status: bool,
+    /// Launch only the runs that failed or stopped unfinished (neither done, nor queued, nor
+    /// running), e.g. as a new Slurm job array.
     #[arg(long)]
-    pub parallel: Option<usize>,
+    pub resubmit_failed: bool,
     #[command(flatten)]
     pub runtime: Runtime,
     /// Skip the report after the sweep.
@@ -107,22 +124,65 @@ impl SweepArgs {
     }
 
     fn launcher(&self) -> Result<Box<dyn Launcher>> {
+        let local = self.launcher == "local";
+        if !local && (!self.devices.is_empty() || self.parallel.is_some()) {
+            bail!("--devices and --parallel are options of the local launcher");
+        }
+        if self.launcher != "slurm" && self.slurm != SlurmOptions::default() {
+            bail!("the --slurm-* options need --launcher slurm");
+        }
         Ok(match self.launcher.as_str() {
-            "local" => Box::new(match self.parallel {
-                Some(n) => Local { parallel: n.max(1) },
-                None => Local::fitted(),
+            "local" => Box::new(match (self.parallel, self.devices.is_empty()) {
+                (None, true) => Local::fitted(),
+                (parallel, _) => Local {
+                    parallel: parallel.unwrap_or(1) as usize,
+                    devices: self.devices.clone(),
+                },
+            }),
+            "slurm" => Box::new(Slurm {
+                options: self.slurm.clone(),
+                exe: std::env::current_exe()?,
             }),
             "dry-run" => Box::new(DryRun),
-            other => bail!("--launcher `{other}`: expected local or dry-run"),
+            other => bail!("--launcher `{other}`: expected local, slurm or dry-run"),
         })
     }
 
-    /// Runs the jobs, then (unless a dry run or --no-report) the report; prints where it is.
+    /// `--status`, or runs the jobs (only the failed and unfinished ones with
+    /// `--resubmit-failed`), then, when the launcher waited for them and unless
+    /// `--no-report`, the report; prints where it is.
     fn execute(&self, jobs: &[Job], sweep_dir: &Path) -> Result<()> {
+        if self.status {
+            print!("{}", print_status(&sweep_status(jobs, sweep_dir)?));
+            return Ok(());
+        }
         let launcher = self.launcher()?;
+        let retry: Vec<Job>;
+        let jobs = if self.resubmit_failed {
+            retry = sweep_status(jobs, sweep_dir)?
+                .into_iter()
+                .filter(|s| matches!(s.state, RunState::Failed | RunState::Unfinished))
+                .map(|s| s.job)
+                .collect();
+            if retry.is_empty() {
+                println!("no failed or unfinished run to resubmit");
+                return Ok(());
+            }
+            &retry[..]
+        } else {
+            jobs
+        };
+        // Runs in this process stop at their next step, checkpointed, on SIGTERM / SIGUSR1.
+        let stop = if launcher.waits() {
+            StopFlag::on_signals()?
+        } else {
+            StopFlag::default()
+        };
         let ctx = LaunchContext {
+            sweep_dir: sweep_dir.to_path_buf(),
             data_root: self.runtime.data_root.clone(),
-            device: dgcolor_eval::parse_device(&self.runtime.device)?,
+            device: self.runtime.device.clone(),
+            stop: stop.clone(),
         };
         eprintln!(
             "{}: {} runs under {} ({} launcher)",
@@ -141,7 +201,17 @@ impl SweepArgs {
                 r.result.as_ref().unwrap_err()
             );
         }
-        if launcher.name() == "dry-run" || self.no_report {
+        if let Some(signal) = stop.signal() {
+            eprintln!(
+                "stopped by {}: the runs in progress are checkpointed; re-run the same command to resume",
+                signal_name(signal)
+            );
+            std::process::exit(EXIT_STOPPED);
+        }
+        if !launcher.waits() || self.no_report {
+            if !failed.is_empty() {
+                bail!("{} of {} runs were not launched", failed.len(), jobs.len());
+            }
             return Ok(());
         }
         report(sweep_dir, &self.runtime)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use dgcolor_runs::{train, RunSpec, TrainOptions};
+use dgcolor_runs::{train, RunSpec, StopFlag, TrainOptions, EXIT_STOPPED};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -36,7 +36,11 @@ pub struct Runtime {
     pub device: String,
 }
 
+/// Trains; on SIGTERM / SIGUSR1 the run checkpoints at its next step and the process exits
+/// with status 75 ([`EXIT_STOPPED`]) after printing the outcome: re-run to resume.
 pub fn run(args: &TrainArgs) -> Result<()> {
+    // First, so a signal during the data preparation is not fatal either.
+    let stop = StopFlag::on_signals()?;
     let prepared = args.spec.prepare(&args.runtime.data_root)?;
     let outcome = train(
         &prepared,
@@ -45,8 +49,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             device: dgcolor_eval::parse_device(&args.runtime.device)?,
             progress: !args.quiet,
             stop_after: args.stop_after,
+            stop,
         },
     )?;
     println!("{}", serde_json::to_string_pretty(&outcome)?);
+    if let Some(signal) = &outcome.stopped_by {
+        eprintln!(
+            "stopped by {signal} at step {}: checkpointed in {}; run the same command to resume",
+            outcome.steps,
+            args.out.display()
+        );
+        std::process::exit(EXIT_STOPPED);
+    }
     Ok(())
 }

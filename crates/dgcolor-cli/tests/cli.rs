@@ -450,3 +450,89 @@ fn a_second_trainer_on_a_busy_run_directory_exits_naming_the_first() {
         String::from_utf8_lossy(&resumed.stderr)
     );
 }
+
+/// The highest step of a training record so far (0 before the first).
+fn trained_steps(run: &Path) -> u64 {
+    std::fs::read_to_string(run.join("records.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("{\"kind\":\"train\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Starts `args`, waits until a training record reaches `step`, sends `signal`, and returns
+/// the exit status and the outcome printed on stdout.
+fn signal_mid_run(args: &[&str], run: &Path, step: u64, signal: &str) -> (Option<i32>, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_dgcolor"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while trained_steps(run) < step {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no training record at step {step} after 240 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// SIGTERM (cancellation, preemption, requeue) and SIGUSR1 (Slurm's warning before a time
+/// limit) stop `dgcolor train` at the next step boundary: checkpoint written, lock released,
+/// exit status 75; re-running resumes, and the run ends with the checkpoint bytes of an
+/// uninterrupted one.
+#[test]
+fn sigterm_and_sigusr1_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight");
+    ok(&train_args(
+        "erm",
+        tmp.path(),
+        &straight,
+        &["--steps", "90"],
+    ));
+    let run = tmp.path().join("run");
+    let args = train_args("erm", tmp.path(), &run, &["--steps", "90"]);
+    let mut stopped_at = 0;
+    for (signal, after) in [("TERM", 10), ("USR1", 40)] {
+        let (code, stdout) = signal_mid_run(&args, &run, after, signal);
+        let outcome = json(&stdout);
+        assert_eq!(code, Some(75), "SIG{signal}: {stdout}");
+        assert_eq!(outcome["stopped_by"], format!("SIG{signal}"));
+        assert_eq!(outcome["finished"], false);
+        let steps = outcome["steps"].as_u64().unwrap();
+        assert!(steps > stopped_at && steps < 90, "stopped at step {steps}");
+        if stopped_at > 0 {
+            assert_eq!(outcome["resumed_from"], stopped_at);
+        }
+        stopped_at = steps;
+        assert!(!run.join("done").exists());
+        assert!(!dgcolor_runs::RunDir::new(&run).is_locked());
+        // Every record is at or before the checkpoint's step: nothing to drop on resume.
+        let records = read_records(&run.join("records.jsonl")).unwrap();
+        assert_eq!(records.last().unwrap().step(), steps, "{records:?}");
+    }
+    let last = json(&ok(&args));
+    assert_eq!(last["resumed_from"], stopped_at);
+    assert_eq!(last["finished"], true);
+    let bytes = |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+    assert!(
+        bytes(&straight) == bytes(&run),
+        "the interrupted run ended with other weights"
+    );
+}

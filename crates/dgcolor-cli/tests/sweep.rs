@@ -1,5 +1,7 @@
 //! The sweep end to end on the smoke preset: runs, resume of an interrupted run, skipping of
-//! finished ones, and a report whose files exist and parse.
+//! finished ones, `--status` and `--resubmit-failed`, launcher options refused where they do
+//! not apply, and a report whose files exist and parse. (`--launcher slurm` against a real
+//! cluster: tests/slurm.rs.)
 
 use std::path::Path;
 use std::process::Command;
@@ -68,6 +70,7 @@ fn sweep_resumes_skips_and_reports() {
             device: candle_core::Device::Cpu,
             progress: false,
             stop_after: Some(2),
+            stop: Default::default(),
         },
     )
     .unwrap();
@@ -79,12 +82,33 @@ fn sweep_resumes_skips_and_reports() {
     assert_eq!(stdout.matches("dgcolor train").count(), 4, "{stdout}");
     assert!(stdout.contains("[Unfinished]") && stdout.contains(job.dir.to_str().unwrap()));
 
-    let (ok, stdout, stderr) = compare(&results, &data_root, &[]);
+    // --status: the interrupted run is unfinished at step 2 of 6, the others new.
+    let (ok, stdout, stderr) = compare(&results, &data_root, &["--status"]);
+    assert!(ok, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(&job.name()))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[..3], ["unfinished", "-", "2/6"], "{line}");
+    assert!(
+        stdout.ends_with("4 runs: 1 unfinished, 3 new\n"),
+        "{stdout}"
+    );
+
+    // --resubmit-failed launches only that one.
+    let (ok, _, stderr) = compare(&results, &data_root, &["--resubmit-failed", "--no-report"]);
     assert!(ok, "{stderr}");
     assert!(
-        stderr.contains("ours photo+cartoon->art_painting hparams 0 seed 0: resumed and finished"),
+        stderr.contains(
+            "[1/1] ours photo+cartoon->art_painting hparams 0 seed 0: resumed and finished"
+        ),
         "{stderr}"
     );
+
+    let (ok, stdout, stderr) = compare(&results, &data_root, &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stderr.matches("already done").count(), 1, "{stderr}");
     assert_eq!(stderr.matches(": finished").count(), 3, "{stderr}");
     assert!(stdout.contains("report: "));
     let records = read_records(&job.dir.join("records.jsonl")).unwrap();
@@ -101,6 +125,13 @@ fn sweep_resumes_skips_and_reports() {
     let (ok, _, stderr) = compare(&results, &data_root, &[]);
     assert!(ok);
     assert_eq!(stderr.matches("already done").count(), 4, "{stderr}");
+    let (ok, stdout, _) = compare(&results, &data_root, &["--status"]);
+    assert!(ok && stdout.ends_with("4 runs: 4 done\n"), "{stdout}");
+    let (ok, stdout, _) = compare(&results, &data_root, &["--resubmit-failed"]);
+    assert!(
+        ok && stdout.contains("no failed or unfinished run"),
+        "{stdout}"
+    );
 
     // Report files exist and parse.
     let report = sweep.join("report");
@@ -464,4 +495,117 @@ fn random_search_sweep_keeps_what_selection_needs_and_reports_per_rule() {
     assert!(lo <= diff && diff <= hi);
     assert_eq!(fields[11].parse::<usize>().unwrap(), d.len());
     assert_eq!(p, dgcolor_report::stats::wilcoxon(&d).pvalue);
+}
+
+/// Options of one launcher given to another, and devices this build cannot open, are refused
+/// before anything runs.
+#[test]
+fn launcher_options_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, data_root) = (tmp.path().join("results"), tmp.path().join("data"));
+    let (ok, _, stderr) = compare(&results, &data_root, &["--slurm-partition", "gpu"]);
+    assert!(!ok && stderr.contains("need --launcher slurm"), "{stderr}");
+    let (ok, _, stderr) = compare(
+        &results,
+        &data_root,
+        &["--launcher", "slurm", "--devices", "cuda:0,cuda:1"],
+    );
+    assert!(
+        !ok && stderr.contains("options of the local launcher"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = compare(
+        &results,
+        &data_root,
+        &["--devices", "cpu", "--device", "cpu"],
+    );
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
+    let (ok, _, stderr) = compare(
+        &results,
+        &data_root,
+        &["--launcher", "slurm", "--slurm-sbatch", "qos=x"],
+    );
+    assert!(
+        !ok && stderr.contains("expected an sbatch option"),
+        "{stderr}"
+    );
+    if !candle_core::utils::cuda_is_available() {
+        let (ok, _, stderr) = compare(&results, &data_root, &["--devices", "cuda:0,cuda:1"]);
+        assert!(
+            !ok && stderr.contains("--device cuda:0: this binary was built without CUDA support"),
+            "{stderr}"
+        );
+        assert!(
+            !results.join("t/runs").exists()
+                || std::fs::read_dir(results.join("t/runs"))
+                    .unwrap()
+                    .all(|e| !e.unwrap().path().join("config.toml").exists())
+        );
+    }
+}
+
+/// SIGTERM stops a local sweep as it stops `dgcolor train`: the run in progress checkpoints
+/// and releases its directory, no other run starts, and the sweep exits with status 75.
+#[test]
+fn a_local_sweep_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, data_root) = (tmp.path().join("results"), tmp.path().join("data"));
+    let args = |extra: &[&str]| {
+        let mut c = dgcolor("compare");
+        c.args([
+            "--preset",
+            "smoke",
+            "--algorithms",
+            "erm,ours",
+            "--steps",
+            "200",
+        ])
+        .args(["--settings", "photo+cartoon:art_painting", "--sweep", "t"])
+        .args(["--results", results.to_str().unwrap()])
+        .args(["--data-root", data_root.to_str().unwrap()])
+        .args(["--parallel", "1"])
+        .args(extra);
+        c
+    };
+    let child = args(&[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let first = loop {
+        let found = std::fs::read_dir(results.join("t/runs"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                std::fs::read_to_string(p.join("records.jsonl"))
+                    .is_ok_and(|r| r.contains("\"kind\":\"train\""))
+            });
+        if let Some(run) = found {
+            break run;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run trained in 240 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM at step"), "{stderr}");
+    assert!(first.join("checkpoint.safetensors").is_file() && !first.join("done").exists());
+    assert!(!dgcolor_runs::RunDir::new(&first).is_locked());
+    let out = args(&["--status"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.ends_with("2 runs: 1 unfinished, 1 new\n"),
+        "{stdout}"
+    );
 }

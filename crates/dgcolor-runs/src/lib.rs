@@ -1,8 +1,10 @@
 //! Running experiments: what a run is ([`RunSpec`] -> [`TrainConfig`]), where it lives (a
 //! locked [`RunDir`] with its config, typed [`Record`]s, checkpoint and done marker), the
-//! resumable trainer, and sweeps of runs through a launcher. The collect step that reads
-//! the records into tables is `dgcolor-report`. [`CheckpointRef`] is what `--checkpoint`
-//! names: a run directory, a published model folder, a file or a Hugging Face model.
+//! resumable trainer (stopped cleanly by SIGTERM / SIGUSR1: [`StopFlag`]), and sweeps of runs
+//! through a launcher (in this process, or as a Slurm job array). The collect step that
+//! reads the records into tables is `dgcolor-report`. [`CheckpointRef`] is what
+//! `--checkpoint` names: a run directory, a published model folder, a file or a Hugging Face
+//! model.
 
 mod checkpoint_ref;
 mod config;
@@ -11,6 +13,7 @@ mod per_image;
 mod record;
 mod run_dir;
 mod spec;
+mod stop;
 pub mod sweep;
 mod trainer;
 
@@ -29,4 +32,5 @@ pub use run_dir::{
     PER_IMAGE, RECORDS,
 };
 pub use spec::{PreparedRun, RunOptions, RunSpec};
+pub use stop::{signal_name, StopFlag, EXIT_STOPPED};
 pub use trainer::{train, TrainOptions, TrainOutcome};

@@ -1,16 +1,26 @@
 //! Sweeps (DomainBed's `sweep.py`): a list of jobs, one run directory per job named by the
-//! hash of its spec, executed through a [`Launcher`]. Finished runs (done marker) are skipped
-//! and unfinished ones resume, so re-running a sweep continues where it stopped. The two
-//! sweeps of the paper are built here: every method on every setting ([`compare_jobs`]) and
-//! the ablation of the proposed model ([`ablation_jobs`]).
+//! hash of its spec, executed through a [`Launcher`]: [`Local`] (in this process, spread over
+//! devices), [`Slurm`] (one job array per submission) or [`DryRun`]. Finished runs (done
+//! marker) are skipped and unfinished ones resume, so re-running a sweep continues where it
+//! stopped; [`sweep_status`] says where each run stands. The two sweeps of the paper are built
+//! here: every method on every setting ([`compare_jobs`]) and the ablation of the proposed
+//! model ([`ablation_jobs`]).
+
+mod local;
+mod slurm;
+mod status;
+
+pub use local::{worker_devices, Local};
+pub use slurm::{
+    batch_script, read_submissions, read_task_events, squeue, QueuedTask, Slurm, SlurmOptions,
+    Submission, TaskEvent, SLURM_DIR, STDERR_LOG, STDOUT_LOG, SUBMISSIONS, TASK_LOG,
+};
+pub use status::{print_status, sweep_status, RunState, RunStatus};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use candle_core::Device;
 use dgcolor_algorithms::{write_atomic, AlgorithmEntry, HParamOverride};
 use dgcolor_data::{leave_one_out_settings, paper_settings, DataSpec};
 use dgcolor_models::AdainSkip;
@@ -19,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, RunError};
 use crate::run_dir::{RunDir, CONFIG};
 use crate::spec::{RunOptions, RunSpec};
-use crate::trainer::{train, TrainOptions};
+use crate::stop::StopFlag;
 
 /// Sidecar of every run directory of a sweep: what to call the run in tables and where it
 /// goes in row order.
@@ -89,7 +99,15 @@ impl Job {
         c
     }
 
-    fn write_sidecar(&self) -> Result<()> {
+    /// The name of the run directory (unique within its sweep).
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn write_sidecar(&self) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(RunError::io(&self.dir))?;
         let path = self.dir.join(JOB_FILE);
         let text = serde_json::to_string_pretty(self).map_err(|e| RunError::format(&path, e))?;
@@ -99,8 +117,14 @@ impl Job {
 
 /// What every launcher gets besides the jobs.
 pub struct LaunchContext {
+    /// The sweep's directory (the jobs' run directories are under its `runs/`).
+    pub sweep_dir: PathBuf,
     pub data_root: PathBuf,
-    pub device: Device,
+    /// `--device` as given (cpu, cuda, cuda:N): the local launcher opens it, a cluster
+    /// launcher passes it on to its runs.
+    pub device: String,
+    /// Ends in-process runs at their next step boundary, checkpointed (SIGTERM / SIGUSR1).
+    pub stop: StopFlag,
 }
 
 /// The outcome of one job.
@@ -111,10 +135,15 @@ pub struct JobReport {
     pub result: std::result::Result<(), String>,
 }
 
-/// Runs jobs somewhere. `local` and `dry-run` ship; a cluster launcher submits
-/// [`Job::command`] lines to its scheduler and implements the same trait.
+/// Runs jobs somewhere: [`Local`], [`Slurm`] (which submits [`Job::command`] lines to the
+/// scheduler) or [`DryRun`]. `launch` reports on every job it was given.
 pub trait Launcher {
     fn name(&self) -> &'static str;
+    /// Whether `launch` returns only after the runs ended, so the report can follow; a
+    /// scheduler's launcher returns once they are submitted.
+    fn waits(&self) -> bool {
+        true
+    }
     fn launch(&self, jobs: &[Job], ctx: &LaunchContext) -> Vec<JobReport>;
 }
 
@@ -124,6 +153,10 @@ pub struct DryRun;
 impl Launcher for DryRun {
     fn name(&self) -> &'static str {
         "dry-run"
+    }
+
+    fn waits(&self) -> bool {
+        false
     }
 
     fn launch(&self, jobs: &[Job], ctx: &LaunchContext) -> Vec<JobReport> {
@@ -144,92 +177,6 @@ impl Launcher for DryRun {
             })
             .collect()
     }
-}
-
-/// Runs jobs in this process, `parallel` at a time (each run also uses candle's own
-/// threads). Done jobs are skipped; a failing job is reported and the others go on.
-pub struct Local {
-    pub parallel: usize,
-}
-
-impl Local {
-    /// One run per two cores: candle already spreads each run over the cores it has.
-    pub fn fitted() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self {
-            parallel: (cores / 2).max(1),
-        }
-    }
-}
-
-impl Launcher for Local {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    fn launch(&self, jobs: &[Job], ctx: &LaunchContext) -> Vec<JobReport> {
-        let next = AtomicUsize::new(0);
-        let finished = AtomicUsize::new(0);
-        let reports = Mutex::new(Vec::new());
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            let Some(job) = jobs.get(i) else { break };
-            let before = job.state();
-            let result = if before == JobState::Done {
-                Ok(())
-            } else {
-                run_job(job, ctx).map_err(|e| e.to_string())
-            };
-            let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
-            let status = match (&result, before) {
-                (Err(e), _) => format!("FAILED: {e}"),
-                (Ok(()), JobState::Done) => "already done".into(),
-                (Ok(()), JobState::Unfinished | JobState::Running) => "resumed and finished".into(),
-                (Ok(()), JobState::New) => "finished".into(),
-            };
-            eprintln!(
-                "[{n}/{}] {} {}->{} hparams {} seed {}: {status}",
-                jobs.len(),
-                job.label,
-                job.spec.sources.join("+"),
-                job.spec.target,
-                job.spec.hparams_seed,
-                job.spec.seed
-            );
-            reports.lock().expect("reports lock").push(JobReport {
-                job: job.clone(),
-                before,
-                result,
-            });
-        };
-        // The calling thread is one of the workers: in a binary it is the main thread, a
-        // worker of rayon's pool (`dgcolor_kernels::setup_process`), where a training run's
-        // parallel sections start without a hand-off; a spawned thread would leave it idle.
-        std::thread::scope(|scope| {
-            for _ in 1..self.parallel.max(1).min(jobs.len().max(1)) {
-                scope.spawn(work);
-            }
-            work();
-        });
-        let mut reports = reports.into_inner().expect("reports lock");
-        reports.sort_by_key(|r| r.job.order);
-        reports
-    }
-}
-
-fn run_job(job: &Job, ctx: &LaunchContext) -> Result<()> {
-    job.write_sidecar()?;
-    let run = job.spec.prepare(&ctx.data_root)?;
-    train(
-        &run,
-        &TrainOptions {
-            out: job.dir.clone(),
-            device: ctx.device.clone(),
-            progress: false,
-            stop_after: None,
-        },
-    )?;
-    Ok(())
 }
 
 /// Quotes arguments for a POSIX shell where needed.

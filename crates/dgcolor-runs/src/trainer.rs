@@ -2,6 +2,8 @@
 //! resumable. Everything it does is decided by a [`TrainConfig`], written to the run's
 //! `config.toml` before the first step; re-running with the same config continues from the
 //! latest checkpoint and ends with the same weights as an uninterrupted run (CPU, same seed).
+//! A call can end early, resumable: after `stop_after` steps, or at the first step boundary
+//! after a stop request ([`StopFlag`], set by SIGTERM / SIGUSR1 in the binaries).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use crate::per_image::write_per_image;
 use crate::record::{EvalSplit, Evaluation, Record, SCHEMA_VERSION, SELECTION_METRIC};
 use crate::run_dir::{RunDir, Select, CHECKPOINT, CHECKPOINT_VAL, RECORDS};
 use crate::spec::PreparedRun;
+use crate::stop::{signal_name, StopFlag};
 
 /// How one call of [`train`] runs; none of it changes what the run computes.
 pub struct TrainOptions {
@@ -30,6 +33,8 @@ pub struct TrainOptions {
     /// Stop (after writing a checkpoint) once this many steps ran in this call, leaving the
     /// run resumable: for schedulers with time limits.
     pub stop_after: Option<u64>,
+    /// Checked after every step: once set, the call checkpoints and returns, resumable.
+    pub stop: StopFlag,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,8 +44,10 @@ pub struct TrainOutcome {
     /// The step a resume started from, if this call resumed.
     pub resumed_from: Option<u64>,
     pub already_done: bool,
-    /// False when `stop_after` ended this call before the last step.
+    /// False when `stop_after` or a stop request ended this call before the last step.
     pub finished: bool,
+    /// The signal whose stop request ended this call (`SIGTERM`, `SIGUSR1`).
+    pub stopped_by: Option<String>,
     pub target: String,
     /// Final target-domain metrics (absent while the run is unfinished).
     pub target_metrics: Option<DomainMetrics>,
@@ -75,6 +82,7 @@ pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
         resumed_from,
         already_done,
         finished,
+        stopped_by: None,
         target: cfg.target.clone(),
         target_metrics,
     };
@@ -170,12 +178,23 @@ pub fn train(run: &PreparedRun, opts: &TrainOptions) -> Result<TrainOutcome> {
             alg.checkpoint()?.save(&dir.file(CHECKPOINT))?;
             last_test = Some(point.test);
         }
-        if opts.stop_after.is_some_and(|n| done - start >= n) && done < cfg.steps {
+        let signal = opts.stop.signal();
+        let stop_after = opts.stop_after.is_some_and(|n| done - start >= n);
+        if (signal.is_some() || stop_after) && done < cfg.steps {
+            // The steps since the last training record get theirs, at this step: every
+            // training record then averages the steps since the one before it, and a resume
+            // keeps it (it drops only records after the checkpoint's step).
+            if window.steps > 0 {
+                dir.append(&window.record(done))?;
+            }
             if !evaluated {
                 alg.checkpoint()?.save(&dir.file(CHECKPOINT))?;
             }
             progress.finish_and_clear();
-            return Ok(outcome(alg.as_ref(), false, false, None));
+            return Ok(TrainOutcome {
+                stopped_by: signal.map(signal_name),
+                ..outcome(alg.as_ref(), false, false, None)
+            });
         }
     }
     progress.finish_and_clear();

@@ -1,6 +1,6 @@
 //! The run protocol: a spec's command line parses back to the same spec, run directories are
-//! locked, identical runs write identical checkpoints, and records of another schema are
-//! refused.
+//! locked, identical runs write identical checkpoints, a stop request checkpoints and resumes
+//! to the same weights, and records of another schema are refused.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,8 @@ use clap::{CommandFactory, Parser};
 use dgcolor_algorithms::{PresetName, ALGORITHMS};
 use dgcolor_models::AdainSkip;
 use dgcolor_runs::{
-    read_records, train, RunDir, RunError, RunOptions, RunSpec, TrainOptions, SCHEMA_VERSION,
+    read_records, train, EvalSplit, Record, RunDir, RunError, RunOptions, RunSpec, StopFlag,
+    TrainOptions, SCHEMA_VERSION,
 };
 
 /// `dgcolor train`'s run arguments, as the CLI flattens them.
@@ -154,6 +155,7 @@ fn options(out: &Path) -> TrainOptions {
         device: candle_core::Device::Cpu,
         progress: false,
         stop_after: None,
+        stop: Default::default(),
     }
 }
 
@@ -206,8 +208,9 @@ fn a_busy_run_directory_is_refused_and_a_dead_holder_is_taken_over() {
         .unwrap();
     assert!(killed.success());
     holder.wait().unwrap();
-    // `sleep`, which shares the lock's open file, is reaped by init a moment later.
-    for _ in 0..500 {
+    // flock(1) is reaped here, but its `sleep` child, killed too and holding the same open
+    // file, may not have exited yet on a loaded machine; the lock goes when it has.
+    for _ in 0..1000 {
         if !lock_taken() {
             break;
         }
@@ -233,6 +236,82 @@ fn identical_runs_write_identical_checkpoints() {
         a == b,
         "two identical runs wrote different checkpoint bytes"
     );
+}
+
+/// What SIGTERM / SIGUSR1 do to a run, without signals: a stop request ends the call after
+/// the step in progress, checkpointed, with the steps since the last training record
+/// recorded at that step; a later call resumes. Stopped after step 1 (by the request) and
+/// after step 7 (neither a log nor an evaluation step), the run ends with the checkpoint
+/// bytes and the evaluations of an uninterrupted one.
+#[test]
+fn a_stop_request_checkpoints_and_the_run_resumes_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = smoke("ours", 14).prepare(&tmp.path().join("data")).unwrap();
+    let straight = tmp.path().join("straight");
+    train(&run, &options(&straight)).unwrap();
+
+    let out = tmp.path().join("stopped");
+    let stop = StopFlag::default();
+    stop.request(15);
+    let first = train(
+        &run,
+        &TrainOptions {
+            stop,
+            ..options(&out)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (first.steps, first.finished, first.stopped_by.as_deref()),
+        (1, false, Some("SIGTERM"))
+    );
+    assert!(!RunDir::new(&out).is_locked(), "the lock is released");
+    assert!(out.join("checkpoint.safetensors").is_file() && !out.join("done").exists());
+    let second = train(
+        &run,
+        &TrainOptions {
+            stop_after: Some(6),
+            ..options(&out)
+        },
+    )
+    .unwrap();
+    assert_eq!((second.resumed_from, second.steps), (Some(1), 7));
+    let last = train(&run, &options(&out)).unwrap();
+    assert_eq!((last.resumed_from, last.finished), (Some(7), true));
+
+    let bytes = |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+    assert!(bytes(&straight) == bytes(&out), "resumed weights differ");
+    let records = |dir: &Path| read_records(&dir.join("records.jsonl")).unwrap();
+    let (a, b) = (records(&straight), records(&out));
+    let evals = |r: &[Record]| -> Vec<Record> {
+        r.iter()
+            .filter(|r| matches!(r, Record::Eval(_) | Record::Final(_) | Record::Kept { .. }))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(evals(&a), evals(&b), "evaluations differ");
+    let train_steps = |r: &[Record]| -> Vec<u64> {
+        r.iter()
+            .filter(|r| matches!(r, Record::Train { .. }))
+            .map(Record::step)
+            .collect()
+    };
+    assert_eq!(train_steps(&a), [10, 14]);
+    assert_eq!(train_steps(&b), [1, 7, 10, 14]);
+    assert_eq!(
+        b.iter()
+            .filter(|r| matches!(r, Record::Start { .. }))
+            .count(),
+        1
+    );
+    let test_steps: Vec<u64> = b
+        .iter()
+        .filter_map(|r| match r {
+            Record::Eval(e) if e.split == EvalSplit::Test => Some(e.step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(test_steps, [3, 6, 9, 12, 14], "each evaluation point once");
 }
 
 #[test]
@@ -265,7 +344,7 @@ fn records_of_another_schema_version_are_refused() {
     );
     // A torn last line (a crash mid-write) is ignored; a bad line in the middle is not.
     let start = format!(
-        "{{\"kind\":\"start\",\"schema\":{SCHEMA_VERSION},\"classes\":[],\"train_images\":[],\"test_images\":0,\"split_notes\":[]}}\n"
+        "{{\"kind\":\"start\",\"schema\":{SCHEMA_VERSION},\"classes\":[],\"train_images\":[],\"oracle_images\":0,\"test_images\":0,\"split_notes\":[]}}\n"
     );
     std::fs::write(&path, format!("{start}{{\"kind\":\"tra")).unwrap();
     assert_eq!(read_records(&path).unwrap().len(), 1);
