@@ -127,24 +127,39 @@ case $cmd in
     cargo --config "patch.crates-io.candle-core.path=\"$ROOT/$PRISTINE\"" build "$@"
     ;;
   gradcheck)
-    # Both builds in the same target directory; the dumps beside the binaries.
+    # grad_dump (crates/dgcolor-bench/tests/grad_dump.rs) built as `cargo test --workspace`
+    # builds it (after CI's test run the patched one is up to date), once against the patched
+    # and once against the pristine candle-core, in the same target directory; the dumps go
+    # beside the copies of the two executables.
     target=${CARGO_TARGET_DIR:-$ROOT/target}
     out=$target/gradcheck
     mkdir -p "$out"
-    cargo build --release -q -p dgcolor-bench --bin grad-dump
-    cp "$target/release/grad-dump" "$out/grad-dump-patched"
-    "$0" build-pristine --release -q -p dgcolor-bench --bin grad-dump
-    cp "$target/release/grad-dump" "$out/grad-dump-pristine"
-    # The same thread count for both (the kernels' results do not depend on it, but a
-    # difference should only ever come from candle).
+    # build_grad_dump [CARGO_OPTIONS...]: builds it and prints the executable's path.
+    build_grad_dump() {
+      cargo "$@" test --workspace --release --test grad_dump --no-run --message-format=json |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "grad_dump" and m.get("executable"):
+        print(m["executable"])'
+    }
+    exe=$(build_grad_dump)
+    [[ -x $exe ]] || die "could not build grad_dump"
+    cp "$exe" "$out/grad_dump-patched"
+    ensure_pristine
+    exe=$(build_grad_dump --config "patch.crates-io.candle-core.path=\"$ROOT/$PRISTINE\"")
+    [[ -x $exe ]] || die "could not build grad_dump against the pristine candle-core"
+    cp "$exe" "$out/grad_dump-pristine"
+    # The same thread count for both (the kernels' sums are fixed for a given count).
     export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-2}
-    "$out/grad-dump-patched" --out "$out/patched.bin"
-    "$out/grad-dump-patched" --out "$out/patched-again.bin"
-    "$out/grad-dump-pristine" --out "$out/pristine.bin"
+    "$out/grad_dump-patched" --out "$out/patched.bin"
+    "$out/grad_dump-patched" --out "$out/patched-again.bin"
+    "$out/grad_dump-pristine" --out "$out/pristine.bin"
     echo "run to run, patched build:"
-    "$out/grad-dump-patched" --compare "$out/patched.bin" "$out/patched-again.bin" --strict
+    "$out/grad_dump-patched" --compare "$out/patched.bin" "$out/patched-again.bin" --strict
     echo "patched vs pristine candle-core:"
-    "$out/grad-dump-patched" --compare "$out/patched.bin" "$out/pristine.bin" --patched-vs-pristine
+    "$out/grad_dump-patched" --compare "$out/patched.bin" "$out/pristine.bin" --patched-vs-pristine
     ;;
   *)
     die "unknown command '$cmd' (check, apply, diff, pristine DIR, build-pristine ARGS, gradcheck)"

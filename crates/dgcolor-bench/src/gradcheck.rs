@@ -1,6 +1,6 @@
 //! Bit patterns of gradients and updated weights, for checking that a change inside candle
 //! (the vendored candle-core patch, `vendor/candle-core.patch`) leaves every number the
-//! networks and algorithms compute unchanged: `grad-dump` writes a dump from a build against
+//! networks and algorithms compute unchanged: `tests/grad_dump.rs` writes a dump from a build against
 //! the patched candle-core and one from a build against the pristine crate
 //! (`scripts/candle-patch.sh gradcheck`), and [`compare`] reads them side by side.
 //!

@@ -1,14 +1,20 @@
-//! `grad-dump --out FILE`: the exact bits of the gradients of every network (the U-Net with
+//! The gradient check of the candle-core patch (`vendor/candle-core.patch`).
+//!
+//! `grad_dump --out FILE`: the exact bits of the gradients of every network (the U-Net with
 //! and without the AdaIN skip, the colour discriminator, the class head, the style
 //! discriminator, the frozen networks of the adversarial update) and of the whole training
 //! state (weights, BatchNorm statistics, Adam moments, scalars) after two updates of every
 //! registered algorithm, on the CPU at the smoke size with seeded inputs.
 //!
-//! `grad-dump --compare A B`: compares two dumps bit for bit (differences in the sign of a
+//! `grad_dump --compare A B`: compares two dumps bit for bit (differences in the sign of a
 //! zero are reported apart) and exits non-zero if anything else differs.
 //!
-//! `scripts/candle-patch.sh gradcheck` runs it from a build against the patched candle-core
-//! and one against the pristine crate; see `dgcolor_bench::gradcheck`.
+//! Without arguments (as `cargo test` runs it, `harness = false`): checks that this build
+//! uses the patched candle-core (the probe below) and that two dumps in a row are identical.
+//!
+//! It is a test target rather than a binary so that `scripts/candle-patch.sh gradcheck`
+//! builds it with the features `cargo test --workspace` resolves: after CI's test run the
+//! patched build is already there, and only the pristine one is compiled.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -275,7 +281,37 @@ fn algorithm_updates(out: &mut Vec<Entry>) -> Result<()> {
     Ok(())
 }
 
+/// Every array of the dump.
+fn dump() -> Result<Vec<Entry>> {
+    let mut entries = vec![Entry::new(PROBE, &[probe_backward()?])];
+    network_gradients(&mut entries)?;
+    algorithm_updates(&mut entries)?;
+    Ok(entries)
+}
+
+/// What `cargo test` checks.
+fn self_test() -> Result<()> {
+    let (a, b) = (dump()?, dump()?);
+    let kind = build_kind(&a);
+    if kind != "patched" {
+        bail!("this build uses {kind} candle-core; the workspace should use vendor/candle-core (its [patch.crates-io])");
+    }
+    let c = gradcheck::compare(&a, &b);
+    if !c.equal_up_to_zero_signs() || c.zero_sign_values() > 0 {
+        bail!("two dumps in a row differ:\n{}", c.report());
+    }
+    println!(
+        "grad_dump: patched candle-core; {} arrays, {} values, identical run to run",
+        c.entries, c.values
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    if std::env::args().len() == 1 {
+        dgcolor_kernels::setup_process()?;
+        return self_test();
+    }
     let args = Args::parse();
     if let Some(files) = &args.compare {
         let read = |p: &PathBuf| -> Result<Vec<Entry>> {
@@ -321,9 +357,7 @@ fn main() -> Result<()> {
         bail!("give --out FILE or --compare A B")
     };
     dgcolor_kernels::setup_process()?;
-    let mut entries = vec![Entry::new(PROBE, &[probe_backward()?])];
-    network_gradients(&mut entries)?;
-    algorithm_updates(&mut entries)?;
+    let entries = dump()?;
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     gradcheck::write(&mut f, &entries)?;
     let values: usize = entries.iter().map(|e| e.bits.len()).sum();
