@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds everything scripts/gpu-check.sh runs, with --features cudnn, and packs it for the GPU
 # machine (which has no Rust toolchain): xz-compressed binaries in target-cuda/gpu/, small
-# enough for the device tool's 64 MiB carry.
+# enough for the device tool's 64 MiB carry. Everything is built against the patched
+# candle-core (vendor/candle-core, see vendor/README.md); `bench-pristine` is the benchmark
+# built against the pristine crate, for the A/B of the patch.
 #
 #   scripts/gpu-build.sh            # ~15 min on 2 cores from clean (most of it nvcc)
 #   # then, on the GPU machine, from the repo root with target-cuda/gpu carried:
@@ -37,6 +39,15 @@ pack() { xz -T0 -6 -c "$2" > "target-cuda/gpu/$1.xz"; }
 pack dgcolor target-cuda/release/dgcolor
 pack bench target-cuda/release/bench
 while read -r name path; do pack "$name" "$path"; done <<< "$tests"
+# The same bench against pristine candle-core 0.11.1 (without vendor/candle-core.patch), for
+# gpu-check.sh's A/B of the patch; built into the same target directory (a different
+# candle-core package, so nothing of the patched build is evicted), then the patched bench put
+# back in place.
+scripts/candle-patch.sh build-pristine --release --features "$FEATURES" -p dgcolor-bench --bin bench
+pack bench-pristine target-cuda/release/bench
+cargo build --release --features "$FEATURES" -p dgcolor-bench --bin bench
+cmp -s target-cuda/release/bench <(xz -dc target-cuda/gpu/bench.xz) ||
+  { echo "gpu-build.sh: target-cuda/release/bench is not the patched build after the pristine one" >&2; exit 1; }
 # A fallback libcurand.so.10 for a machine whose PyTorch lacks it (the real one is 42 MB
 # compressed, too big to carry): candle creates a cuRAND generator with every CUDA device
 # but dgcolor never draws from it (all randomness is generated on the CPU), so creating,

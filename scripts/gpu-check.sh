@@ -5,12 +5,14 @@
 #
 #   OUT=/some/dir bash scripts/gpu-check.sh      # results in $OUT (default results/gpu-check)
 #
-# In order, each step with its own time limit so the whole run stays under 8 minutes:
+# In order, each step with its own time limit so the whole run stays under 10 minutes:
 #   1. GPU tests: the convolution custom ops on CUDA against the CPU, then the parity suite
 #      (PyTorch fixtures) run on CUDA with the CPU's tolerances;
 #   2. the side-by-side benchmark against PyTorch CUDA eager at the paper's configuration
 #      (256 px, nf 64, depth 8; batch 128 and 16): one erm iteration, one ours iteration,
 #      inference; images/s, ratio, peak GPU memory;
+#   2b. the candle-core patch (vendor/candle-core.patch): the same benchmark built against
+#      pristine and patched candle-core, interleaved process by process (bench/ab.py);
 #   3. what each change does: the erm iteration at batch 128 and 16 with each of the CUDA
 #      changes switched off in turn (DGCOLOR_KERNELS=convs: fused kernels; DGCOLOR_CUDA_POOL=
 #      trim: memory pool; DGCOLOR_CUDA_EVENTS=1: per-allocation events; DGCOLOR_CUDNN_CACHE=0:
@@ -20,7 +22,8 @@
 #   5. if time is left: bf16 autocast on both sides, torch.compile, and the convolutions
 #      without cuDNN (DGCOLOR_KERNELS=lowered, then candle's own) for the before/after.
 # $OUT/summary.md collects everything; the raw outputs sit beside it. STEPS picks sections
-# (default: all of "tests bench ablation profile train extras").
+# (default "tests bench patch profile train extras"; "ablation", section 3's switches, measured
+# on 2026-11-27, is left out so that the whole default run fits one 10-minute device call).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu-check}
@@ -30,7 +33,7 @@ PACK=${DGCOLOR_GPU_PACK:-target-cuda/gpu}
 BIN=$(mktemp -d)
 START=$(date +%s)
 SUMMARY=$OUT/summary.md
-STEPS=" ${STEPS:-tests bench ablation profile train extras} "
+STEPS=" ${STEPS:-tests bench patch profile train extras} "
 want() { [[ $STEPS == *" $1 "* ]]; }
 : > "$SUMMARY"
 
@@ -104,6 +107,21 @@ grep "^|\|^device" "$OUT/bench-tf32.log" | tee -a "$SUMMARY"
 
 fi
 
+if want patch; then
+say ""
+say "## 2b. candle-core with and without vendor/candle-core.patch (huggingface/candle#3822), tf32, interleaved"
+if [[ -x $BIN/bench-pristine ]]; then
+  step patch-ab 240 python3 bench/ab.py --device cuda --precision tf32 \
+    --bin pristine="$BIN/bench-pristine" --bin patched="$BIN/bench" \
+    --configs s256-nf64-d8-b128,s256-nf64-d8-b16 --modes erm,ours --runs 3 --warmup 2 --iters 5 \
+    --timeout 60 --json "$OUT/patch-ab.json"
+  grep "^|\|^cuda" "$OUT/patch-ab.log" | tee -a "$SUMMARY"
+else
+  say "    (no bench-pristine in $PACK: scripts/gpu-build.sh builds it)"
+fi
+
+fi
+
 if want ablation; then
 say ""
 say "## 3. What each change does (bench binary alone: erm iteration, tf32)"
@@ -138,11 +156,13 @@ if want profile; then
 say ""
 say "## 3b. Where the GPU time goes (kernel profile; totals over the profiled process)"
 NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-for run in "erm s256-nf64-d8-b128" "ours s256-nf64-d8-b128" "erm s256-nf64-d8-b16"; do
-  read -r mode config <<< "$run"
-  name=prof-$mode-${config##*-}
+for run in "erm s256-nf64-d8-b128 bench" "ours s256-nf64-d8-b128 bench" "erm s256-nf64-d8-b16 bench" \
+           "erm s256-nf64-d8-b128 bench-pristine"; do
+  read -r mode config exe <<< "$run"
+  [[ -x $BIN/$exe ]] || continue
+  name=prof-$mode-${config##*-}${exe#bench}
   if [[ -n $NSYS ]]; then
-    step "$name" 60 "$NSYS" profile --force-overwrite true -o "$OUT/$name" "$BIN/bench" --device cuda \
+    step "$name" 60 "$NSYS" profile --force-overwrite true -o "$OUT/$name" "$BIN/$exe" --device cuda \
       --config "$config" --mode "$mode" --warmup 1 --iters 3 --precision tf32
     step "$name-stats" 45 "$NSYS" stats --force-export true -r cuda_gpu_kern_sum -f csv \
       -o "$OUT/$name" "$OUT/$name.nsys-rep"
@@ -150,9 +170,9 @@ for run in "erm s256-nf64-d8-b128" "ours s256-nf64-d8-b128" "erm s256-nf64-d8-b1
   elif [[ -f $BIN/libkernel_profile.so ]]; then
     # CUPTI injection (scripts/kernel-profile.c): one line per kernel name, by total time.
     step "$name" 60 env CUDA_INJECTION64_PATH="$BIN/libkernel_profile.so" \
-      DGCOLOR_KERNEL_PROFILE="$OUT/$name.txt" "$BIN/bench" --device cuda \
+      DGCOLOR_KERNEL_PROFILE="$OUT/$name.txt" "$BIN/$exe" --device cuda \
       --config "$config" --mode "$mode" --warmup 1 --iters 3 --precision tf32
-    [[ -f $OUT/$name.txt ]] && { say "    $mode $config (4 iterations + set-up), top 25:"; head -27 "$OUT/$name.txt" | cut -c1-200 | sed 's/^/    /' | tee -a "$SUMMARY"; }
+    [[ -f $OUT/$name.txt ]] && { say "    $mode $config, $exe (4 iterations + set-up), top 25:"; head -27 "$OUT/$name.txt" | cut -c1-200 | sed 's/^/    /' | tee -a "$SUMMARY"; }
   fi
 done
 fi
@@ -179,20 +199,20 @@ fi
 if want extras; then
 say ""
 say "## 5. Extras (as time allows)"
-if (( $(elapsed) < 360 )); then
+if (( $(elapsed) < 420 )); then
   step bench-bf16 100 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
     --configs s256-nf64-d8-b128 --modes erm,ours --runs 1 --warmup 2 --iters 5 \
     --precision bf16 --amp bf16 --timeout 45 --json "$OUT/bench-bf16.json"
   grep "^|" "$OUT/bench-bf16.log" | tee -a "$SUMMARY"
 fi
-if (( $(elapsed) < 400 )); then
+if (( $(elapsed) < 470 )); then
   step bench-compile 90 python3 bench/compare.py --device cuda --no-build --rust-bin "$BIN/bench" \
     --configs s256-nf64-d8-b128 --modes erm --runs 1 --warmup 3 --iters 5 --precision tf32 \
     --torch-compile --timeout 80 --json "$OUT/bench-compile.json"
   grep "^|" "$OUT/bench-compile.log" | tee -a "$SUMMARY"
 fi
 for kernels in lowered candle; do
-  if (( $(elapsed) < 440 )); then
+  if (( $(elapsed) < 520 )); then
     step "bench-$kernels-convs" 45 env DGCOLOR_KERNELS=$kernels "$BIN/bench" --device cuda \
       --config s256-nf64-d8-b16 --mode erm --warmup 1 --iters 2 --precision tf32
     say "    DGCOLOR_KERNELS=$kernels, erm, s256-nf64-d8-b16: $(tail -1 "$OUT/bench-$kernels-convs.log" | cut -c1-300)"

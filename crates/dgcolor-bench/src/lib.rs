@@ -2,6 +2,8 @@
 //! micro-benchmarks: the benchmark configurations, synthetic batches, and analytic
 //! convolution FLOP counts for efficiency figures.
 
+pub mod gradcheck;
+
 use candle_core::{Device, Result, Tensor};
 use dgcolor_data::DomainBatch;
 use dgcolor_models::ModelConfig;

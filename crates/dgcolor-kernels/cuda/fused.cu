@@ -171,3 +171,71 @@ extern "C" __global__ void adam_apply(float *p, const float *m, const float *v,
         p[i] -= m[i] / denom * step_size;
     }
 }
+
+// relu(cat([a, b], 1)) of a [B, Ca, H, W] and b [B, Cb, H, W]: per image, na = Ca*H*W values of
+// a, then nb of b. `v > 0 ? v : 0`, the ReLU of the CPU op (NaN and -0 give +0).
+extern "C" __global__ void relu_cat(const float *a, const float *b, uint64_t na, uint64_t nb,
+                                    uint64_t len, float *y) {
+    const uint64_t n = na + nb;
+    FOR_EACH(i, len) {
+        const uint64_t img = i / n, r = i - img * n;
+        const float v = r < na ? a[img * na + r] : b[img * nb + (r - na)];
+        y[i] = v > 0.f ? v : 0.f;
+    }
+}
+
+// One operand's share of relu_cat's gradient: dx = out > 0 ? grad : 0 over the `np` values
+// starting at `off` of each image's `n` values of out and grad ([B, C, H, W]).
+extern "C" __global__ void relu_cat_grad(const float *out, const float *g, uint64_t n,
+                                         uint64_t off, uint64_t np, uint64_t len, float *dx) {
+    FOR_EACH(i, len) {
+        const uint64_t img = i / np, at = img * n + off + (i - img * np);
+        dx[i] = out[at] > 0.f ? g[at] : 0.f;
+    }
+}
+
+// Inverted dropout, y = x * (draw < p ? 0 : scale), where draw i is word i of the ChaCha8
+// keystream of key k (stream 0; rand_chacha's ChaCha8Rng) made a float in [0, 1) as rand 0.9
+// does: (word >> 8) * 2^-24. The same op is its own backward (grad * mask). Each thread makes
+// one 16-word block into shared memory; the block then reads and writes its 16 * blockDim
+// elements coalesced. Launch with blockDim = BLOCK.
+__device__ inline uint32_t rotl32(uint32_t v, int n) { return (v << n) | (v >> (32 - n)); }
+#define CHACHA_QR(a, b, c, d)            \
+    a += b; d = rotl32(d ^ a, 16);       \
+    c += d; b = rotl32(b ^ c, 12);       \
+    a += b; d = rotl32(d ^ a, 8);        \
+    c += d; b = rotl32(b ^ c, 7);
+
+extern "C" __global__ void dropout(const float *x, uint32_t k0, uint32_t k1, uint32_t k2,
+                                   uint32_t k3, uint32_t k4, uint32_t k5, uint32_t k6,
+                                   uint32_t k7, float p, float scale, uint64_t len, float *y) {
+    __shared__ float mask[16 * BLOCK];
+    const uint64_t per_block = 16 * (uint64_t)BLOCK;
+    for (uint64_t start = (uint64_t)blockIdx.x * per_block; start < len;
+         start += (uint64_t)gridDim.x * per_block) {
+        const uint64_t counter = start / 16 + threadIdx.x;
+        const uint32_t in[16] = {0x61707865u, 0x3320646eu, 0x79622d32u, 0x6b206574u,
+                                 k0, k1, k2, k3, k4, k5, k6, k7,
+                                 (uint32_t)counter, (uint32_t)(counter >> 32), 0u, 0u};
+        uint32_t s[16];
+        for (int w = 0; w < 16; ++w) s[w] = in[w];
+        for (int r = 0; r < 4; ++r) {
+            CHACHA_QR(s[0], s[4], s[8], s[12]);
+            CHACHA_QR(s[1], s[5], s[9], s[13]);
+            CHACHA_QR(s[2], s[6], s[10], s[14]);
+            CHACHA_QR(s[3], s[7], s[11], s[15]);
+            CHACHA_QR(s[0], s[5], s[10], s[15]);
+            CHACHA_QR(s[1], s[6], s[11], s[12]);
+            CHACHA_QR(s[2], s[7], s[8], s[13]);
+            CHACHA_QR(s[3], s[4], s[9], s[14]);
+        }
+        for (int w = 0; w < 16; ++w) {
+            const float u = (float)((s[w] + in[w]) >> 8) * (1.0f / 16777216.0f);
+            mask[threadIdx.x * 16 + w] = u < p ? 0.f : scale;
+        }
+        __syncthreads();
+        const uint64_t end = min(len - start, per_block);
+        for (uint64_t j = threadIdx.x; j < end; j += BLOCK) y[start + j] = x[start + j] * mask[j];
+        __syncthreads();
+    }
+}

@@ -200,10 +200,12 @@ pub(crate) fn tanh_fast(x: f32) -> f32 {
 /// features and skip). Differentiable: its backward is one pass per operand,
 /// `grad[:, part] * (out[:, part] > 0)` (the ReLU gradient of [`leaky_relu`] at slope 0, so
 /// the same values as cat + ReLU), one graph node instead of cat + ReLU's two, whose
-/// gradients candle would each accumulate and copy. Candle ops when the fused ops are off
-/// for the operands or they live off the CPU.
+/// gradients candle would each accumulate and copy and which would keep both the
+/// concatenation and its ReLU alive until the backward pass. On CUDA (`cuda` builds) the same two passes
+/// run as the `relu_cat` kernels of `cuda/fused.cu`. Candle ops when the fused ops are off
+/// for the operands.
 pub fn relu_cat(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !crate::conv::fused_on(&[a, b]) || !a.device().is_cpu() || !b.device().is_cpu() {
+    if !crate::conv::fused_on(&[a, b]) {
         return Tensor::cat(&[a, b], 1)?.relu();
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, ReluCat)
@@ -253,6 +255,17 @@ impl CustomOp2 for ReluCat {
             )
         };
         Ok((CpuStorage::F32(out), (ad.0, ad.1 + bd.1, ad.2, ad.3).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::relu_cat((s1, l1), (s2, l2))
     }
 
     fn bwd(
@@ -321,6 +334,17 @@ impl CustomOp2 for ReluCatGrad {
             )
         };
         Ok((CpuStorage::F32(dx), (b, c1 - c0, h, w).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::relu_cat_grad((s1, l1), (s2, l2), self.channels)
     }
 }
 

@@ -344,6 +344,96 @@ pub(crate) fn adam_apply(
     Ok(())
 }
 
+/// `relu(cat([a, b], 1))` of `a [B, Ca, H, W]` and `b [B, Cb, H, W]` (shapes checked by the
+/// caller, `ReluCat::cpu_fwd`'s rules).
+pub(crate) fn relu_cat(a: Arg, b: Arg) -> Result<(CudaStorage, Shape)> {
+    let dev = &a.0.device;
+    let (ad, bd) = (a.1.dims(), b.1.dims());
+    let (&[n, ca, h, w], &[nb_, cb, hb, wb]) = (ad, bd) else {
+        bail!("relu_cat: expected [B, C, H, W] operands, got {ad:?} and {bd:?}")
+    };
+    if (n, h, w) != (nb_, hb, wb) {
+        bail!("relu_cat: {ad:?} and {bd:?} differ outside dim 1")
+    }
+    let (xa, xb) = (view(a, "relu_cat")?, view(b, "relu_cat")?);
+    let (na, nb) = ((ca * h * w) as u64, (cb * h * w) as u64);
+    let len = n as u64 * (na + nb);
+    let out = unsafe { dev.alloc::<f32>(len as usize) }?;
+    let f = dev.get_or_load_custom_func("relu_cat", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&xa).arg(&xb).arg(&na).arg(&nb).arg(&len).arg(&out);
+    unsafe { call.launch(flat(len as usize)) }.w()?;
+    Ok((storage(out, dev), Shape::from((n, ca + cb, h, w))))
+}
+
+/// `grad[:, c0..c1] * (out[:, c0..c1] > 0)` for `out` and `grad` `[B, C, H, W]`.
+pub(crate) fn relu_cat_grad(
+    out: Arg,
+    grad: Arg,
+    (c0, c1): (usize, usize),
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &out.0.device;
+    let &[b, c, h, w] = out.1.dims() else {
+        bail!(
+            "relu_cat backward: expected [B, C, H, W], got {:?}",
+            out.1.shape()
+        )
+    };
+    if grad.1.dims() != out.1.dims() || c0 > c1 || c1 > c {
+        bail!(
+            "relu_cat backward: output {:?}, gradient {:?}, channels {c0}..{c1}",
+            out.1.shape(),
+            grad.1.shape()
+        )
+    }
+    let (os, gs) = (
+        view(out, "relu_cat backward")?,
+        view(grad, "relu_cat backward")?,
+    );
+    let hw = (h * w) as u64;
+    let (n, off, np) = (c as u64 * hw, c0 as u64 * hw, (c1 - c0) as u64 * hw);
+    let len = b as u64 * np;
+    let dx = unsafe { dev.alloc::<f32>(len as usize) }?;
+    let f = dev.get_or_load_custom_func("relu_cat_grad", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&os)
+        .arg(&gs)
+        .arg(&n)
+        .arg(&off)
+        .arg(&np)
+        .arg(&len)
+        .arg(&dx);
+    unsafe { call.launch(flat(len as usize)) }.w()?;
+    Ok((storage(dx, dev), Shape::from((b, c1 - c0, h, w))))
+}
+
+/// `x * mask` with the mask of [`crate::dropout`] drawn on the device (see the `dropout`
+/// kernel): 16 elements per thread, one block of `BLOCK` threads per `16 * BLOCK` elements.
+pub(crate) fn dropout(x: Arg, d: &crate::dropout::Dropout) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.0.device;
+    let xs = view(x, "dropout input")?;
+    let len = xs.len() as u64;
+    let out = unsafe { dev.alloc::<f32>(xs.len()) }?;
+    let f = dev.get_or_load_custom_func("dropout", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&xs);
+    for k in &d.key {
+        call.arg(k);
+    }
+    call.arg(&d.p).arg(&d.scale).arg(&len).arg(&out);
+    let cfg = LaunchConfig {
+        grid_dim: (
+            xs.len().div_ceil(16 * BLOCK as usize).clamp(1, 1 << 16) as u32,
+            1,
+            1,
+        ),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    unsafe { call.launch(cfg) }.w()?;
+    Ok((storage(out, dev), x.1.shape().clone()))
+}
+
 /// Sets a freshly opened CUDA device up for training loops:
 ///
 /// - Freed device memory stays in the device's default memory pool for reuse. candle

@@ -45,6 +45,7 @@ mod cpu;
 mod cuda;
 #[cfg(feature = "cudnn")]
 mod cudnn;
+pub mod dropout;
 mod gemm_f32;
 mod geom;
 mod hash;
@@ -66,6 +67,7 @@ pub use conv::{
     conv_transpose2d_reference, precision, set_precision,
 };
 pub use cpu::simd;
+pub use dropout::dropout;
 pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use hash::{stable_hash, StableHasher};

@@ -413,6 +413,75 @@ fn relu_cat_matches_cat_then_relu() -> Result<()> {
     Ok(())
 }
 
+/// The counter-based dropout mask is `ChaCha8Rng`'s stream: word `i` is word `i % 16` of
+/// block `i / 16` (also past 2^32 blocks), drawn as rand's f32; the op is `x * mask` with the
+/// mask the model draws sequentially, bit for bit, and its gradient is `grad * mask`.
+#[test]
+fn dropout_mask_is_the_chacha8_stream() -> Result<()> {
+    use dgcolor_kernels::dropout::{chacha8_block, chacha_key, dropout_op, unit_f32};
+    use rand::RngCore;
+    for seed in [0u64, 1, 0xdead_beef, u64::MAX] {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let key = chacha_key(&rng.get_seed());
+        for block in 0..70u64 {
+            for (i, w) in chacha8_block(&key, block).into_iter().enumerate() {
+                assert_eq!(rng.next_u32(), w, "seed {seed}, block {block}, word {i}");
+            }
+        }
+        let far = 1u64 << 32 | 3;
+        rng.set_word_pos(16 * far as u128 + 5);
+        assert_eq!(
+            rng.next_u32(),
+            chacha8_block(&key, far)[5],
+            "block 2^32 + 3"
+        );
+    }
+    let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+    for _ in 0..10_000 {
+        assert_eq!(a.random::<f32>(), unit_f32(b.next_u32()));
+    }
+
+    // The op against the model's host path (`Mode::dropout_mask` + mul), odd length.
+    let mut r = ChaCha8Rng::seed_from_u64(4);
+    for (dims, p) in [
+        ([2usize, 3, 5, 7], 0.5f32),
+        ([1, 1, 1, 1], 0.5),
+        ([3, 8, 4, 4], 0.2),
+    ] {
+        let x = Var::from_tensor(&randn(&mut r, &dims)?)?;
+        let up = randn(&mut r, &dims)?;
+        let mut m = ChaCha8Rng::seed_from_u64(77);
+        let seed = m.get_seed();
+        let scale = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| if m.random::<f32>() < p { 0.0 } else { scale })
+            .collect();
+        let mask = Tensor::from_vec(mask, &dims[..], &Device::Cpu)?;
+        let want = x.as_tensor().mul(&mask)?;
+        let got = dropout_op(&x, &seed, p)?;
+        let bits = |t: &Tensor| -> Result<Vec<u32>> {
+            Ok(t.flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect())
+        };
+        assert_eq!(bits(&got)?, bits(&want)?, "{dims:?} p {p}: forward");
+        let g = (&got * &up)?.sum_all()?.backward()?;
+        let g_ref = (&want * &up)?.sum_all()?.backward()?;
+        assert_eq!(
+            bits(g.get(&x).unwrap())?,
+            bits(g_ref.get(&x).unwrap())?,
+            "{dims:?} p {p}: gradient"
+        );
+    }
+    // On the CPU the model keeps its host mask: the fused entry point declines.
+    let x = randn(&mut r, &[2, 2, 2, 2])?;
+    assert!(dgcolor_kernels::dropout(&x, &[0; 32], 0.5)?.is_none());
+    assert!(dropout_op(&x, &[0; 32], 1.0).is_err());
+    Ok(())
+}
+
 /// The GPU path against the CPU one: convolutions at the U-Net's layer shapes on CUDA (cuDNN
 /// in a `cudnn` build, the lowered path on cuBLAS otherwise), BatchNorm, LeakyReLU and Adam
 /// (the kernels of fused.cu) give the CPU custom ops' outputs and gradients. Needs a CUDA
@@ -481,6 +550,74 @@ mod cuda {
                 let case = format!("{prec:?} conv_transpose2d {x:?} -> {c}");
                 same_on_gpu(&case, conv_transpose2d, &x, &[x[1], c, 4, 4], c, prec);
             }
+        }
+    }
+
+    /// relu_cat's kernels: the CPU op's values, forward and both gradients.
+    #[test]
+    fn relu_cat_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        for (b, ca, cb, h, w) in [(1, 3, 5, 7, 9), (16, 64, 32, 16, 16), (4, 1, 1, 1, 1)] {
+            let x = randn(&mut rng, &[b, ca, h, w]).unwrap();
+            let y = randn(&mut rng, &[b, cb, h, w]).unwrap();
+            let up = randn(&mut rng, &[b, ca + cb, h, w]).unwrap();
+            let run = |dev: &Device| -> Result<Vec<Vec<f32>>> {
+                let (x, y) = (
+                    Var::from_tensor(&x.to_device(dev)?)?,
+                    Var::from_tensor(&y.to_device(dev)?)?,
+                );
+                let out = dgcolor_kernels::relu_cat(&x, &y)?;
+                let g = (&out * up.to_device(dev)?)?.sum_all()?.backward()?;
+                [&out, g.get(&x).unwrap(), g.get(&y).unwrap()]
+                    .iter()
+                    .map(|t| t.flatten_all()?.to_vec1::<f32>())
+                    .collect()
+            };
+            let (cpu, gpu) = (run(&Device::Cpu).unwrap(), run(&gpu()).unwrap());
+            for (name, (a, r)) in ["output", "grad a", "grad b"]
+                .iter()
+                .zip(gpu.iter().zip(&cpu))
+            {
+                // Values, not bits: a ReLU'd -0.0 may be either zero on the CPU.
+                assert!(a == r, "{:?}: {name}", (b, ca, cb, h, w));
+            }
+        }
+    }
+
+    /// The dropout kernel draws the CPU's mask: output and gradient bit for bit, on lengths
+    /// that are not multiples of a block, one element, and more than one grid of blocks.
+    #[test]
+    fn dropout_matches_cpu() {
+        use dgcolor_kernels::dropout::dropout_op;
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        for (dims, p) in [
+            (vec![2usize, 3, 5, 7], 0.5f32),
+            (vec![1, 1, 1, 1], 0.5),
+            (vec![4, 512, 8, 8], 0.5),
+            (vec![3, 4097, 1, 1], 0.3),
+        ] {
+            let x = randn(&mut rng, &dims).unwrap();
+            let up = randn(&mut rng, &dims).unwrap();
+            let seed = ChaCha8Rng::seed_from_u64(dims.iter().sum::<usize>() as u64).get_seed();
+            let run = |dev: &Device| -> Result<Vec<Vec<u32>>> {
+                let x = Var::from_tensor(&x.to_device(dev)?)?;
+                let y = if dev.is_cuda() {
+                    dgcolor_kernels::dropout(&x, &seed, p)?.expect("fused dropout on CUDA")
+                } else {
+                    dropout_op(&x, &seed, p)?
+                };
+                let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
+                [&y, g.get(&x).unwrap()]
+                    .iter()
+                    .map(|t| {
+                        let v = t.flatten_all()?.to_vec1::<f32>()?;
+                        Ok(v.iter().map(|v| v.to_bits()).collect())
+                    })
+                    .collect()
+            };
+            let (cpu, gpu) = (run(&Device::Cpu).unwrap(), run(&gpu()).unwrap());
+            assert_eq!(gpu[0], cpu[0], "{dims:?}: output");
+            assert_eq!(gpu[1], cpu[1], "{dims:?}: gradient");
         }
     }
 

@@ -220,6 +220,12 @@ impl UpBlock {
         if self.dropout == 0.0 {
             return Ok(x);
         }
+        // On CUDA the mask is drawn on the device, bit-identical to the host's.
+        if let Some(seed) = mode.dropout_seed(self.layer_id) {
+            if let Some(y) = dgcolor_kernels::dropout(&x, &seed, self.dropout)? {
+                return Ok(y);
+            }
+        }
         match mode.dropout_mask(self.layer_id, x.elem_count(), self.dropout) {
             Some(mask) => x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?),
             None => Ok(x),
