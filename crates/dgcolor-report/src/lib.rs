@@ -49,6 +49,11 @@ impl Selection {
     }
 }
 
+/// Folder of `<sweep>/report/` where other tools leave HTML sections for `index.html` (the
+/// user study's `dgcolor study report` does); they are embedded in file name order after
+/// the datasets' sections.
+pub const SECTIONS_DIR: &str = "sections";
+
 /// The metric the validation selection maximises.
 pub const SELECTION_METRIC: &str = "psnr";
 
