@@ -4,6 +4,7 @@ mod colorize;
 mod data;
 mod eval;
 mod reference;
+mod study;
 mod sweep;
 mod train;
 
@@ -38,6 +39,10 @@ enum Command {
     /// The collect step: tables (CSV, Markdown, LaTeX), plots, the qualitative figure and
     /// an offline index.html for one sweep directory.
     Report(sweep::ReportArgs),
+    /// The paper's user study on a sweep: build a study folder, serve it as a web app,
+    /// export the answers, report the statistics.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
     /// Colourize image files or folders with a trained model.
     Colorize(colorize::ColorizeArgs),
     /// Metrics of a trained model on one domain, as JSON on stdout.
@@ -68,6 +73,7 @@ fn main() -> Result<()> {
         Command::Compare(args) => sweep::compare(&args)?,
         Command::AblateAdain(args) => sweep::ablate(&args)?,
         Command::Report(args) => sweep::run_report(&args)?,
+        Command::Study(cmd) => study::run(cmd)?,
         Command::Colorize(args) => colorize::run(&args)?,
         Command::Eval(args) => eval::run(&args)?,
         Command::ImportReference(args) => reference::import(&args)?,
