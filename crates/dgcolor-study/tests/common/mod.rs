@@ -3,6 +3,8 @@
 //! client that keeps a participant's cookie.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
