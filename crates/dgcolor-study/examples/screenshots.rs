@@ -6,8 +6,18 @@
 //!
 //! Serves a copy of STUDY's manifest and images (so the study's own answers are not
 //! touched), consents, and writes `study-consent.png`, `study-naturalness.png` (the first
-//! naturalness question) and `study-best-of-n.png` (the first best-of-N question) into
-//! OUT_DIR. Needs Debian's `chromium` and `chromium-driver`.
+//! naturalness question that shows a colourization, not a control) and
+//! `study-best-of-n.png` (the first best-of-N question) into OUT_DIR, answering "yes" to
+//! the naturalness questions on the way. Needs Debian's `chromium` and `chromium-driver`.
+//!
+//! The README's pictures come from a quick-preset sweep (about two minutes on two cores):
+//!
+//! ```sh
+//! dgcolor compare --preset quick --algorithms erm,dann,ours \
+//!     --settings photo+cartoon:art_painting --results /tmp/shots --sweep quick
+//! dgcolor study build --sweep /tmp/shots/quick --images 20
+//! cargo run --release -p dgcolor-study --example screenshots -- /tmp/shots/quick/study docs
+//! ```
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -17,7 +27,7 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::{field, serve};
-use dgcolor_study::manifest::{ItemRef, IMAGES, MANIFEST};
+use dgcolor_study::manifest::{ImageKind, ItemRef, IMAGES, MANIFEST};
 use fantoccini::Locator;
 
 fn copy_study(from: &Path, to: &Path) {
@@ -63,7 +73,9 @@ fn main() {
     let (rt, server) = serve(tmp.path());
     let base = format!("http://{}", server.addr);
     rt.block_on(async {
-        let b = Browser::start(1000, 780).await;
+        // 1000 x 900 leaves a viewport of about 1000 x 760: the question, the picture
+        // and the answer buttons.
+        let b = Browser::start(1000, 900).await;
         let c = b.c();
         c.goto(&format!("{base}/")).await.unwrap();
         shot(&b, out.join("study-consent.png")).await;
@@ -89,8 +101,13 @@ fn main() {
             };
             last = item.clone();
             match server.study().item(&item) {
-                Some(ItemRef::Naturalness(_)) => {
-                    if !naturalness {
+                Some(ItemRef::Naturalness(i)) => {
+                    let study = server.study();
+                    let image = &study.manifest.naturalness[i].image;
+                    let colorized = study
+                        .image(image)
+                        .is_some_and(|img| img.kind == ImageKind::Colorized);
+                    if !naturalness && colorized {
                         shot(&b, out.join("study-naturalness.png")).await;
                         naturalness = true;
                     }
