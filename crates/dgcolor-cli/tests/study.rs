@@ -290,15 +290,28 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
     // Phase 1: kill -9 between answers; every acknowledged answer is there after restart.
     let server = Server::start(&study_dir);
     let agent = agent();
-    let start = request(&agent, "POST", &format!("{}/start", server.base), None, &[("consent", "yes")])
-        .unwrap();
+    let start = request(
+        &agent,
+        "POST",
+        &format!("{}/start", server.base),
+        None,
+        &[("consent", "yes")],
+    )
+    .unwrap();
     let cookie = start.cookie.unwrap();
     let mut server = Some(server);
     let mut acked = 0;
     for round in 0..3 {
         let srv = server.take().unwrap();
         for _ in 0..2 {
-            let page = request(&agent, "GET", &format!("{}/q", srv.base), Some(&cookie), &[]).unwrap();
+            let page = request(
+                &agent,
+                "GET",
+                &format!("{}/q", srv.base),
+                Some(&cookie),
+                &[],
+            )
+            .unwrap();
             // Method names never reach the browser.
             for text in std::iter::once(&page.body).chain(&page.headers) {
                 assert!(!text.contains("erm") && !text.contains("ours"), "{text}");
@@ -325,8 +338,19 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
             .unwrap();
         assert_eq!(count, (1, acked), "after kill -9 number {round}");
         let next = Server::start(&study_dir);
-        let page = request(&agent, "GET", &format!("{}/q", next.base), Some(&cookie), &[]).unwrap();
-        assert!(page.body.contains(&format!("{acked} of 16 answered")), "{}", page.body);
+        let page = request(
+            &agent,
+            "GET",
+            &format!("{}/q", next.base),
+            Some(&cookie),
+            &[],
+        )
+        .unwrap();
+        assert!(
+            page.body.contains(&format!("{acked} of 16 answered")),
+            "{}",
+            page.body
+        );
         server = Some(next);
     }
 
@@ -359,7 +383,10 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
     for w in workers {
         w.join().unwrap();
     }
-    assert!(kills >= 3, "the participants finished before the server was killed enough");
+    assert!(
+        kills >= 3,
+        "the participants finished before the server was killed enough"
+    );
     let server = server.unwrap();
 
     // Nothing acknowledged was lost, nothing is there twice, every plan is complete.
@@ -379,7 +406,11 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
         assert_eq!(items.len(), mine.len(), "no duplicates");
         for (item, choice) in acked {
             let a = mine.iter().find(|a| &a.item == item);
-            assert_eq!(a.map(|a| &a.choice), Some(choice), "acknowledged answer lost");
+            assert_eq!(
+                a.map(|a| &a.choice),
+                Some(choice),
+                "acknowledged answer lost"
+            );
         }
     }
     // 1 + 6, and possibly a participant whose consent was stored by a server that died
@@ -389,26 +420,36 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
 
     // The admin export (bearer token) has every answer; without the token it is 401.
     let url = format!("{}/admin/answers.csv", server.base);
-    let csv = agent.get(&url).set("Authorization", &format!("Bearer {}", server.token)).call();
-    assert_eq!(csv.unwrap().into_string().unwrap().lines().count(), answers.len() + 1);
+    let csv = agent
+        .get(&url)
+        .set("Authorization", &format!("Bearer {}", server.token))
+        .call();
+    assert_eq!(
+        csv.unwrap().into_string().unwrap().lines().count(),
+        answers.len() + 1
+    );
     assert_eq!(request(&agent, "GET", &url, None, &[]).unwrap().status, 401);
 
     // Export and report; the report from the exported CSV is the same report.
     server.stop();
     let out = dgcolor(&["study", "export", s(&study_dir)]);
-    assert!(out.starts_with(&format!("{} answers", answers.len())), "{out}");
+    assert!(
+        out.starts_with(&format!("{} answers", answers.len())),
+        "{out}"
+    );
     let csv_path = study_dir.join("answers.csv");
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert_eq!(csv.lines().count(), answers.len() + 1);
-    assert!(csv.lines().next().unwrap().starts_with("participant,protocol,item,"));
-    let from_db = dgcolor(&[
-        "study",
-        "report",
-        s(&study_dir),
-        "--data-root",
-        s(&data),
-    ]);
-    assert!(from_db.contains("Best of N") && from_db.contains("| erm |"), "{from_db}");
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("participant,protocol,item,"));
+    let from_db = dgcolor(&["study", "report", s(&study_dir), "--data-root", s(&data)]);
+    assert!(
+        from_db.contains("Best of N") && from_db.contains("| erm |"),
+        "{from_db}"
+    );
     let from_csv = dgcolor(&[
         "study",
         "report",
@@ -419,12 +460,26 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
         s(&tmp.path().join("report-from-csv")),
         "--no-sweep-report",
     ]);
-    let tables = |text: &str| text.lines().filter(|l| l.starts_with('|')).collect::<Vec<_>>().join("\n");
+    let tables = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with('|'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(tables(&from_db), tables(&from_csv));
-    for f in ["study.md", "naturalness.tex", "best_of_n.csv", "naturalness.png", "section.html"] {
+    for f in [
+        "study.md",
+        "naturalness.tex",
+        "best_of_n.csv",
+        "naturalness.png",
+        "section.html",
+    ] {
         assert!(study_dir.join("report").join(f).is_file(), "{f}");
     }
     // The sweep's index.html has the study's section.
     let index = std::fs::read_to_string(tmp.path().join("s/report/index.html")).unwrap();
-    assert!(index.contains("<section id=\"user-study\">"), "no study section");
+    assert!(
+        index.contains("<section id=\"user-study\">"),
+        "no study section"
+    );
 }

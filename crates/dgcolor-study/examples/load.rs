@@ -50,11 +50,21 @@ fn main() {
     let answers = arg("--answers", 40);
     // Plans of `answers` items: with 3 methods and the rotate design a plan holds one
     // naturalness item per input, every control and one best-of-N item per input.
-    assert!(answers >= 4 && answers % 2 == 0, "--answers: an even number >= 4");
+    assert!(
+        answers >= 4 && answers.is_multiple_of(2),
+        "--answers: an even number >= 4"
+    );
     let controls = if answers >= 12 { 4 } else { 1 };
     let inputs = answers / 2 - controls;
     let tmp = tempfile::tempdir().unwrap();
-    let study = fabricate(tmp.path(), &METHODS, inputs, controls, controls, Design::Rotate);
+    let study = fabricate(
+        tmp.path(),
+        &METHODS,
+        inputs,
+        controls,
+        controls,
+        Design::Rotate,
+    );
     assert_eq!(study.plan(0).len(), answers);
     let (rt, server) = serve(tmp.path());
     let addr = server.addr;

@@ -32,11 +32,15 @@ async fn next_page(b: &Browser, done: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let html = b.c().source().await.unwrap();
-        if html.contains("Thank you") || (html.contains("progress max=") && progress(&html).0 > done)
+        if html.contains("Thank you")
+            || (html.contains("progress max=") && progress(&html).0 > done)
         {
             return html;
         }
-        assert!(Instant::now() < deadline, "no next page after {done} answers:\n{html}");
+        assert!(
+            Instant::now() < deadline,
+            "no next page after {done} answers:\n{html}"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
@@ -59,7 +63,12 @@ fn a_participant_answers_both_protocols_by_clicking_in_chromium() {
         let home = c.source().await.unwrap();
         assert!(home.contains("How natural does the colour look?"), "{home}");
         // Consent is required by the form itself: Start without the box stays put.
-        c.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css("button.primary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         assert_eq!(c.current_url().await.unwrap().path(), "/");
         c.find(Locator::Css("input[name=consent]"))
             .await
@@ -67,7 +76,12 @@ fn a_participant_answers_both_protocols_by_clicking_in_chromium() {
             .click()
             .await
             .unwrap();
-        c.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css("button.primary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         // Wait for the first question (progress 0 of N).
         let mut html = String::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -112,7 +126,12 @@ fn a_participant_answers_both_protocols_by_clicking_in_chromium() {
                 let v = buttons[1].attr("value").await.unwrap().unwrap();
                 (format!("button[value=\"{v}\"]"), v)
             };
-            c.find(Locator::Css(&selector)).await.unwrap().click().await.unwrap();
+            c.find(Locator::Css(&selector))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
             clicked.push((item, value));
             html = next_page(&b, k).await;
         }
