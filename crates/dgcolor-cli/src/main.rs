@@ -7,6 +7,7 @@ mod model_arg;
 mod onnx;
 mod publish;
 mod reference;
+mod study;
 mod sweep;
 mod train;
 
@@ -41,6 +42,10 @@ enum Command {
     /// The collect step: tables (CSV, Markdown, LaTeX), plots, the qualitative figure and
     /// an offline index.html for one sweep directory.
     Report(sweep::ReportArgs),
+    /// The paper's user study on a sweep: build a study folder, serve it as a web app,
+    /// export the answers, report the statistics.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
     /// Colourize image files or folders with a trained model.
     Colorize(colorize::ColorizeArgs),
     /// Metrics of a trained model on one domain, as JSON on stdout.
@@ -75,6 +80,7 @@ fn main() -> Result<()> {
         Command::Compare(args) => sweep::compare(&args)?,
         Command::AblateAdain(args) => sweep::ablate(&args)?,
         Command::Report(args) => sweep::run_report(&args)?,
+        Command::Study(cmd) => study::run(cmd)?,
         Command::Colorize(args) => colorize::run(&args)?,
         Command::Eval(args) => eval::run(&args)?,
         Command::ImportReference(args) => reference::import(&args)?,

@@ -73,6 +73,24 @@ fn table_html(t: &Table) -> String {
     s
 }
 
+/// The HTML fragments in `dir/sections/*.html` (see [`crate::SECTIONS_DIR`]), in name order.
+fn extra_sections(dir: &Path) -> Result<String> {
+    let sections = dir.join(crate::SECTIONS_DIR);
+    let Ok(entries) = std::fs::read_dir(&sections) else {
+        return Ok(String::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "html"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    for f in files {
+        out.push_str(&std::fs::read_to_string(&f).map_err(ReportError::io(&f))?);
+    }
+    Ok(out)
+}
+
 pub(super) fn write_index(
     dir: &Path,
     sweep_dir: &Path,
@@ -127,6 +145,7 @@ pub(super) fn write_index(
             body.push_str(&embed_png(p)?);
         }
     }
+    body.push_str(&extra_sections(dir)?);
     let _ = write!(body, "<h2>Runs</h2><table><tr><th>method</th><th>sources → target</th><th>draw</th><th>trial</th><th>steps</th><th>directory</th></tr>");
     for r in runs {
         let _ = write!(

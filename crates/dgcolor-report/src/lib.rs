@@ -25,6 +25,11 @@ pub use figure::{FigureLayout, FIGURE_IMAGES_PER_SETTING};
 pub use selection::{picks, select, Picks, Selected, Selection};
 pub use table::{Cell, Comparison, Table, ALPHA, BASELINE};
 
+/// Folder of `<sweep>/report/` where other tools leave HTML sections for `index.html` (the
+/// user study's `dgcolor study report` does); they are embedded in file name order after
+/// the datasets' sections.
+pub const SECTIONS_DIR: &str = "sections";
+
 /// One finished run with its records.
 #[derive(Clone, Debug)]
 pub struct RunResult {
