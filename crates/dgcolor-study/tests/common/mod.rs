@@ -47,6 +47,7 @@ pub fn fabricate(
         size: 96,
         per_class: 100,
         seed: 0,
+        palette_shift: false,
     };
     let mut w = StudyWriter::create(dir).unwrap();
     let input = |k: usize, role| {
