@@ -281,9 +281,10 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
         .map(|i| i.class.as_str())
         .collect();
     assert_eq!(classes.len(), 6);
+    // Each colourization comes from the checkpoint model selection picks (--select val).
     for img in &m.images {
         if let Some(p) = &img.provenance {
-            assert_eq!(p.checkpoint, p.run.join("checkpoint.safetensors"));
+            assert_eq!(p.checkpoint, p.run.join(dgcolor_runs::CHECKPOINT_VAL));
         }
     }
 
