@@ -26,7 +26,7 @@ def selected_step(run: Path, select: str, metric: str) -> int:
     records = [json.loads(line) for line in open(run / "records.jsonl")]
     final = [r for r in records if r["kind"] == "final"]
     if not final:
-        sys.exit(f"{run}: not finished (no final record)")
+        return None
     if select == "last":
         return final[-1]["step"]
     scores = defaultdict(list)
@@ -55,6 +55,9 @@ def load(sweep: Path, select: str, metric: str):
         key = (spec["algorithm"], "+".join(spec["sources"]), spec["target"],
                spec["hparams_seed"], spec["seed"])
         step = selected_step(run, select, metric)
+        if step is None:
+            print(f"skipped {run}: not finished (no final record)", file=sys.stderr)
+            continue
         with open(run / "per_image" / f"test-step-{step:06d}.csv") as f:
             rows = {r["file"]: float(r[metric]) for r in csv.DictReader(f)}
         runs[key] = rows

@@ -68,6 +68,12 @@ impl AlignAt {
 }
 
 /// The `align_at` entry shared by the methods that have it (dann, coral, mmd, jigsaw).
+///
+/// The default stays the bottleneck because z measured no better: on synth (quick preset,
+/// 200 steps, the three paper settings, one seed, `scripts/study_synth.sh`), z against the
+/// bottleneck changed the validation-selected test PSNR by -0.15 (coral), +0.11 (dann), +0.03
+/// (jigsaw) and -0.00 dB (mmd), each with per-target differences of both signs (±0.2–0.7 dB,
+/// within seed noise); `docs/study-synth/README.md` has the table. Random search draws both.
 pub(crate) const ALIGN_AT: HParamSpec = spec(
     "align_at",
     0.0,
