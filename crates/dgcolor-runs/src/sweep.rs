@@ -295,7 +295,11 @@ pub fn compare_jobs(
 ) -> Vec<Job> {
     let mut jobs = Vec::new();
     for setting in settings {
-        for (order, algorithm) in algorithms.iter().enumerate() {
+        for algorithm in algorithms {
+            // The registry's position, not the position in `algorithms`: a sweep built by
+            // several invocations (`--algorithms dann`, then `--algorithms erm`) keeps one
+            // row order.
+            let order = algorithm.order();
             for (hparams_seed, seed) in size.runs() {
                 let spec = RunSpec {
                     algorithm,
@@ -374,4 +378,43 @@ pub fn ablation_jobs(
         }
     }
     jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_rows_follow_the_registry_whatever_the_order_asked() {
+        let pick = |names: &[&str]| -> Vec<&'static AlgorithmEntry> {
+            names
+                .iter()
+                .map(|n| dgcolor_algorithms::lookup(n).unwrap())
+                .collect()
+        };
+        let settings = [Setting {
+            sources: vec!["photo".into(), "cartoon".into()],
+            target: "art_painting".into(),
+        }];
+        let size = SweepSize {
+            hparams: 1,
+            trials: 1,
+        };
+        let order_of = |names: &[&str]| -> Vec<(String, usize)> {
+            let jobs = compare_jobs(
+                &RunOptions::default(),
+                &pick(names),
+                &settings,
+                size,
+                Path::new("s"),
+            );
+            jobs.into_iter().map(|j| (j.label, j.order)).collect()
+        };
+        // Two invocations of one sweep, each with its own --algorithms list.
+        assert_eq!(
+            order_of(&["ours", "dann"]),
+            [("ours".into(), 9), ("dann".into(), 1)]
+        );
+        assert_eq!(order_of(&["erm"]), [("erm".into(), 0)]);
+    }
 }
