@@ -110,7 +110,7 @@ pub(crate) fn write_hparams(
                     .config
                     .hparams
                     .iter()
-                    .map(|(k, v)| format!("{k}={v:.4e}"))
+                    .map(|(k, v)| format!("{k}={}", hparam_text(*v)))
                     .collect();
                 let _ = writeln!(
                     text,
@@ -125,4 +125,30 @@ pub(crate) fn write_hparams(
     let path = dir.join(format!("{dataset}_hparams_{}.md", selection.slug()));
     write_md(&path, &text)?;
     Ok((path, text))
+}
+
+/// A hyperparameter as written in tables: the shortest exact form when it is short (`1`,
+/// `0.001`), else four significant digits (`1.235e-4`), so random-search draws stay readable.
+fn hparam_text(v: f64) -> String {
+    let exact = format!("{v}");
+    if exact.len() <= 8 {
+        exact
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+#[cfg(test)]
+mod hparam_text_tests {
+    use super::hparam_text;
+
+    #[test]
+    fn short_values_exact_long_ones_rounded() {
+        assert_eq!(hparam_text(1.0), "1");
+        assert_eq!(hparam_text(0.0), "0");
+        assert_eq!(hparam_text(0.001), "0.001");
+        assert_eq!(hparam_text(0.5), "0.5");
+        assert_eq!(hparam_text(0.000123456789), "1.235e-4");
+        assert_eq!(hparam_text(12345.6789), "1.235e4");
+    }
 }
