@@ -22,7 +22,10 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 
-def selected_step(run: Path, select: str, metric: str) -> int:
+SELECTION_METRIC = "psnr"  # what training-domain validation maximises, as in `dgcolor report`
+
+
+def selected_step(run: Path, select: str) -> int:
     records = [json.loads(line) for line in open(run / "records.jsonl")]
     final = [r for r in records if r["kind"] == "final"]
     if not final:
@@ -35,7 +38,7 @@ def selected_step(run: Path, select: str, metric: str) -> int:
         if r["kind"] != "eval":
             continue
         if r["split"] == "val":
-            scores[r["step"]].append(r["metrics"][metric]["mean"])
+            scores[r["step"]].append(r["metrics"][SELECTION_METRIC]["mean"])
         elif r["split"] == "test":
             test_steps.append(r["step"])
     best = None
@@ -54,7 +57,7 @@ def load(sweep: Path, select: str, metric: str):
         spec = json.load(open(job))["spec"]
         key = (spec["algorithm"], "+".join(spec["sources"]), spec["target"],
                spec["hparams_seed"], spec["seed"])
-        step = selected_step(run, select, metric)
+        step = selected_step(run, select)
         if step is None:
             print(f"skipped {run}: not finished (no final record)", file=sys.stderr)
             continue

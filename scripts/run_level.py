@@ -38,7 +38,7 @@ def main():
     for job_file in sorted((args.sweep / "runs").glob("*/job.json")):
         job = json.load(open(job_file))
         spec = job["spec"]
-        step = selected_step(job_file.parent, args.select, args.metric)
+        step = selected_step(job_file.parent, args.select)
         if step is None:
             print(f"skipped {job_file.parent}: not finished", file=sys.stderr)
             continue
@@ -53,7 +53,7 @@ def main():
     print(f"{args.metric} at the {args.select}-selected step, one number per run; "
           f"difference = method - {args.baseline} over runs of the same (target, draw, trial)")
     print()
-    print(f"| method | runs | mean difference | runs ahead | paired t-test p (runs) |")
+    print(f"| method | runs | mean difference | runs above the baseline | paired t-test p (runs) |")
     print("|---|---|---|---|---|")
     for label in sorted(runs, key=lambda l: order[l]):
         if label == args.baseline:
