@@ -45,7 +45,10 @@ cp "$results"/study-synth/report/figure_synth.png "$out/"
 cp "$results"/study-synth/report/plots/*.png "$out/" 2>/dev/null || true
 cp "$results"/study-synth-ablation/report/tables/*.md "$results"/study-synth-ablation/report/tables/*.csv "$out/ablation/"
 for select in val last; do
-  python3 scripts/run_level.py --select "$select" "$results"/study-synth > "$out/run_level_$select.md"
+  for metric in psnr ssim ciede2000 colourfulness; do
+    python3 scripts/run_level.py --select "$select" --metric "$metric" "$results"/study-synth \
+      > "$out/run_level_${metric}_$select.md"
+  done
   python3 scripts/compare_sweeps.py --select "$select" "$results"/study-synth \
     "$results"/study-synth-adain-off > "$out/adain_off_vs_on_$select.md"
   python3 scripts/compare_sweeps.py --select "$select" "$results"/study-synth \
