@@ -9,8 +9,9 @@
 //! `grad_dump --compare A B`: compares two dumps bit for bit (differences in the sign of a
 //! zero are reported apart) and exits non-zero if anything else differs.
 //!
-//! Without arguments (as `cargo test` runs it, `harness = false`): checks that this build
-//! uses the patched candle-core (the probe below) and that two dumps in a row are identical.
+//! Without `--out` or `--compare` (as `cargo test` runs it, `harness = false`, filters and
+//! libtest options included): checks that this build uses the patched candle-core (the
+//! probe below) and that two dumps in a row are identical.
 //!
 //! It is a test target rather than a binary so that `scripts/candle-patch.sh gradcheck`
 //! builds it with the features `cargo test --workspace` resolves: after CI's test run the
@@ -307,10 +308,43 @@ fn self_test() -> Result<()> {
     Ok(())
 }
 
+/// The name `cargo test` filters match against (it runs this target like any test binary).
+const TEST_NAME: &str = "patched_backward_and_repeatable_dumps";
+
+/// Invoked as a test (`cargo test [FILTER...] [-- libtest options]`): whether to run the
+/// self-test. libtest's options are accepted and ignored, a filter selects it by substring
+/// (`--exact`: by equality), `--list` lists it, `--ignored` skips it.
+fn as_test(args: &[String]) -> bool {
+    let exact = args.iter().any(|a| a == "--exact");
+    if args.iter().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return false;
+    }
+    if args.iter().any(|a| a == "--ignored") {
+        return false;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    filters.is_empty()
+        || filters.iter().any(|f| {
+            if exact {
+                *f == TEST_NAME
+            } else {
+                TEST_NAME.contains(f.as_str())
+            }
+        })
+}
+
 fn main() -> Result<()> {
-    if std::env::args().len() == 1 {
-        dgcolor_kernels::setup_process()?;
-        return self_test();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if !argv.iter().any(|a| a == "--out" || a == "--compare") {
+        if as_test(&argv) {
+            dgcolor_kernels::setup_process()?;
+            self_test()?;
+            println!("test {TEST_NAME} ... ok");
+        } else {
+            println!("running 0 tests");
+        }
+        return Ok(());
     }
     let args = Args::parse();
     if let Some(files) = &args.compare {

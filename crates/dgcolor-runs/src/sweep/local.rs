@@ -91,7 +91,9 @@ impl Launcher for Local {
                 let result = if before == JobState::Done {
                     // A finished run is not touched, but its sidecar takes this sweep's
                     // label and row order (an older sweep may have written others).
-                    job.write_sidecar().map(|()| None).map_err(|e| e.to_string())
+                    job.write_sidecar()
+                        .map(|()| None)
+                        .map_err(|e| e.to_string())
                 } else {
                     run_job(job, ctx, device).map_err(|e| e.to_string())
                 };
