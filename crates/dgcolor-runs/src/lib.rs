@@ -28,8 +28,8 @@ pub use record::{
     append_record, read_records, EvalSplit, Evaluation, Record, SCHEMA_VERSION, SELECTION_METRIC,
 };
 pub use run_dir::{
-    checkpoint_file, RunDir, RunLock, Select, CHECKPOINT, CHECKPOINT_VAL, CONFIG, DONE, LOCK,
-    PER_IMAGE, RECORDS,
+    checkpoint_file, take_pid_lock, RunDir, RunLock, Select, CHECKPOINT, CHECKPOINT_VAL, CONFIG,
+    DONE, LOCK, PER_IMAGE, RECORDS,
 };
 pub use spec::{PreparedRun, RunOptions, RunSpec};
 pub use stop::{signal_name, StopFlag, EXIT_STOPPED};

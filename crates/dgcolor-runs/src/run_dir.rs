@@ -80,35 +80,13 @@ impl RunDir {
     pub fn lock(&self) -> Result<RunLock> {
         std::fs::create_dir_all(&self.path).map_err(RunError::io(&self.path))?;
         let path = self.file(LOCK);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(RunError::io(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                return Err(RunError::Busy {
-                    path: self.path.clone(),
-                    pid: if pid.is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid.into()
-                    },
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(RunError::io(&path)(e)),
+        match take_pid_lock(&path).map_err(RunError::io(&path))? {
+            Ok(file) => Ok(RunLock { _file: file }),
+            Err(pid) => Err(RunError::Busy {
+                path: self.path.clone(),
+                pid,
+            }),
         }
-        file.set_len(0).map_err(RunError::io(&path))?;
-        file.rewind().map_err(RunError::io(&path))?;
-        write!(file, "{}", std::process::id()).map_err(RunError::io(&path))?;
-        file.flush().map_err(RunError::io(&path))?;
-        Ok(RunLock { _file: file })
     }
 
     /// Whether another process holds the lock now.
@@ -225,6 +203,39 @@ impl fmt::Display for Select {
             Select::Last => "last",
         })
     }
+}
+
+/// An exclusive advisory lock on the file `path` (created if missing) that records the
+/// holder's pid: `Ok(Ok(file))` while `file` is open (the operating system drops the lock
+/// when the process dies, however it dies), `Ok(Err(pid))` when another process holds it
+/// (`"unknown"` if it has not written its pid yet). Run directories and the user study's
+/// server take their locks through it.
+pub fn take_pid_lock(path: &Path) -> std::io::Result<std::result::Result<File, String>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Ok(Err(if pid.is_empty() {
+                "unknown".into()
+            } else {
+                pid.into()
+            }));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(Ok(file))
 }
 
 /// Resolves `--checkpoint`: the checkpoint `select` picks in a run directory, or a

@@ -15,8 +15,7 @@
 //!   never mixes its ids with another build's answers.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -405,33 +404,12 @@ pub struct ServeLock {
 impl ServeLock {
     pub fn take(study_dir: &Path) -> Result<ServeLock> {
         let path = study_dir.join(SERVE_LOCK);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(StudyError::io(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                return Err(StudyError::Busy {
-                    path: study_dir.to_path_buf(),
-                    pid: if pid.trim().is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid.trim().into()
-                    },
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(StudyError::io(&path)(e)),
+        match dgcolor_runs::take_pid_lock(&path).map_err(StudyError::io(&path))? {
+            Ok(file) => Ok(ServeLock { _file: file }),
+            Err(pid) => Err(StudyError::Busy {
+                path: study_dir.to_path_buf(),
+                pid,
+            }),
         }
-        file.set_len(0).map_err(StudyError::io(&path))?;
-        file.rewind().map_err(StudyError::io(&path))?;
-        write!(file, "{}", std::process::id()).map_err(StudyError::io(&path))?;
-        file.flush().map_err(StudyError::io(&path))?;
-        Ok(ServeLock { _file: file })
     }
 }
