@@ -53,6 +53,8 @@ for select in val last; do
     "$results"/study-synth-adain-off > "$out/adain_off_vs_on_$select.md"
   python3 scripts/compare_sweeps.py --select "$select" "$results"/study-synth \
     "$results"/study-synth-align-z > "$out/align_z_vs_bottleneck_$select.md"
+  python3 scripts/variants_vs.py --select "$select" "$results"/study-synth-ablation \
+    > "$out/ablation/variants_vs_ours_$select.md"
 done
 {
   echo "command: STEPS=$steps TRIALS=$trials HPARAMS=$hparams ALIGN_TRIALS=$align_trials ABLATION_TRIALS=$ablation_trials ABLATION_SETTINGS=$ablation_settings scripts/study_synth.sh"
