@@ -22,6 +22,7 @@ use dgcolor_runs::{read_per_image, ImageRow, Record, RunDir, TrainConfig, CONFIG
 
 pub use error::{ReportError, Result};
 pub use figure::{FigureLayout, FIGURE_IMAGES_PER_SETTING};
+pub use plots::{color as plot_color, register_fonts};
 pub use selection::{picks, select, Picks, Selected, Selection};
 pub use table::{Cell, Comparison, Table, ALPHA, BASELINE};
 

@@ -12,8 +12,9 @@ use plotters::prelude::*;
 use crate::error::{ReportError, Result};
 use crate::{RunResult, Selection, Table};
 
-/// plotters draws text with fonts registered here (embedded, so no system font is needed).
-pub(super) fn register_fonts() {
+/// plotters draws text with fonts registered here (embedded, so no system font is needed);
+/// every plotting crate of the workspace calls it, so the fonts are registered once.
+pub fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let fonts = [
@@ -28,7 +29,8 @@ pub(super) fn register_fonts() {
     });
 }
 
-pub(super) fn color(i: usize) -> RGBColor {
+/// The i-th series colour of every plot (the user study's too).
+pub fn color(i: usize) -> RGBColor {
     // Tableau-like palette, readable on white and in print.
     const C: [(u8, u8, u8); 10] = [
         (31, 119, 180),

@@ -22,10 +22,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use base64::Engine as _;
 use dgcolor_algorithms::write_atomic;
+use dgcolor_report::{plot_color, register_fonts};
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -728,19 +728,6 @@ pub fn write_report(a: &Analysis, dir: &Path) -> Result<StudyReportFiles> {
     })
 }
 
-fn register_fonts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        for (style, bytes) in [
-            (FontStyle::Normal, dejavu::sans::regular()),
-            (FontStyle::Bold, dejavu::sans::bold()),
-        ] {
-            // Another crate of the process may have registered them already.
-            let _ = plotters::style::register_font("sans-serif", style, bytes);
-        }
-    });
-}
-
 struct Bar {
     label: String,
     value: f64,
@@ -818,30 +805,13 @@ fn draw_bars<DB: DrawingBackend>(
     root.present().map_err(|x| e(&x))
 }
 
-fn palette(i: usize) -> RGBColor {
-    const C: [(u8, u8, u8); 10] = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-        (227, 119, 194),
-        (127, 127, 127),
-        (188, 189, 34),
-        (23, 190, 207),
-    ];
-    let (r, g, b) = C[i % C.len()];
-    RGBColor(r, g, b)
-}
-
 fn write_plots(a: &Analysis, dir: &Path) -> Result<Vec<PathBuf>> {
     register_fonts();
     let color_of = |label: &str| {
         a.methods
             .iter()
             .position(|m| m == label)
-            .map_or(RGBColor(170, 170, 170), palette)
+            .map_or(RGBColor(170, 170, 170), plot_color)
     };
     let nat: Vec<Bar> = a
         .naturalness

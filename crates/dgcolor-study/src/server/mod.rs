@@ -25,7 +25,7 @@
 
 mod pages;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -385,16 +385,28 @@ async fn start_participant(
         .into_response()
 }
 
-async fn question(State(app): State<App>, headers: HeaderMap) -> Response {
-    let p = match participant(&app, &headers).await {
+/// The participant of the request's cookie and the items they have answered, or the response
+/// to send instead (the start page without a valid cookie, 500 on a storage error).
+async fn progress(
+    app: &App,
+    headers: &HeaderMap,
+) -> std::result::Result<(Arc<Participant>, HashSet<String>), Response> {
+    let p = match participant(app, headers).await {
         Ok(Some(p)) => p,
-        Ok(None) => return see_other("/"),
-        Err(e) => return internal(e),
+        Ok(None) => return Err(see_other("/")),
+        Err(e) => return Err(internal(e)),
     };
     let pid = p.id;
-    let answered = match blocking(&app, move |s| s.store.answered_items(pid)).await {
-        Ok(a) => a,
-        Err(e) => return internal(e),
+    match blocking(app, move |s| s.store.answered_items(pid)).await {
+        Ok(answered) => Ok((p, answered)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn question(State(app): State<App>, headers: HeaderMap) -> Response {
+    let (p, answered) = match progress(&app, &headers).await {
+        Ok(x) => x,
+        Err(response) => return response,
     };
     let Some(next) = p.plan.iter().find(|e| !answered.contains(&e.item)) else {
         return see_other("/done");
@@ -435,7 +447,12 @@ async fn question(State(app): State<App>, headers: HeaderMap) -> Response {
                 app.study.noun(first),
             )
         }
-        None => return internal(format!("plan of participant {pid} names an unknown item")),
+        None => {
+            return internal(format!(
+                "plan of participant {} names an unknown item",
+                p.id
+            ))
+        }
     };
     Html(html).into_response()
 }
@@ -561,15 +578,9 @@ async fn answer(
 }
 
 async fn done(State(app): State<App>, headers: HeaderMap) -> Response {
-    let p = match participant(&app, &headers).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return see_other("/"),
-        Err(e) => return internal(e),
-    };
-    let pid = p.id;
-    let answered = match blocking(&app, move |s| s.store.answered_items(pid)).await {
-        Ok(a) => a,
-        Err(e) => return internal(e),
+    let (p, answered) = match progress(&app, &headers).await {
+        Ok(x) => x,
+        Err(response) => return response,
     };
     if p.plan.iter().any(|e| !answered.contains(&e.item)) {
         return see_other("/q");
