@@ -242,6 +242,14 @@ fn report(a: &ReportArgs) -> Result<()> {
             seed: a.seed,
         },
     );
+    let p = &analysis.participants;
+    if p.failed_excluded && p.failed > 0 && p.failed == p.with_controls {
+        eprintln!(
+            "warning: all {} participants who answered controls failed them (accuracy < {}), \
+             so their answers are left out; --include-failed keeps them",
+            p.failed, a.control_threshold
+        );
+    }
     let dir = a.out.clone().unwrap_or_else(|| a.study.join(REPORT));
     let files = write_report(&analysis, &dir)?;
     print!("{}", dgcolor_study::report::markdown(&analysis));

@@ -154,10 +154,32 @@ fn choices(html: &str) -> Vec<String> {
 /// What a scripted participant saw acknowledged: (item, choice) for every 303.
 type Acked = Vec<(String, String)>;
 
+/// The expected answer (`yes` / `no`) of every control item of a study, read from its
+/// private manifest: scripted participants answer these as an attentive person would, so
+/// the report's default exclusion of control failures leaves their answers in.
+fn control_answers(study_dir: &Path) -> BTreeMap<String, String> {
+    let study = Study::open(study_dir).unwrap();
+    study
+        .manifest
+        .naturalness
+        .iter()
+        .filter_map(|item| {
+            let natural = study.image(&item.image)?.kind.expected()?;
+            Some((item.id.clone(), if natural { "yes" } else { "no" }.into()))
+        })
+        .collect()
+}
+
 /// A participant that answers its whole plan, riding out server deaths: on a broken
 /// connection it waits, reads the (possibly new) address and asks for its next question
-/// again. Returns its cookie and the answers the server acknowledged.
-fn participant(base: Arc<RwLock<String>>, seed: usize, pause: Duration) -> (String, Acked) {
+/// again. Controls get their expected answer, every other item an arbitrary one. Returns
+/// its cookie and the answers the server acknowledged.
+fn participant(
+    base: Arc<RwLock<String>>,
+    controls: Arc<BTreeMap<String, String>>,
+    seed: usize,
+    pause: Duration,
+) -> (String, Acked) {
     let agent = agent();
     let url = |path: &str| format!("{}{path}", base.read().unwrap());
     let retry = || std::thread::sleep(Duration::from_millis(20));
@@ -188,7 +210,13 @@ fn participant(base: Arc<RwLock<String>>, seed: usize, pause: Duration) -> (Stri
         let item = field(&page.body, "item").unwrap();
         let t = field(&page.body, "t").unwrap();
         let opts = choices(&page.body);
-        let choice = opts[k % opts.len()].clone();
+        let choice = match controls.get(&item) {
+            Some(expected) => {
+                assert!(opts.contains(expected), "{opts:?}");
+                expected.clone()
+            }
+            None => opts[k % opts.len()].clone(),
+        };
         k += 1;
         std::thread::sleep(pause);
         match request(
@@ -363,11 +391,18 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
     // random moments (mid-request included) and restarted.
     let base = Arc::new(RwLock::new(server.as_ref().unwrap().base.clone()));
     let results = Arc::new(Mutex::new(Vec::new()));
+    let controls = Arc::new(control_answers(&study_dir));
+    assert!(!controls.is_empty(), "the study has control items");
     let workers: Vec<_> = (0..6)
         .map(|i| {
-            let (base, results) = (base.clone(), results.clone());
+            let (base, results, controls) = (base.clone(), results.clone(), controls.clone());
             std::thread::spawn(move || {
-                let r = participant(base, i, Duration::from_millis(40 + 10 * i as u64));
+                let r = participant(
+                    base,
+                    controls,
+                    i,
+                    Duration::from_millis(40 + 10 * i as u64),
+                );
                 results.lock().unwrap().push(r);
             })
         })
