@@ -397,12 +397,7 @@ fn a_smoke_study_survives_kill_9_and_reports_from_its_export() {
         .map(|i| {
             let (base, results, controls) = (base.clone(), results.clone(), controls.clone());
             std::thread::spawn(move || {
-                let r = participant(
-                    base,
-                    controls,
-                    i,
-                    Duration::from_millis(40 + 10 * i as u64),
-                );
+                let r = participant(base, controls, i, Duration::from_millis(40 + 10 * i as u64));
                 results.lock().unwrap().push(r);
             })
         })

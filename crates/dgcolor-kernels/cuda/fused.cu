@@ -23,6 +23,16 @@ __device__ double block_sum(double v, double *shared) {
     return total;
 }
 
+// block_sum, valid in every thread of the block.
+__device__ double block_sum_all(double v, double *shared) {
+    const double total = block_sum(v, shared);
+    if (threadIdx.x == 0) shared[0] = total;
+    __syncthreads();
+    const double r = shared[0];
+    __syncthreads();
+    return r;
+}
+
 // Per-channel partial sums of a contiguous [B, C, HW] tensor, in f64. Block (part, ch) covers
 // the part-th of `parts` contiguous pieces of the channel's B*HW elements and writes
 // partial[(ch * parts + part) * 2 + {0, 1}]:
@@ -237,5 +247,114 @@ extern "C" __global__ void dropout(const float *x, uint32_t k0, uint32_t k1, uin
         const uint64_t end = min(len - start, per_block);
         for (uint64_t j = threadIdx.x; j < end; j += BLOCK) y[start + j] = x[start + j] * mask[j];
         __syncthreads();
+    }
+}
+
+// Mean and unbiased variance of one plane of n values, by a block of BLOCK threads, in f64:
+// the mean, then the centred sum of squares (src/adain.rs's mean_var).
+__device__ void plane_mean_var(const float *p, uint64_t n, double *shared, double *mean,
+                               double *var) {
+    double s = 0.0;
+    for (uint64_t i = threadIdx.x; i < n; i += BLOCK) s += p[i];
+    const double m = block_sum_all(s, shared) / (double)n;
+    s = 0.0;
+    for (uint64_t i = threadIdx.x; i < n; i += BLOCK) {
+        const double d = (double)p[i] - m;
+        s += d * d;
+    }
+    *var = block_sum_all(s, shared) / (double)(n - 1);
+    *mean = m;
+}
+
+// AdaIN (src/adain.rs) on planes of n content values x and ns style values y, one block of
+// BLOCK threads per plane (blockIdx.x), with m, s (content) and M, S (style) the mean and
+// sqrt(unbiased variance + eps), xhat = (x - m) / s:
+//   pass 0: out = (x - m) * (S / s) + M                                  (content-shaped)
+//   pass 1: out = S / s * (g - sum(g) / n - xhat * sum(g xhat) / (n - 1)) (content's gradient)
+//   pass 2: out = sum(g) / ns + sum(g xhat) / S * (y - M) / (ns - 1)      (style's gradient)
+// g is the output's gradient (content-shaped; unused by pass 0).
+extern "C" __global__ void adain_plane(const float *x, const float *y, const float *g,
+                                       uint64_t n, uint64_t ns, double eps, int32_t pass,
+                                       float *out) {
+    __shared__ double shared[BLOCK / 32];
+    const uint64_t plane = blockIdx.x;
+    const float *xp = x + plane * n, *yp = y + plane * ns;
+    double m, v, mm, vv;
+    plane_mean_var(xp, n, shared, &m, &v);
+    plane_mean_var(yp, ns, shared, &mm, &vv);
+    const double s = sqrt(v + eps), ss = sqrt(vv + eps);
+    if (pass == 0) {
+        const float scale = (float)(ss / s), mf = (float)m, mmf = (float)mm;
+        float *op = out + plane * n;
+        for (uint64_t i = threadIdx.x; i < n; i += BLOCK) op[i] = (xp[i] - mf) * scale + mmf;
+        return;
+    }
+    const float *gp = g + plane * n;
+    double s0 = 0.0, s1 = 0.0;
+    for (uint64_t i = threadIdx.x; i < n; i += BLOCK) {
+        const double gi = gp[i];
+        s0 += gi;
+        s1 += gi * ((double)xp[i] - m);
+    }
+    const double sg = block_sum_all(s0, shared), sgx = block_sum_all(s1, shared) / s;
+    if (pass == 2) {
+        const float a = (float)(sg / (double)ns), b = (float)(sgx / ss / (double)(ns - 1));
+        const float mmf = (float)mm;
+        float *op = out + plane * ns;
+        for (uint64_t i = threadIdx.x; i < ns; i += BLOCK) op[i] = a + b * (yp[i] - mmf);
+    } else {
+        const float k = (float)(ss / s), mg = (float)(sg / (double)n);
+        const float c = (float)(sgx / (double)(n - 1)), mf = (float)m, inv = (float)(1.0 / s);
+        float *op = out + plane * n;
+        for (uint64_t i = threadIdx.x; i < n; i += BLOCK)
+            op[i] = k * (gp[i] - mg - (xp[i] - mf) * inv * c);
+    }
+}
+
+// The pix2pix losses (src/loss.rs): kind 0 is |p - t|, kind 1 is (p - label)^2 (t unused).
+__device__ inline double loss_value(int32_t kind, float p, float t, float label) {
+    if (kind == 0) return fabs((double)p - (double)t);
+    const double d = (double)p - (double)label;
+    return d * d;
+}
+
+// Partial sums of the loss in f64: block `part` of `gridDim.x` sums the part-th contiguous
+// piece of the len elements into partial[part].
+extern "C" __global__ void loss_partials(const float *p, const float *t, int32_t kind, float label,
+                                         uint64_t len, double *partial) {
+    __shared__ double shared[BLOCK / 32];
+    const uint64_t parts = gridDim.x, part = blockIdx.x;
+    const uint64_t lo = len * part / parts, hi = len * (part + 1) / parts;
+    double s = 0.0;
+    for (uint64_t i = lo + threadIdx.x; i < hi; i += BLOCK)
+        s += loss_value(kind, p[i], t == nullptr ? 0.f : t[i], label);
+    const double total = block_sum(s, shared);
+    if (threadIdx.x == 0) partial[part] = total;
+}
+
+// out[0] = sum(partial[0..parts]) / len, added in order by one thread.
+extern "C" __global__ void loss_finish(const double *partial, uint32_t parts, uint64_t len,
+                                       float *out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double s = 0.0;
+    for (uint32_t i = 0; i < parts; ++i) s += partial[i];
+    out[0] = (float)(s / (double)len);
+}
+
+// One operand's gradient: dx = (sign * g[0] / len) * d loss / d p, with the derivative
+// sign(p - t) (0 where equal) or 2 (p - label).
+extern "C" __global__ void loss_grad(const float *p, const float *t, const float *g,
+                                     int32_t kind, float label, float sign, uint64_t len,
+                                     float *dx) {
+    const float k = sign * g[0] / (float)len;
+    FOR_EACH(i, len) {
+        float d;
+        if (kind == 0) {
+            const float a = p[i], b = t[i];
+            d = a > b ? 1.f : (a < b ? -1.f : 0.f);
+        } else {
+            d = 2.f * (p[i] - label);
+        }
+        dx[i] = k * d;
     }
 }

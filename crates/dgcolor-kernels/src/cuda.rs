@@ -407,6 +407,137 @@ pub(crate) fn relu_cat_grad(
     Ok((storage(dx, dev), Shape::from((b, c1 - c0, h, w))))
 }
 
+/// One pass of [`crate::adain`] over `planes` planes of `n` content and `ns` style values
+/// (shapes checked by the caller): the output (`grad` None) or one operand's gradient.
+pub(crate) fn adain_plane(
+    content: Arg,
+    style: Arg,
+    grad: Option<Arg>,
+    (planes, n, ns): (usize, usize, usize),
+    eps: f64,
+    pass: crate::adain::AdainPass,
+) -> Result<(CudaStorage, Shape)> {
+    use crate::adain::AdainPass;
+    let dev = &content.0.device;
+    if planes > i32::MAX as usize {
+        bail!("adain: {planes} planes are past the CUDA kernel's grid limit")
+    }
+    if (pass == AdainPass::Forward) != grad.is_none() {
+        bail!("adain: pass {pass:?} with gradient {}", grad.is_some())
+    }
+    let (x, y) = (view(content, "adain content")?, view(style, "adain style")?);
+    let g = grad.map(|g| view(g, "adain gradient")).transpose()?;
+    let (len, shape) = match pass {
+        AdainPass::Style => (planes * ns, style.1.shape().clone()),
+        _ => (planes * n, content.1.shape().clone()),
+    };
+    let out = unsafe { dev.alloc::<f32>(len) }?;
+    let f = dev.get_or_load_custom_func("adain_plane", MODULE, PTX)?;
+    let mut call = f.builder();
+    let null = 0u64;
+    call.arg(&x).arg(&y);
+    match &g {
+        Some(g) => call.arg(g),
+        None => call.arg(&null),
+    };
+    let (n, ns, code) = (n as u64, ns as u64, pass.code());
+    call.arg(&n).arg(&ns).arg(&eps).arg(&code).arg(&out);
+    let cfg = LaunchConfig {
+        grid_dim: (planes as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    unsafe { call.launch(cfg) }.w()?;
+    Ok((storage(out, dev), shape))
+}
+
+/// The mean of a [`crate::loss`] over `pred` (and `target` for L1), a scalar: partial
+/// sums per block of a grid whose size depends only on the length, then one thread adds them
+/// in order.
+pub(crate) fn loss_mean(
+    pred: Arg,
+    target: Option<Arg>,
+    loss: crate::loss::Loss,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &pred.0.device;
+    let len = pred.1.shape().elem_count() as u64;
+    let p = view(pred, "loss prediction")?;
+    let t = target.map(|t| view(t, "loss target")).transpose()?;
+    let parts = len.div_ceil(4 * BLOCK as u64).clamp(1, 1024) as u32;
+    let partial = unsafe { dev.alloc::<f64>(parts as usize) }?;
+    let (kind, label) = loss.code();
+    let f = dev.get_or_load_custom_func("loss_partials", MODULE, PTX)?;
+    let mut call = f.builder();
+    let null = 0u64;
+    call.arg(&p);
+    match &t {
+        Some(t) => call.arg(t),
+        None => call.arg(&null),
+    };
+    call.arg(&kind).arg(&label).arg(&len).arg(&partial);
+    let cfg = LaunchConfig {
+        grid_dim: (parts, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    unsafe { call.launch(cfg) }.w()?;
+    let out = unsafe { dev.alloc::<f32>(1) }?;
+    let f = dev.get_or_load_custom_func("loss_finish", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&partial).arg(&parts).arg(&len).arg(&out);
+    unsafe { call.launch(LaunchConfig::for_num_elems(1)) }.w()?;
+    Ok((storage(out, dev), Shape::from(())))
+}
+
+/// One operand's gradient of a [`crate::loss`]: `sign * grad * d loss / d pred / n`, with
+/// `grad` the scalar upstream gradient (on the device).
+pub(crate) fn loss_grad(
+    pred: Arg,
+    target: Option<Arg>,
+    grad: Arg,
+    loss: crate::loss::Loss,
+    sign: f32,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &pred.0.device;
+    if grad.1.shape().elem_count() != 1 {
+        bail!(
+            "loss backward: expected a scalar gradient, got {:?}",
+            grad.1.dims()
+        )
+    }
+    if let Some(t) = target {
+        if t.1.dims() != pred.1.dims() {
+            bail!(
+                "loss backward: prediction {:?} vs target {:?}",
+                pred.1.dims(),
+                t.1.dims()
+            )
+        }
+    }
+    let len = pred.1.shape().elem_count() as u64;
+    let p = view(pred, "loss prediction")?;
+    let t = target.map(|t| view(t, "loss target")).transpose()?;
+    let g = view(grad, "loss gradient")?;
+    let (kind, label) = loss.code();
+    let dx = unsafe { dev.alloc::<f32>(len as usize) }?;
+    let f = dev.get_or_load_custom_func("loss_grad", MODULE, PTX)?;
+    let mut call = f.builder();
+    let null = 0u64;
+    call.arg(&p);
+    match &t {
+        Some(t) => call.arg(t),
+        None => call.arg(&null),
+    };
+    call.arg(&g)
+        .arg(&kind)
+        .arg(&label)
+        .arg(&sign)
+        .arg(&len)
+        .arg(&dx);
+    unsafe { call.launch(flat(len as usize)) }.w()?;
+    Ok((storage(dx, dev), pred.1.shape().clone()))
+}
+
 /// `x * mask` with the mask of [`crate::dropout`] drawn on the device (see the `dropout`
 /// kernel): 16 elements per thread, one block of `BLOCK` threads per `16 * BLOCK` elements.
 pub(crate) fn dropout(x: Arg, d: &crate::dropout::Dropout) -> Result<(CudaStorage, Shape)> {

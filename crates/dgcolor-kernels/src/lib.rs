@@ -26,8 +26,8 @@
 //! ([`set_precision`]), they take the [`lowered`] path: the same convolutions expressed as
 //! candle copies around GEMMs (cuBLAS on CUDA), differentiable on every backend, which
 //! avoids candle's naive CUDA transposed convolution but materialises every tap window.
-//! BatchNorm, LeakyReLU and Adam run as this crate's CUDA kernels on CUDA (the `cuda`
-//! module), the same arithmetic as their CPU loops.
+//! BatchNorm, LeakyReLU, AdaIN, relu + concatenation, dropout, the L1 and LSGAN losses and
+//! Adam run as this crate's CUDA kernels on CUDA (the `cuda` module), the same arithmetic as their CPU loops.
 //!
 //! Which of these run can be switched for before/after measurements by a few `DGCOLOR_*`
 //! environment variables, read once per process into [`Settings`] (see [`mod@settings`] for the
@@ -36,6 +36,7 @@
 use candle_core::{Device, Result};
 
 mod activation;
+mod adain;
 mod adam;
 mod alloc;
 mod batch_norm;
@@ -50,6 +51,7 @@ mod gemm_f32;
 mod geom;
 mod hash;
 mod im2col;
+mod loss;
 pub mod lowered;
 mod one_filter;
 mod scratch;
@@ -57,6 +59,7 @@ pub mod settings;
 mod winograd;
 
 pub use activation::{leaky_relu, leaky_relu_reference, relu_cat, Act};
+pub use adain::{adain, adain_fused_on};
 pub use adam::{adam_inplace, AdamCoeffs};
 pub use alloc::{
     park_idle_candle_threads, pool_on_main_thread, retain_freed_memory, setup_process,
@@ -72,6 +75,7 @@ pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use hash::{stable_hash, StableHasher};
 pub use im2col::{col2im, im2col};
+pub use loss::{l1_loss, loss_fused_on, squared_loss_to};
 pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 pub use settings::{
     init_settings, settings, KernelChoice, PoolPolicy, Settings, SettingsError, VARIABLES,

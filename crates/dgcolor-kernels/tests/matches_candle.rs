@@ -413,6 +413,170 @@ fn relu_cat_matches_cat_then_relu() -> Result<()> {
     Ok(())
 }
 
+/// AdaIN written out in f64 candle ops (the formula of Huang & Belongie with the unbiased
+/// variance, as the reference model's `calc_mean_std`): the independent reference for
+/// [`dgcolor_kernels::adain`].
+fn adain_f64(content: &Tensor, style: &Tensor, eps: f64) -> Result<Tensor> {
+    let (m, s) = mean_std_f64(content, eps)?;
+    let (mm, ss) = mean_std_f64(style, eps)?;
+    content
+        .broadcast_sub(&m)?
+        .broadcast_div(&s)?
+        .broadcast_mul(&ss)?
+        .broadcast_add(&mm)
+}
+
+/// Per-plane mean and `sqrt(unbiased variance + eps)`, `[B, C, 1, 1]` each.
+fn mean_std_f64(t: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+    let (b, c, h, w) = t.dims4()?;
+    let flat = t.reshape((b, c, h * w))?;
+    let mean = flat.mean_keepdim(2)?;
+    let var = (flat.broadcast_sub(&mean)?.sqr()?.sum_keepdim(2)? / (h * w - 1) as f64)?;
+    let std = (var + eps)?.sqrt()?;
+    Ok((mean.reshape((b, c, 1, 1))?, std.reshape((b, c, 1, 1))?))
+}
+
+/// The fused AdaIN gives the f64 formula's output and both gradients within f32 rounding,
+/// for content and style of different spatial sizes, planes of 2 positions, planes larger
+/// than a parallel task, and features far from zero mean (where a one-pass variance would
+/// cancel); an operand without a graph gets no gradient; bad shapes are refused by name.
+#[test]
+fn adain_matches_the_f64_formula() -> Result<()> {
+    const EPS: f64 = 1e-5;
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    let f64_of = |t: &Tensor| t.to_dtype(candle_core::DType::F64);
+    for (c_dims, s_dims, offset) in [
+        ([2, 3, 5, 7], [2, 3, 4, 3], 0.0),
+        ([16, 64, 16, 16], [16, 64, 16, 16], 0.0),
+        ([4, 8, 2, 1], [4, 8, 1, 2], 0.0),
+        ([2, 4, 64, 64], [2, 4, 3, 5], 100.0),
+    ] {
+        let case = format!("content {c_dims:?}, style {s_dims:?}, offset {offset}");
+        let x = Var::from_tensor(&randn(&mut rng, &c_dims)?.affine(2.0, offset)?)?;
+        let y = Var::from_tensor(&randn(&mut rng, &s_dims)?.affine(0.5, -0.3)?)?;
+        let up = randn(&mut rng, &c_dims)?;
+        let got = dgcolor_kernels::adain(&x, &y, EPS)?;
+        let (x64, y64) = (
+            Var::from_tensor(&f64_of(&x)?)?,
+            Var::from_tensor(&f64_of(&y)?)?,
+        );
+        let want = adain_f64(&x64, &y64, EPS)?;
+        let f32_of = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
+        // (At offset 100, `x - mean` in f32 alone costs ulp(100) / 2 against a std of 2.)
+        let e = rel_err(&got, &f32_of(&want)?)?;
+        assert!(e < 5e-6, "{case}: output rel err {e}");
+        let g = (&got * &up)?.sum_all()?.backward()?;
+        let g64 = (&want * f64_of(&up)?)?.sum_all()?.backward()?;
+        // The content's gradient is `S/s * (g - mean(g) - xhat * ..)`, whose terms cancel
+        // (exactly, for 2 positions and eps -> 0): its error is measured against the size of
+        // those terms, max |S/s * g|.
+        let ratio = (mean_std_f64(&y64, EPS)?.1 / mean_std_f64(&x64, EPS)?.1)?;
+        let terms = f32_of(&f64_of(&up)?.broadcast_mul(&ratio)?.abs()?)?;
+        let term_scale = terms.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        for (name, v, v64, scale) in [("content", &x, &x64, term_scale), ("style", &y, &y64, 0.0)] {
+            let (a, r) = (g.get(v).unwrap(), f32_of(g64.get(v64).unwrap())?);
+            let diff = (a - &r)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let size = r
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?
+                .max(scale);
+            let e = diff / size;
+            assert!(e < 1e-5, "{case}: {name} gradient error {e} of {size}");
+        }
+        // Content detached (content randomization): only the style's gradient, the same.
+        let got = dgcolor_kernels::adain(&x.detach(), &y, EPS)?;
+        let g2 = (&got * &up)?.sum_all()?.backward()?;
+        assert!(g2.get(&x).is_none(), "{case}");
+        assert_eq!(
+            g2.get(&y).unwrap().flatten_all()?.to_vec1::<f32>()?,
+            g.get(&y).unwrap().flatten_all()?.to_vec1::<f32>()?
+        );
+    }
+    for (c, st, msg) in [
+        ([2, 3, 4, 4], [2, 4, 4, 4], "differ in batch or channels"),
+        ([2, 3, 4, 4], [3, 3, 4, 4], "differ in batch or channels"),
+        ([2, 3, 1, 1], [2, 3, 4, 4], "at least 2 positions"),
+        ([2, 3, 4, 4], [2, 3, 1, 1], "at least 2 positions"),
+    ] {
+        let err = dgcolor_kernels::adain(&randn(&mut rng, &c)?, &randn(&mut rng, &st)?, EPS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adain") && err.contains(msg), "{err}");
+    }
+    Ok(())
+}
+
+/// The fused L1 and LSGAN losses give the f64 formulas' values and gradients (both operands
+/// of L1, with the target's the negative of the prediction's), on lengths below, at and far
+/// past one partial-sum chunk; an exact tie has derivative 0 (PyTorch's `abs`); a target
+/// without a graph gets no gradient; mismatched shapes and empty tensors are refused.
+#[test]
+fn l1_and_lsgan_match_the_f64_formulas() -> Result<()> {
+    use candle_core::DType;
+    let mut rng = ChaCha8Rng::seed_from_u64(35);
+    for dims in [
+        vec![3usize],
+        vec![2, 2, 7, 5],
+        vec![1, 1, 128, 128],
+        vec![4, 2, 96, 100],
+    ] {
+        let p = Var::from_tensor(&randn(&mut rng, &dims)?)?;
+        let t = Var::from_tensor(&randn(&mut rng, &dims)?)?;
+        let up = 0.7f64;
+        let (p64, t64) = (
+            Var::from_tensor(&p.to_dtype(DType::F64)?)?,
+            Var::from_tensor(&t.to_dtype(DType::F64)?)?,
+        );
+        let close = |a: &Tensor, r: &Tensor, what: &str| -> Result<()> {
+            let e = rel_err(a, &r.to_dtype(DType::F32)?)?;
+            assert!(e < 1e-6, "{dims:?} {what}: rel err {e}");
+            Ok(())
+        };
+        // L1
+        let got = dgcolor_kernels::l1_loss(&p, &t)?;
+        let want = (p64.as_tensor() - t64.as_tensor())?.abs()?.mean_all()?;
+        assert_eq!(got.dims(), &[] as &[usize]);
+        close(&got, &want, "l1")?;
+        let g = (&got * up)?.backward()?;
+        let g64 = (&want * up)?.backward()?;
+        close(g.get(&p).unwrap(), g64.get(&p64).unwrap(), "l1 grad pred")?;
+        close(g.get(&t).unwrap(), g64.get(&t64).unwrap(), "l1 grad target")?;
+        let g = dgcolor_kernels::l1_loss(&p, &t.detach())?.backward()?;
+        assert!(g.get(&t).is_none() && g.get(&p).is_some());
+        // LSGAN against both labels
+        for label in [0.0f32, 1.0] {
+            let got = dgcolor_kernels::squared_loss_to(&p, label)?;
+            let want = (p64.as_tensor() - label as f64)?.sqr()?.mean_all()?;
+            close(&got, &want, "lsgan")?;
+            let g = (&got * up)?.backward()?;
+            let g64 = (&want * up)?.backward()?;
+            close(g.get(&p).unwrap(), g64.get(&p64).unwrap(), "lsgan grad")?;
+        }
+    }
+    let x = Var::from_tensor(&Tensor::new(&[1.0f32, 2.0, 3.0, 4.0], &Device::Cpu)?)?;
+    let y = Tensor::new(&[0.0f32, 2.0, 5.0, 4.0], &Device::Cpu)?;
+    let g = dgcolor_kernels::l1_loss(&x, &y)?.backward()?;
+    assert_eq!(
+        g.get(&x).unwrap().to_vec1::<f32>()?,
+        [0.25, 0.0, -0.25, 0.0]
+    );
+    let err = dgcolor_kernels::l1_loss(&x, &y.reshape((2, 2))?)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("l1") && err.contains("differ in shape"),
+        "{err}"
+    );
+    let empty = Tensor::zeros((0,), candle_core::DType::F32, &Device::Cpu)?;
+    let err = dgcolor_kernels::squared_loss_to(&empty, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty"), "{err}");
+    Ok(())
+}
+
 /// The counter-based dropout mask is `ChaCha8Rng`'s stream: word `i` is word `i % 16` of
 /// block `i / 16` (also past 2^32 blocks), drawn as rand's f32; the op is `x * mask` with the
 /// mask the model draws sequentially, bit for bit, and its gradient is `grad * mask`.
@@ -580,6 +744,96 @@ mod cuda {
             {
                 // Values, not bits: a ReLU'd -0.0 may be either zero on the CPU.
                 assert!(a == r, "{:?}: {name}", (b, ca, cb, h, w));
+            }
+        }
+    }
+
+    /// The AdaIN kernel: the CPU op's output and both gradients (f64 sums in another
+    /// order, so within a few f32 roundings), for planes smaller than, about and much
+    /// larger than a block, and different content and style sizes.
+    #[test]
+    fn adain_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(34);
+        for (c_dims, s_dims) in [
+            ([2usize, 3, 5, 7], [2usize, 3, 4, 3]),
+            ([4, 8, 2, 1], [4, 8, 1, 2]),
+            ([16, 64, 16, 16], [16, 64, 16, 16]),
+            ([2, 4, 128, 128], [2, 4, 64, 64]),
+        ] {
+            let x = randn(&mut rng, &c_dims).unwrap().affine(2.0, 3.0).unwrap();
+            let y = randn(&mut rng, &s_dims).unwrap();
+            let up = randn(&mut rng, &c_dims).unwrap();
+            let run = |dev: &Device| -> Result<Vec<Tensor>> {
+                let (x, y) = (
+                    Var::from_tensor(&x.to_device(dev)?)?,
+                    Var::from_tensor(&y.to_device(dev)?)?,
+                );
+                let out = dgcolor_kernels::adain(&x, &y, 1e-5)?;
+                let g = (&out * up.to_device(dev)?)?.sum_all()?.backward()?;
+                [&out, g.get(&x).unwrap(), g.get(&y).unwrap()]
+                    .iter()
+                    .map(|t| t.to_device(&Device::Cpu))
+                    .collect()
+            };
+            let (cpu, gpu) = (run(&Device::Cpu).unwrap(), run(&gpu()).unwrap());
+            for (name, (a, r)) in ["output", "grad content", "grad style"]
+                .iter()
+                .zip(gpu.iter().zip(&cpu))
+            {
+                let e = rel_err(a, r).unwrap();
+                assert!(e < 1e-6, "{c_dims:?} / {s_dims:?}: {name} rel err {e}");
+            }
+        }
+    }
+
+    /// The loss kernels: the CPU ops' values (f64 partial sums split differently) and
+    /// gradients (the same f32 arithmetic: bit for bit), on lengths of one element, below
+    /// one block and past a full grid of partial sums.
+    #[test]
+    fn losses_match_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(36);
+        for dims in [vec![1usize], vec![2, 1, 7, 5], vec![128, 2, 64, 64]] {
+            let p = randn(&mut rng, &dims).unwrap();
+            let t = randn(&mut rng, &dims).unwrap();
+            let run = |dev: &Device| -> Result<Vec<Tensor>> {
+                let (p, t) = (
+                    Var::from_tensor(&p.to_device(dev)?)?,
+                    Var::from_tensor(&t.to_device(dev)?)?,
+                );
+                let l1 = dgcolor_kernels::l1_loss(&p, &t)?;
+                let gl = (&l1 * 0.5)?.backward()?;
+                let ls = dgcolor_kernels::squared_loss_to(&p, 1.0)?;
+                let gs = (&ls * 0.5)?.backward()?;
+                [
+                    &l1,
+                    gl.get(&p).unwrap(),
+                    gl.get(&t).unwrap(),
+                    &ls,
+                    gs.get(&p).unwrap(),
+                ]
+                .iter()
+                .map(|t| t.to_device(&Device::Cpu))
+                .collect()
+            };
+            let (cpu, gpu) = (run(&Device::Cpu).unwrap(), run(&gpu()).unwrap());
+            let names = [
+                "l1",
+                "l1 grad pred",
+                "l1 grad target",
+                "lsgan",
+                "lsgan grad",
+            ];
+            for (name, (a, r)) in names.iter().zip(gpu.iter().zip(&cpu)) {
+                if name.contains("grad") {
+                    let (a, r) = (
+                        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        r.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    );
+                    assert!(a == r, "{dims:?}: {name}");
+                } else {
+                    let e = rel_err(a, r).unwrap();
+                    assert!(e < 1e-6, "{dims:?}: {name} rel err {e}");
+                }
             }
         }
     }

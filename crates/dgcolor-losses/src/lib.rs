@@ -12,9 +12,14 @@ pub use alignment::{
 /// Weight of L1 in the pix2pix task loss (the reference's `100 * loss_l1`).
 pub const L1_WEIGHT: f64 = 100.0;
 
-/// Mean absolute error.
+/// Mean absolute error. One op with its backward where the fused ops run
+/// ([`dgcolor_kernels::l1_loss`]; at an exact tie its derivative is 0 as in PyTorch, where
+/// candle's `abs` gives 1), candle ops otherwise.
 pub fn l1(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     same_shape("l1", pred, target)?;
+    if dgcolor_kernels::loss_fused_on(&[pred, target]) {
+        return dgcolor_kernels::l1_loss(pred, target);
+    }
     (pred - target)?.abs()?.mean_all()
 }
 
@@ -25,8 +30,12 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 }
 
 /// Least-squares GAN loss: mean squared distance of the scores to a constant label
-/// (1 = real, 0 = fake).
+/// (1 = real, 0 = fake). One op with its backward where the fused ops run
+/// ([`dgcolor_kernels::squared_loss_to`]), candle ops otherwise.
 pub fn lsgan(scores: &Tensor, label: f64) -> Result<Tensor> {
+    if dgcolor_kernels::loss_fused_on(&[scores]) {
+        return dgcolor_kernels::squared_loss_to(scores, label as f32);
+    }
     (scores - label)?.sqr()?.mean_all()
 }
 

@@ -3,7 +3,9 @@
 //! randomization (Nam et al., CVPR 2021) for the style discriminator.
 //!
 //! All three use the *unbiased* variance over space and eps 1e-5, like the reference
-//! (`Tensor.var` in PyTorch is unbiased by default).
+//! (`Tensor.var` in PyTorch is unbiased by default). AdaIN and content randomization run as
+//! one op with its backward ([`dgcolor_kernels::adain`]) where the fused ops run, candle
+//! ops otherwise (the same values up to f32 rounding: the tests compare both).
 
 use candle_core::{bail, Result, Tensor, D};
 
@@ -62,6 +64,9 @@ pub fn adain(content: &Tensor, style: &Tensor) -> Result<Tensor> {
             style.shape()
         )
     }
+    if dgcolor_kernels::adain_fused_on(content, style) {
+        return dgcolor_kernels::adain(content, style, EPS);
+    }
     let (normed, _) = normalize(content)?;
     let target = channel_stats(style)?;
     normed
@@ -71,9 +76,13 @@ pub fn adain(content: &Tensor, style: &Tensor) -> Result<Tensor> {
 
 /// Content randomization CR: sample i keeps its own statistics but takes the normalised,
 /// *detached* content of sample `perm[i]`, so gradients reach only the statistics — what
-/// makes the style discriminator see style and nothing else.
+/// makes the style discriminator see style and nothing else. That is AdaIN with the
+/// partner's detached features as content and the sample's own as style.
 pub fn content_randomize(x: &Tensor, perm: &Tensor) -> Result<Tensor> {
     check_perm("content_randomize", x, perm)?;
+    if dgcolor_kernels::adain_fused_on(x, x) {
+        return dgcolor_kernels::adain(&x.index_select(perm, 0)?.detach(), x, EPS);
+    }
     let (normed, stats) = normalize(x)?;
     let swapped = normed.index_select(perm, 0)?.detach();
     swapped

@@ -219,6 +219,47 @@ fn content_randomization_keeps_each_samples_statistics_and_swaps_content() -> Re
     Ok(())
 }
 
+/// At f32 AdaIN and content randomization run as the fused op of dgcolor-kernels; at f64
+/// as candle ops. Both give the same outputs and input gradients (CR's only through the
+/// statistics), within f32 rounding.
+#[test]
+fn fused_adain_and_content_randomization_match_the_candle_ops() -> Result<()> {
+    let x = ((random(&[3, 4, 6, 5], 11)? * 2.0)? + 0.4)?;
+    let style = random(&[3, 4, 3, 3], 12)?;
+    let up = random(&[3, 4, 6, 5], 13)?;
+    let perm = Tensor::new(&[1u32, 2, 0], &Device::Cpu)?;
+    type Op<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+    let ops: [(&str, Op); 2] = [
+        (
+            "adain",
+            Box::new(|x: &Tensor| adain(x, &style.to_dtype(x.dtype())?)),
+        ),
+        (
+            "content_randomize",
+            Box::new(|x: &Tensor| content_randomize(x, &perm)),
+        ),
+    ];
+    for (name, op) in ops {
+        let run = |dtype: DType| -> Result<(Vec<f32>, Vec<f32>)> {
+            let v = candle_core::Var::from_tensor(&x.to_dtype(dtype)?)?;
+            let out = op(&v)?;
+            let g = (&out * up.to_dtype(dtype)?)?.sum_all()?.backward()?;
+            let flat = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+            Ok((flat(&out)?, flat(g.get(&v).expect("a gradient"))?))
+        };
+        let (fused, reference) = (run(DType::F32)?, run(DType::F64)?);
+        for (what, a, r) in [
+            ("output", &fused.0, &reference.0),
+            ("gradient", &fused.1, &reference.1),
+        ] {
+            let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = a.iter().zip(r).fold(0f32, |m, (a, r)| m.max((a - r).abs()));
+            assert!(err <= 1e-5 * scale, "{name} {what}: {err} of {scale}");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn style_randomization_mixes_statistics() -> Result<()> {
     let x = ((random(&[2, 2, 4, 4], 7)? * 2.0)?
