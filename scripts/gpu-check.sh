@@ -6,8 +6,9 @@
 #   OUT=/some/dir bash scripts/gpu-check.sh      # results in $OUT (default results/gpu-check)
 #
 # In order, each step with its own time limit so the whole run stays under 10 minutes:
-#   1. GPU tests: the convolution custom ops on CUDA against the CPU, then the parity suite
-#      (PyTorch fixtures) run on CUDA with the CPU's tolerances;
+#   1. GPU tests: the convolution custom ops and the fused kernels (BatchNorm, activations,
+#      relu_cat, dropout, AdaIN, the L1 / LSGAN losses, Adam) on CUDA against the CPU, then
+#      the parity suite (PyTorch fixtures) run on CUDA with the CPU's tolerances;
 #   2. the side-by-side benchmark against PyTorch CUDA eager at the paper's configuration
 #      (256 px, nf 64, depth 8; batch 128 and 16): one erm iteration, one ours iteration,
 #      inference; images/s, ratio, peak GPU memory;
