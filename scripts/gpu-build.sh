@@ -23,7 +23,11 @@ if ! [[ -x .cuda/root/bin/nvcc && -e .cuda/root/lib64/stubs/libcuda.so && -e .cu
 fi
 eval "$(scripts/cuda-toolchain.sh --env)"
 export CARGO_TARGET_DIR=$PWD/target-cuda
-cargo build --release --features "$FEATURES" -p dgcolor-cli -p dgcolor-bench
+cargo build --release --features "$FEATURES" -p dgcolor-cli
+# The benchmark alone, exactly as its pristine twin below is built: building it together with
+# dgcolor-cli would unify their dependencies' features and give another binary, so the A/B
+# would compare more than the patch.
+cargo build --release --features "$FEATURES" -p dgcolor-bench --bin bench
 # The test binaries' paths are only known from cargo's JSON messages.
 cargo test --release --features "$FEATURES" -p dgcolor-kernels -p dgcolor-algorithms --no-run
 tests=$(cargo test --release --features "$FEATURES" -p dgcolor-kernels -p dgcolor-algorithms --no-run \
@@ -40,9 +44,9 @@ pack dgcolor target-cuda/release/dgcolor
 pack bench target-cuda/release/bench
 while read -r name path; do pack "$name" "$path"; done <<< "$tests"
 # The same bench against pristine candle-core 0.11.1 (without vendor/candle-core.patch), for
-# gpu-check.sh's A/B of the patch; built into the same target directory (a different
-# candle-core package, so nothing of the patched build is evicted), then the patched bench put
-# back in place.
+# gpu-check.sh's A/B of the patch; built into the same target directory, then the patched
+# bench rebuilt (a couple of minutes: the pristine build's manifest swap makes cargo rebuild
+# the crates above candle-core) and checked to be the packed one byte for byte.
 scripts/candle-patch.sh build-pristine --release --features "$FEATURES" -p dgcolor-bench --bin bench
 pack bench-pristine target-cuda/release/bench
 cargo build --release --features "$FEATURES" -p dgcolor-bench --bin bench
