@@ -131,6 +131,13 @@ extern "C" __global__ void bias_add(const float *x, const float *bias, uint32_t 
     y[at] = x[at] + bias[blockIdx.y];
 }
 
+// y += bias[channel], in place (a convolution's fresh output).
+extern "C" __global__ void bias_add_inplace(float *y, const float *bias, uint32_t hw) {
+    uint64_t at;
+    if (!plane_index(hw, &at)) return;
+    y[at] += bias[blockIdx.y];
+}
+
 // dx = weight * inv / N * (N * dy - sum(dy) - x_hat * sum(dy * x_hat)).
 // aux = [mean; var; weight; bias; sum(dy); sum(dy * x_hat)], each [C]; N = B * HW.
 extern "C" __global__ void bn_grad_input(const float *x, const float *dy, const float *aux,

@@ -196,12 +196,34 @@ impl CustomOp2 for BiasAdd {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let sums = grad.contiguous()?.apply_op1_no_bwd(&ChannelSum)?; // [2, C]
-        Ok((
-            Some(grad.clone()),
-            Some(sums.get(0)?.reshape(bias.shape())?),
-        ))
+        Ok((Some(grad.clone()), Some(bias_grad(grad, bias)?)))
     }
+}
+
+/// `y[:, c] += bias[c]` in place on a convolution's fresh output `y` (`shape`, contiguous).
+pub(crate) fn bias_add_inplace(y: &mut CudaStorage, shape: &Shape, bias: Arg) -> Result<()> {
+    let dev = y.device.clone();
+    let layout = Layout::contiguous(shape);
+    let (b, c, hw) = bchw(&layout, "bias_add input")?;
+    if bias.1.shape().elem_count() != c as usize {
+        bail!(
+            "bias_add: input {shape:?} has {c} channels, bias {:?}",
+            bias.1.shape()
+        )
+    }
+    let bs = view(bias, "bias")?;
+    let mut ys = view_mut(y, &layout, "bias_add output")?;
+    let f = dev.get_or_load_custom_func("bias_add_inplace", MODULE, PTX)?;
+    let mut call = f.builder();
+    call.arg(&mut ys).arg(&bs).arg(&hw);
+    unsafe { call.launch(planes(b, c, hw)) }.w()?;
+    Ok(())
+}
+
+/// The gradient of a per-channel bias: the channel sums of the output gradient.
+pub(crate) fn bias_grad(grad: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let sums = grad.contiguous()?.apply_op1_no_bwd(&ChannelSum)?; // [2, C]
+    sums.get(0)?.reshape(bias.shape())
 }
 
 /// `[B, C, H, W] -> [sum(x); sum(x^2)]` per channel.

@@ -36,8 +36,8 @@ use candle_core::cuda::cudarc::cudnn::{
 use candle_core::cuda::cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
 use candle_core::cuda::{CudaDType, DeviceId};
 use candle_core::{
-    bail, CpuStorage, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor,
-    WithDType,
+    bail, CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape,
+    Tensor, WithDType,
 };
 
 use crate::conv::dims4;
@@ -147,6 +147,16 @@ pub(crate) fn conv(
         transposed,
         precision,
     };
+    let f32s = [x, weight].iter().all(|t| t.dtype() == DType::F32);
+    if let Some(b) = bias.filter(|b| f32s && dt == DType::F32 && b.dtype() == DType::F32) {
+        // One op and one retained tensor per layer (the bias added in place), not the
+        // product and its biased copy.
+        return x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &b.flatten_all()?.contiguous()?,
+            ConvBias(op),
+        );
+    }
     let y = x
         .to_dtype(dt)?
         .contiguous()?
@@ -261,6 +271,64 @@ impl CustomOp2 for Conv {
             .then(|| image.apply_op2_no_bwd(cols, &product(Kind::BackwardFilter)))
             .transpose()?;
         Ok((dx, dw))
+    }
+}
+
+/// `(x, weight, bias) -> y`: [`Conv`] with the bias added in place to the product's fresh
+/// output (f32 operands). Candle's graph keeps every op's operands, so a separate bias op
+/// would keep the unbiased product alive until backward beside its biased copy: one more
+/// activation-sized tensor per layer.
+struct ConvBias(Conv);
+
+impl CustomOp3 for ConvBias {
+    fn name(&self) -> &'static str {
+        if self.0.transposed {
+            "dgcolor-cudnn-conv-transpose2d-bias"
+        } else {
+            "dgcolor-cudnn-conv2d-bias"
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> CpuResult {
+        not_on_cpu(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (mut y, shape) = self.0.cuda_fwd(x, xl, w, wl)?;
+        crate::cuda::bias_add_inplace(&mut y, &shape, (b, bl))?;
+        Ok((y, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.0.bwd(x, w, res, grad)?;
+        let db = b
+            .track_op()
+            .then(|| crate::cuda::bias_grad(grad, b))
+            .transpose()?;
+        Ok((dx, dw, db))
     }
 }
 
