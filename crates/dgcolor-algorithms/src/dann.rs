@@ -152,7 +152,7 @@ impl Dann {
 
     /// The feature map at `align_at` (train-mode BatchNorm).
     fn feature(&self, u: &Union) -> Result<candle_core::Tensor> {
-        let feats = self.core.generator.encode(&u.l, true)?;
+        let feats = self.core.generator.encode(&u.l, true)?.feats;
         Ok(feats[self.align_at.level(self.core.generator.config()) - 1].clone())
     }
 

@@ -138,7 +138,7 @@ impl Ours {
 
     /// Update 2: `CE(f_c(E_t(E_h(L))), y)` moves E_h, E_t and f_c.
     pub fn class_update(&mut self, u: &Union) -> Result<f32> {
-        let feats = self.core.generator.encode(&u.l, true)?;
+        let feats = self.core.generator.encode(&u.l, true)?.feats;
         let logits = self.class_head.forward(feats.last().expect("depth >= 4"))?; // [B, n_classes]
         let ce = losses::cross_entropy(&logits, &u.class)?;
         let grads = ce.backward()?;

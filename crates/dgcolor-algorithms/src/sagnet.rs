@@ -38,7 +38,9 @@
 use candle_core::{Device, Result, Tensor};
 use dgcolor_data::{BatchMode, DomainBatch};
 use dgcolor_losses as losses;
-use dgcolor_models::{content_randomize, prefix, style_randomize, Mode, StyleDiscriminator};
+use dgcolor_models::{
+    content_randomize, prefix, style_randomize, Encoded, Mode, StyleDiscriminator,
+};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -131,13 +133,13 @@ impl SagNet {
     pub fn content_update(&mut self, u: &Union) -> Result<Losses> {
         let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
         let g = &self.core.generator;
-        let mut feats = g.head.forward_t(&u.l, true)?; // [x_1, x_2, z]
-        let z = feats.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
+        let mut head = g.head.forward_levels(&u.l, true)?; // [x_1, x_2, z], their inputs
+        let z = head.0.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
         let sr = self.style_randomized(&z)?;
-        let tail = g.tail.forward_t(&sr, true)?; // [x_4, .., x_D]
-        feats.push(sr);
-        feats.extend(tail);
-        let fake = g.decoder.forward(&feats, &mode)?; // [B, 2, S, S]
+        let tail = g.tail.forward_levels(&sr, true)?; // [x_4, .., x_D], [LReLU(sr), ..]
+        head.0.push(sr);
+        let enc = Encoded::join(head, tail);
+        let fake = g.decoder.forward_encoded(&enc, &mode)?; // [B, 2, S, S]
         let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
         let grads = task.total.backward()?;
         self.opt_head.step(&grads)?;

@@ -178,7 +178,7 @@ fn network_gradients(out: &mut Vec<Entry>) -> Result<()> {
 
         // The class head on the bottleneck (E_h, E_t, f_c).
         let class = Tensor::new(&[0u32, 1, 2, 1], &dev)?;
-        let feats = n.generator.encode(l.as_tensor(), true)?;
+        let feats = n.generator.encode(l.as_tensor(), true)?.feats;
         let logits = n.class.forward(feats.last().expect("depth 5"))?;
         let grads = losses::cross_entropy(&logits, &class)?.backward()?;
         dump_grads(

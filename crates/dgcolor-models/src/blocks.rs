@@ -98,6 +98,22 @@ impl DownBlock {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_activated(&self.activate(x)?, train)
+    }
+
+    /// The block's input activation: LeakyReLU(x) for the blocks that have one, else x.
+    pub fn activate(&self, x: &Tensor) -> Result<Tensor> {
+        if self.activation {
+            leaky_relu(x)
+        } else {
+            Ok(x.clone())
+        }
+    }
+
+    /// The block on an input already passed through [`Self::activate`]: convolution and
+    /// BatchNorm. The U-Net's decoder reuses that activated input as its skip, so it is
+    /// computed (and kept for backward) once.
+    pub fn forward_activated(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (_, c, _, _) = x.dims4()?;
         if c != self.in_channels {
             bail!(
@@ -107,14 +123,9 @@ impl DownBlock {
                 x.shape()
             )
         }
-        let x = if self.activation {
-            leaky_relu(x)?
-        } else {
-            x.clone()
-        };
         let cfg = self.conv.config();
         let x = dgcolor_kernels::conv2d(
-            &x,
+            x,
             self.conv.weight(),
             self.conv.bias(),
             cfg.stride,

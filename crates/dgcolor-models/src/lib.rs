@@ -33,7 +33,7 @@ pub use pth::write_pth;
 pub use reference::{
     export_reference, import_reference, read_state_dict, reference_layout, RefFile,
 };
-pub use unet::{Decoder, Generator, HeadEncoder, TailEncoder};
+pub use unet::{Decoder, Encoded, Generator, HeadEncoder, TailEncoder};
 
 /// VarMap prefixes of the networks, so each optimizer can take its own sub-network.
 pub mod prefix {

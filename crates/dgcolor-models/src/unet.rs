@@ -49,13 +49,46 @@ pub(crate) fn encoder_levels(
 
 /// Runs the blocks in order and keeps every output.
 pub(crate) fn run_levels(blocks: &[DownBlock], x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+    Ok(run_levels_with_inputs(blocks, x, train)?.0)
+}
+
+/// [`run_levels`], also returning each block's activated input ([`DownBlock::activate`]):
+/// `(outputs, inputs)`.
+pub(crate) fn run_levels_with_inputs(
+    blocks: &[DownBlock],
+    x: &Tensor,
+    train: bool,
+) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let mut outs: Vec<Tensor> = Vec::with_capacity(blocks.len());
+    let mut inputs = Vec::with_capacity(blocks.len());
     for block in blocks {
-        let input = outs.last().unwrap_or(x);
-        let out = block.forward_t(input, train)?;
-        outs.push(out);
+        let input = block.activate(outs.last().unwrap_or(x))?;
+        outs.push(block.forward_activated(&input, train)?);
+        inputs.push(input);
     }
-    Ok(outs)
+    Ok((outs, inputs))
+}
+
+/// An encoder pass: the features `[x_1, .., x_D]` and the decoder's skips
+/// `[LeakyReLU(x_1), .., LeakyReLU(x_{D-1})]`, which are the activated inputs of encoder
+/// levels 2..D (computed once, shared by both).
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    pub feats: Vec<Tensor>,
+    pub skips: Vec<Tensor>,
+}
+
+impl Encoded {
+    /// Joins a head pass (levels 1..3, on L) and a tail pass (levels 4..D, on z or a
+    /// stand-in for it, e.g. SagNet's style-randomized z, which then is `feats[2]`), each
+    /// as `(outputs, activated inputs)`.
+    pub fn join(head: (Vec<Tensor>, Vec<Tensor>), tail: (Vec<Tensor>, Vec<Tensor>)) -> Self {
+        let (mut feats, head_inputs) = head;
+        feats.extend(tail.0);
+        // Level 1's input is L itself; levels 2.. take LeakyReLU(x_{i-1}).
+        let skips = head_inputs.into_iter().skip(1).chain(tail.1).collect();
+        Self { feats, skips }
+    }
 }
 
 /// E_h: levels 1..3 on the lightness channel. Parameters `head.down{1,2,3}.*`.
@@ -74,6 +107,12 @@ impl HeadEncoder {
     /// `[x_1, x_2, x_3]`: `[B, nf, S/2, S/2]`, `[B, 2nf, S/4, S/4]`, `[B, 4nf, S/8, S/8]`.
     pub fn forward_t(&self, l: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         run_levels(&self.levels, l, train)
+    }
+
+    /// `([x_1, x_2, x_3], [L, LeakyReLU(x_1), LeakyReLU(x_2)])`: the outputs and each
+    /// level's activated input (see [`Encoded::join`]).
+    pub fn forward_levels(&self, l: &Tensor, train: bool) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        run_levels_with_inputs(&self.levels, l, train)
     }
 
     /// E_h with its convolutions detached and its BatchNorm affine trainable, for an update
@@ -105,6 +144,11 @@ impl TailEncoder {
     /// `[x_4, .., x_D]`, the last `[B, 8nf, S/2^D, S/2^D]`.
     pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         run_levels(&self.levels, z, train)
+    }
+
+    /// `([x_4, .., x_D], [LeakyReLU(z), .., LeakyReLU(x_{D-1})])` (see [`Encoded::join`]).
+    pub fn forward_levels(&self, z: &Tensor, train: bool) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        run_levels_with_inputs(&self.levels, z, train)
     }
 }
 
@@ -141,26 +185,45 @@ impl Decoder {
         })
     }
 
-    /// `feats` = `[x_1, .., x_D]`; returns tanh(ab) `[B, 2, S, S]`.
+    /// `feats` = `[x_1, .., x_D]`; returns tanh(ab) `[B, 2, S, S]`. Computes the skips
+    /// itself; [`Self::forward_encoded`] takes the encoder's.
     ///
     /// The reference's `DownConv` applies an *in-place* LeakyReLU to its input, so by the
     /// time its decoder concatenates them, every skip x_1..x_{D-1} holds LeakyReLU(x_i).
     /// We apply that activation explicitly; AdaIN therefore normalises LeakyReLU(z).
     pub fn forward(&self, feats: &[Tensor], mode: &Mode) -> Result<Tensor> {
+        let skips = feats
+            .iter()
+            .take(feats.len().saturating_sub(1))
+            .map(leaky_relu)
+            .collect::<Result<Vec<_>>>()?;
+        self.forward_skips(feats, &skips, mode)
+    }
+
+    /// The decoder on an encoder pass, with the activations the encoder already made as
+    /// its skips (no second LeakyReLU of each level, none kept twice for backward).
+    pub fn forward_encoded(&self, enc: &Encoded, mode: &Mode) -> Result<Tensor> {
+        self.forward_skips(&enc.feats, &enc.skips, mode)
+    }
+
+    /// `skips[i - 1]` = LeakyReLU(x_i), i = 1..D-1.
+    fn forward_skips(&self, feats: &[Tensor], skips: &[Tensor], mode: &Mode) -> Result<Tensor> {
         let d = self.ups.len();
-        if feats.len() != d {
+        if feats.len() != d || skips.len() + 1 != d {
             bail!(
-                "decoder: expected {d} encoder features, got {}",
-                feats.len()
+                "decoder: expected {d} encoder features and {} skips, got {} and {}",
+                d - 1,
+                feats.len(),
+                skips.len()
             )
         }
         let mut o = self.ups[0].forward(&feats[d - 1], mode)?; // [B, w_{D-1}, 2, 2] at S = 2^D
         for k in 1..d {
-            let skip = leaky_relu(&feats[d - 1 - k])?; // x_{D-k}
+            let skip = &skips[d - 1 - k]; // LeakyReLU(x_{D-k})
             let skip = if self.adain_index == Some(k) {
-                adain(&skip, &o)?
+                adain(skip, &o)?
             } else {
-                skip
+                skip.clone()
             };
             o = self.ups[k].forward_cat(&o, &skip, mode)?;
         }
@@ -193,8 +256,8 @@ impl Generator {
         &self.cfg
     }
 
-    /// `[x_1, .., x_D]` for L `[B, 1, S, S]`.
-    pub fn encode(&self, l: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+    /// `[x_1, .., x_D]` and the decoder's skips for L `[B, 1, S, S]`.
+    pub fn encode(&self, l: &Tensor, train: bool) -> Result<Encoded> {
         let (_, c, h, w) = l.dims4()?;
         let unit = 1usize << self.cfg.depth;
         if c != 1 || h % unit != 0 || w % unit != 0 {
@@ -203,15 +266,14 @@ impl Generator {
                 l.shape()
             )
         }
-        let mut feats = self.head.forward_t(l, train)?;
-        let tail = self.tail.forward_t(&feats[HEAD_LEVELS - 1], train)?;
-        feats.extend(tail);
-        Ok(feats)
+        let head = self.head.forward_levels(l, train)?;
+        let tail = self.tail.forward_levels(&head.0[HEAD_LEVELS - 1], train)?;
+        Ok(Encoded::join(head, tail))
     }
 
     /// Predicted ab in [-1, 1], `[B, 2, S, S]`.
     pub fn forward(&self, l: &Tensor, mode: &Mode) -> Result<Tensor> {
-        let feats = self.encode(l, mode.is_train())?;
-        self.decoder.forward(&feats, mode)
+        let enc = self.encode(l, mode.is_train())?;
+        self.decoder.forward_encoded(&enc, mode)
     }
 }

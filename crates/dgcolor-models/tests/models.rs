@@ -50,7 +50,7 @@ fn shapes_at_several_depths() -> Result<()> {
         let nets = build(&cfg, 0)?;
         let b = 3;
         let l = random(&[b, 1, size, size], 1)?;
-        let feats = nets.generator.encode(&l, true)?;
+        let feats = nets.generator.encode(&l, true)?.feats;
         assert_eq!(feats.len(), depth);
         for (i, f) in feats.iter().enumerate() {
             let side = size >> (i + 1);
@@ -156,6 +156,39 @@ fn initialisation_is_seeded_and_follows_the_reference() -> Result<()> {
     let lin = get(&a, "class_head.layer.0.weight");
     let bound = 1.0 / (cfg.width(5) as f32).sqrt();
     assert!(lin.iter().all(|x| x.abs() <= bound) && lin.iter().any(|x| x.abs() > bound / 2.0));
+    Ok(())
+}
+
+/// The encoder hands the decoder its skips, LeakyReLU(x_1..x_{D-1}), made once: they are
+/// those activations bit for bit, and the generator's output is the decoder's on the bare
+/// features (which activates them itself), with and without the AdaIN skip.
+#[test]
+fn encoder_skips_are_the_activated_features() -> Result<()> {
+    for adain_on in [true, false] {
+        let mut cfg = ModelConfig::new(32, 4, 5, 7, 2);
+        if !adain_on {
+            cfg.adain_index = None;
+        }
+        let nets = build(&cfg, 0)?;
+        let l = random(&[2, 1, 32, 32], 4)?;
+        let enc = nets.generator.encode(&l, true)?;
+        assert_eq!((enc.feats.len(), enc.skips.len()), (5, 4));
+        let bits = |t: &Tensor| -> Result<Vec<u32>> {
+            Ok(t.flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect())
+        };
+        for (i, (x, skip)) in enc.feats.iter().zip(&enc.skips).enumerate() {
+            let want = x.maximum(&(x * LEAKY_SLOPE)?)?;
+            assert_eq!(bits(skip)?, bits(&want)?, "skip of level {}", i + 1);
+        }
+        let mode = Mode::Eval;
+        let shared = nets.generator.decoder.forward_encoded(&enc, &mode)?;
+        let own = nets.generator.decoder.forward(&enc.feats, &mode)?;
+        assert_eq!(bits(&shared)?, bits(&own)?, "adain {adain_on}");
+    }
     Ok(())
 }
 
