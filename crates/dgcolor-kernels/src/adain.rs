@@ -33,12 +33,6 @@ pub fn adain(content: &Tensor, style: &Tensor, eps: f64) -> Result<Tensor> {
         .apply_op2(&style.contiguous()?, Adain { eps })
 }
 
-/// Whether [`adain`] runs on these tensors (f32, on the CPU or on CUDA in a `cuda` build,
-/// fused ops not switched off by `DGCOLOR_KERNELS`); callers use candle ops otherwise.
-pub fn adain_fused_on(content: &Tensor, style: &Tensor) -> bool {
-    crate::conv::fused_on(&[content, style])
-}
-
 /// `(B*C, n, n')`: the planes and their sizes, checked.
 fn planes(cl: &Layout, sl: &Layout, what: &str) -> Result<(usize, usize, usize)> {
     let (cb, cc, ch, cw) = crate::conv::dims4(cl, what)?;

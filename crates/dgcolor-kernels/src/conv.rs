@@ -268,9 +268,10 @@ fn backend_for(kernels: KernelChoice, precision: Precision, ts: &[Option<&Tensor
     }
 }
 
-/// True when the fused ops (BatchNorm, LeakyReLU, Adam) can run on all of `ts`:
-/// [`fused_on_for`] of the process's `DGCOLOR_KERNELS`.
-pub(crate) fn fused_on(ts: &[&Tensor]) -> bool {
+/// True when the fused ops (BatchNorm, activations, AdaIN, the losses, Adam) can run on all
+/// of `ts`: [`fused_on_for`] of the process's `DGCOLOR_KERNELS`. Callers that keep their own
+/// candle-ops path (AdaIN, the losses) ask this first.
+pub fn fused_on(ts: &[&Tensor]) -> bool {
     fused_on_for(crate::settings().kernels, ts)
 }
 

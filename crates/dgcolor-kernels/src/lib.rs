@@ -59,7 +59,7 @@ pub mod settings;
 mod winograd;
 
 pub use activation::{leaky_relu, leaky_relu_reference, relu_cat, Act};
-pub use adain::{adain, adain_fused_on};
+pub use adain::adain;
 pub use adam::{adam_inplace, AdamCoeffs};
 pub use alloc::{
     park_idle_candle_threads, pool_on_main_thread, retain_freed_memory, setup_process,
@@ -67,7 +67,7 @@ pub use alloc::{
 pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
 pub use conv::{
     adjoint_weight, conv2d, conv2d_act, conv2d_reference, conv_transpose2d, conv_transpose2d_act,
-    conv_transpose2d_reference, precision, set_precision,
+    conv_transpose2d_reference, fused_on, precision, set_precision,
 };
 pub use cpu::simd;
 pub use dropout::dropout;
@@ -75,7 +75,7 @@ pub use gemm_f32::{matmul_f32, num_threads};
 pub use geom::ConvGeom;
 pub use hash::{stable_hash, StableHasher};
 pub use im2col::{col2im, im2col};
-pub use loss::{l1_loss, loss_fused_on, squared_loss_to};
+pub use loss::{l1_loss, squared_loss_to};
 pub use lowered::{conv2d_lowered, conv_transpose2d_lowered, Precision};
 pub use settings::{
     init_settings, settings, KernelChoice, PoolPolicy, Settings, SettingsError, VARIABLES,

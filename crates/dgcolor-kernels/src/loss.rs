@@ -29,6 +29,20 @@ pub(crate) enum Loss {
 }
 
 impl Loss {
+    fn name(self) -> &'static str {
+        match self {
+            Loss::L1 => "dgcolor-l1",
+            Loss::SquaredTo(_) => "dgcolor-lsgan",
+        }
+    }
+
+    fn grad_name(self) -> &'static str {
+        match self {
+            Loss::L1 => "dgcolor-l1-grad",
+            Loss::SquaredTo(_) => "dgcolor-lsgan-grad",
+        }
+    }
+
     #[inline(always)]
     fn value(self, p: f32, t: f32) -> f64 {
         match self {
@@ -87,12 +101,6 @@ pub fn squared_loss_to(scores: &Tensor, label: f32) -> Result<Tensor> {
         .apply_op1(LossOp(Loss::SquaredTo(label)))
 }
 
-/// Whether [`l1_loss`] and [`squared_loss_to`] run on these tensors (the rule of the other
-/// fused ops); callers use candle ops otherwise.
-pub fn loss_fused_on(ts: &[&Tensor]) -> bool {
-    crate::conv::fused_on(ts)
-}
-
 struct LossOp(Loss);
 
 fn check_len(len: usize, what: &str) -> Result<()> {
@@ -132,7 +140,7 @@ fn cpu_grad(p: &[f32], t: &[f32], g: f32, loss: Loss, sign: f32) -> Vec<f32> {
 
 impl CustomOp1 for LossOp {
     fn name(&self) -> &'static str {
-        "dgcolor-lsgan"
+        self.0.name()
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -161,7 +169,7 @@ impl CustomOp1 for LossOp {
 
 impl CustomOp2 for LossOp {
     fn name(&self) -> &'static str {
-        "dgcolor-l1"
+        self.0.name()
     }
 
     fn cpu_fwd(
@@ -232,7 +240,7 @@ fn upstream(s: &CpuStorage, l: &Layout) -> Result<f32> {
 
 impl CustomOp2 for LossGrad {
     fn name(&self) -> &'static str {
-        "dgcolor-lsgan-grad"
+        self.loss.grad_name()
     }
 
     fn cpu_fwd(
@@ -262,7 +270,7 @@ impl CustomOp2 for LossGrad {
 
 impl candle_core::CustomOp3 for LossGrad {
     fn name(&self) -> &'static str {
-        "dgcolor-l1-grad"
+        self.loss.grad_name()
     }
 
     fn cpu_fwd(

@@ -17,7 +17,7 @@ pub const L1_WEIGHT: f64 = 100.0;
 /// candle's `abs` gives 1), candle ops otherwise.
 pub fn l1(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     same_shape("l1", pred, target)?;
-    if dgcolor_kernels::loss_fused_on(&[pred, target]) {
+    if dgcolor_kernels::fused_on(&[pred, target]) {
         return dgcolor_kernels::l1_loss(pred, target);
     }
     (pred - target)?.abs()?.mean_all()
@@ -33,7 +33,7 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// (1 = real, 0 = fake). One op with its backward where the fused ops run
 /// ([`dgcolor_kernels::squared_loss_to`]), candle ops otherwise.
 pub fn lsgan(scores: &Tensor, label: f64) -> Result<Tensor> {
-    if dgcolor_kernels::loss_fused_on(&[scores]) {
+    if dgcolor_kernels::fused_on(&[scores]) {
         return dgcolor_kernels::squared_loss_to(scores, label as f32);
     }
     (scores - label)?.sqr()?.mean_all()

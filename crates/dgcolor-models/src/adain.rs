@@ -64,7 +64,7 @@ pub fn adain(content: &Tensor, style: &Tensor) -> Result<Tensor> {
             style.shape()
         )
     }
-    if dgcolor_kernels::adain_fused_on(content, style) {
+    if dgcolor_kernels::fused_on(&[content, style]) {
         return dgcolor_kernels::adain(content, style, EPS);
     }
     let (normed, _) = normalize(content)?;
@@ -80,7 +80,7 @@ pub fn adain(content: &Tensor, style: &Tensor) -> Result<Tensor> {
 /// partner's detached features as content and the sample's own as style.
 pub fn content_randomize(x: &Tensor, perm: &Tensor) -> Result<Tensor> {
     check_perm("content_randomize", x, perm)?;
-    if dgcolor_kernels::adain_fused_on(x, x) {
+    if dgcolor_kernels::fused_on(&[x]) {
         return dgcolor_kernels::adain(&x.index_select(perm, 0)?.detach(), x, EPS);
     }
     let (normed, stats) = normalize(x)?;
