@@ -80,14 +80,7 @@ pub fn adain(content: &Tensor, style: &Tensor) -> Result<Tensor> {
 /// partner's detached features as content and the sample's own as style.
 pub fn content_randomize(x: &Tensor, perm: &Tensor) -> Result<Tensor> {
     check_perm("content_randomize", x, perm)?;
-    if dgcolor_kernels::fused_on(&[x]) {
-        return dgcolor_kernels::adain(&x.index_select(perm, 0)?.detach(), x, EPS);
-    }
-    let (normed, stats) = normalize(x)?;
-    let swapped = normed.index_select(perm, 0)?.detach();
-    swapped
-        .broadcast_mul(&stats.std()?)?
-        .broadcast_add(&stats.mean)
+    adain(&x.index_select(perm, 0)?.detach(), x)
 }
 
 /// Style randomization SR: own content, statistics mixed `a * own + (1 - a) * partner's`
