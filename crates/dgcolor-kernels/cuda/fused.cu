@@ -33,23 +33,44 @@ __device__ double block_sum_all(double v, double *shared) {
     return r;
 }
 
+// 1 / sqrt(var + eps) of channel ch, stats = [mean; var] (each [C]), as the CPU op rounds it.
+__device__ inline float inv_std(const float *stats, uint32_t c, uint32_t ch, float eps) {
+    return (float)(1.0 / sqrt((double)stats[c + ch] + (double)eps));
+}
+
+// BatchNorm of channel ch as y = x * scale + shift: scale = weight * inv, shift = bias -
+// mean * scale, with affine = [weight; bias].
+__device__ inline void bn_scale_shift(const float *stats, const float *affine, uint32_t c,
+                                      uint32_t ch, float eps, float *scale, float *shift) {
+    *scale = inv_std(stats, c, ch, eps) * affine[ch];
+    *shift = affine[c + ch] - stats[ch] * *scale;
+}
+
+// The gradient at a BatchNorm output that a LeakyReLU(slope) followed: dy * (y > 0 ? 1 :
+// slope), y = x * scale + shift recomputed as bn_forward made it.
+__device__ inline float bn_act_grad(float x, float dy, float scale, float shift, float slope) {
+    return x * scale + shift > 0.f ? dy : dy * slope;
+}
+
 // Per-channel partial sums of a contiguous [B, C, HW] tensor, in f64. Block (part, ch) covers
 // the part-th of `parts` contiguous pieces of the channel's B*HW elements and writes
 // partial[(ch * parts + part) * 2 + {0, 1}]:
 //   dy == nullptr: (x, x^2)                      -> batch statistics
-//   otherwise:     (dy, dy * (x - mean) * inv)   -> BatchNorm's gradient sums
-// where mean = stats[ch], inv = 1 / sqrt(stats[C + ch] + eps).
+//   otherwise:     (g, g * (x - mean) * inv)     -> BatchNorm's gradient sums
+// where stats = [mean; var; weight; bias] (each [C]), inv = 1 / sqrt(var + eps), and g = dy,
+// or with act != 0 (a LeakyReLU after the BatchNorm) dy through it (bn_act_grad).
 extern "C" __global__ void channel_partials(const float *x, const float *dy, const float *stats,
-                                            float eps, uint32_t b, uint32_t c, uint32_t hw,
-                                            double *partial) {
+                                            float eps, int act, float slope, uint32_t b,
+                                            uint32_t c, uint32_t hw, double *partial) {
     __shared__ double shared[BLOCK / 32];
     const uint32_t part = blockIdx.x, parts = gridDim.x, ch = blockIdx.y;
     const uint64_t n = (uint64_t)b * hw;
     const uint64_t lo = n * part / parts, hi = n * (part + 1) / parts;
-    float mean = 0.f, inv = 0.f;
+    float mean = 0.f, inv = 0.f, scale = 0.f, shift = 0.f;
     if (dy != nullptr) {
         mean = stats[ch];
-        inv = (float)(1.0 / sqrt((double)stats[c + ch] + (double)eps));
+        inv = inv_std(stats, c, ch, eps);
+        if (act) bn_scale_shift(stats, stats + 2 * c, c, ch, eps, &scale, &shift);
     }
     double s0 = 0.0, s1 = 0.0;
     for (uint64_t j = lo; j < hi;) {
@@ -65,9 +86,11 @@ extern "C" __global__ void channel_partials(const float *x, const float *dy, con
             }
         } else {
             for (uint64_t t = t0 + threadIdx.x; t < t1; t += BLOCK) {
-                const float g = dy[base + t];
+                const float v = x[base + t];
+                const float g = act ? bn_act_grad(v, dy[base + t], scale, shift, slope)
+                                    : dy[base + t];
                 s0 += g;
-                s1 += (double)(g * (x[base + t] - mean) * inv);
+                s1 += (double)(g * (v - mean) * inv);
             }
         }
         j += t1 - t0;
@@ -108,20 +131,36 @@ __device__ inline bool plane_index(uint32_t hw, uint64_t *at) {
     return t < hw;
 }
 
-__device__ inline float inv_std(const float *stats, uint32_t c, uint32_t ch, float eps) {
-    return (float)(1.0 / sqrt((double)stats[c + ch] + (double)eps));
-}
-
-// y = x * scale + shift, scale = weight * inv, shift = bias - mean * scale.
+// y = x * scale + shift (bn_scale_shift), then with act != 0 LeakyReLU(slope).
 // affine = [weight; bias], stats = [mean; var], each [C].
 extern "C" __global__ void bn_forward(const float *x, const float *affine, const float *stats,
-                                      float eps, uint32_t hw, float *y) {
+                                      float eps, int act, float slope, uint32_t hw, float *y) {
     uint64_t at;
     if (!plane_index(hw, &at)) return;
-    const uint32_t c = gridDim.y, ch = blockIdx.y;
-    const float scale = inv_std(stats, c, ch, eps) * affine[ch];
-    const float shift = affine[c + ch] - stats[ch] * scale;
-    y[at] = x[at] * scale + shift;
+    float scale, shift;
+    bn_scale_shift(stats, affine, gridDim.y, blockIdx.y, eps, &scale, &shift);
+    const float v = x[at] * scale + shift;
+    y[at] = !act || v > 0.f ? v : v * slope;
+}
+
+// relu(cat([x * scale + shift, skip], 1)) over the output's planes (grid y = C + Cs): output
+// channel ch < C is channel ch of x [B, C, HW] normalised with norm = [mean; var; weight;
+// bias] (each [C]); the others are skip [B, Cs, HW]. `v > 0 ? v : 0`, as relu_cat.
+extern "C" __global__ void bn_relu_cat(const float *x, const float *norm, const float *skip,
+                                       float eps, uint32_t c, uint32_t hw, float *y) {
+    uint64_t at;
+    if (!plane_index(hw, &at)) return;
+    const uint32_t ch = blockIdx.y, img = blockIdx.z, cs = gridDim.y - c;
+    const uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
+    float v;
+    if (ch < c) {
+        float scale, shift;
+        bn_scale_shift(norm, norm + 2 * c, c, ch, eps, &scale, &shift);
+        v = x[((uint64_t)img * c + ch) * hw + t] * scale + shift;
+    } else {
+        v = skip[((uint64_t)img * cs + (ch - c)) * hw + t];
+    }
+    y[at] = v > 0.f ? v : 0.f;
 }
 
 // y = x + bias[channel]
@@ -131,25 +170,37 @@ extern "C" __global__ void bias_add(const float *x, const float *bias, uint32_t 
     y[at] = x[at] + bias[blockIdx.y];
 }
 
-// y += bias[channel], in place (a convolution's fresh output).
-extern "C" __global__ void bias_add_inplace(float *y, const float *bias, uint32_t hw) {
+// y += bias[channel], then with act != 0 y = LeakyReLU(slope)(y), in place (a convolution's
+// fresh output).
+extern "C" __global__ void bias_add_inplace(float *y, const float *bias, int act, float slope,
+                                            uint32_t hw) {
     uint64_t at;
     if (!plane_index(hw, &at)) return;
-    y[at] += bias[blockIdx.y];
+    const float v = y[at] + bias[blockIdx.y];
+    y[at] = !act || v > 0.f ? v : v * slope;
 }
 
-// dx = weight * inv / N * (N * dy - sum(dy) - x_hat * sum(dy * x_hat)).
-// aux = [mean; var; weight; bias; sum(dy); sum(dy * x_hat)], each [C]; N = B * HW.
+// dx = weight * inv / N * (N * g - sum(g) - x_hat * sum(g * x_hat)), g = dy or with act != 0
+// dy through the LeakyReLU after the BatchNorm (bn_act_grad).
+// aux = [mean; var; weight; bias; sum(g); sum(g * x_hat)], each [C]; N = B * HW.
 extern "C" __global__ void bn_grad_input(const float *x, const float *dy, const float *aux,
-                                         float eps, uint32_t hw, float *dx) {
+                                         float eps, int act, float slope, uint32_t hw,
+                                         float *dx) {
     uint64_t at;
     if (!plane_index(hw, &at)) return;
     const uint32_t c = gridDim.y, ch = blockIdx.y;
     const float n = (float)((uint64_t)gridDim.z * hw);
     const float mean = aux[ch], inv = inv_std(aux, c, ch, eps);
     const float k = aux[2 * c + ch] * inv / n;
-    const float x_hat = (x[at] - mean) * inv;
-    dx[at] = k * (n * dy[at] - aux[4 * c + ch] - x_hat * aux[5 * c + ch]);
+    const float v = x[at];
+    float g = dy[at];
+    if (act) {
+        float scale, shift;
+        bn_scale_shift(aux, aux + 2 * c, c, ch, eps, &scale, &shift);
+        g = bn_act_grad(v, g, scale, shift, slope);
+    }
+    const float x_hat = (v - mean) * inv;
+    dx[at] = k * (n * g - aux[4 * c + ch] - x_hat * aux[5 * c + ch]);
 }
 
 #define FOR_EACH(i, len) \

@@ -67,11 +67,16 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(arg.apply_op2_no_bwd(
-            &grad.contiguous()?,
-            &LeakyReluGrad { slope: self.slope },
-        )?))
+        Ok(Some(leaky_relu_grad(arg, grad, self.slope)?))
     }
+}
+
+/// `grad * (x > 0 ? 1 : slope)`, LeakyReLU's input gradient (no graph). `x` may be the
+/// activation's input or its output: for `slope >= 0` both have the same sign test, so an op
+/// with the activation fused in can mask its gradient with the output it already has.
+pub(crate) fn leaky_relu_grad(x: &Tensor, grad: &Tensor, slope: f32) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2_no_bwd(&grad.contiguous()?, &LeakyReluGrad { slope })
 }
 
 /// (x, grad) -> grad * (x > 0 ? 1 : slope).
@@ -279,15 +284,24 @@ impl CustomOp2 for ReluCat {
         let (ca, cb) = (a.dim(1)?, b.dim(1)?);
         let part = |t: &Tensor, channels| {
             t.track_op()
-                .then(|| res.apply_op2_no_bwd(&grad, &ReluCatGrad { channels }))
+                .then(|| relu_cat_part_grad(res, &grad, channels))
                 .transpose()
         };
         Ok((part(a, (0, ca))?, part(b, (ca, ca + cb))?))
     }
 }
 
-/// `(out, grad) -> grad[:, c0..c1] * (out[:, c0..c1] > 0)`: one operand's share of the
-/// gradient of [`relu_cat`].
+/// `grad[:, c0..c1] * (out[:, c0..c1] > 0)` for `channels = (c0, c1)`: one operand's share
+/// of the gradient of [`relu_cat`] (or of an op that ends in it), from its output `out`.
+pub(crate) fn relu_cat_part_grad(
+    out: &Tensor,
+    grad: &Tensor,
+    channels: (usize, usize),
+) -> Result<Tensor> {
+    out.apply_op2_no_bwd(grad, &ReluCatGrad { channels })
+}
+
+/// `(out, grad) -> grad[:, c0..c1] * (out[:, c0..c1] > 0)`.
 struct ReluCatGrad {
     channels: (usize, usize),
 }

@@ -5,6 +5,13 @@
 //! and two passes backward using the closed-form gradient
 //! `dx = w * inv / N * (N * dy - sum(dy) - x_hat * sum(dy * x_hat))`.
 //! Per-channel sums are accumulated in f64 in a fixed order, so results are deterministic.
+//!
+//! [`batch_norm_leaky_relu_train`] is the same op with the LeakyReLU that follows every
+//! BatchNorm of the encoders and discriminators applied inside it. Besides a pass, that saves
+//! memory in training: candle's graph keeps every op's operands until backward ends, so a
+//! separate activation keeps the BatchNorm output alive beside its own output and the
+//! convolution's (PyTorch's in-place LeakyReLU overwrites it). The fused op's backward
+//! recomputes the pre-activation value from the input it keeps anyway.
 
 use std::sync::Arc;
 
@@ -13,6 +20,7 @@ use candle_core::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::conv::dims4;
 use crate::cpu::{f32_slice, min_items, simd, write_items};
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over `x [B, C, H, W]` with the batch's
@@ -25,9 +33,87 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_norm_act_train(x, weight, bias, eps, None)
+}
+
+/// [`batch_norm_train`] followed by LeakyReLU with negative slope `slope` (0: ReLU), as one
+/// op: the output is `leaky_relu(batch_norm(x))` bit for bit, with the same gradients, and
+/// the BatchNorm output is never made (see the module doc). Candle ops where
+/// [`crate::fused_on`] says no.
+pub fn batch_norm_leaky_relu_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    slope: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_norm_act_train(x, weight, bias, eps, Some(slope))
+}
+
+fn batch_norm_act_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    slope: Option<f64>,
+) -> Result<(Tensor, Tensor, Tensor)> {
     if !crate::conv::fused_on(&[x, weight, bias]) {
-        return batch_norm_train_reference(x, weight, bias, eps);
+        let (y, mean, var) = batch_norm_train_reference(x, weight, bias, eps)?;
+        let y = match slope {
+            Some(slope) => crate::leaky_relu_reference(&y, slope)?,
+            None => y,
+        };
+        return Ok((y, mean, var));
     }
+    check_affine(x, weight, bias)?;
+    let x = x.contiguous()?;
+    let stats = x.apply_op1_no_bwd(&ChannelStats)?; // [2, C]: mean, biased var
+    let affine = Tensor::cat(&[weight.flatten_all()?, bias.flatten_all()?], 0)?; // [2C]
+    let op = BatchNormOp {
+        eps,
+        slope: slope.map(|s| s as f32),
+    };
+    let y = x.apply_op3_arc(&affine, &stats, Arc::new(Box::new(op)))?;
+    Ok((y, stats.get(0)?, stats.get(1)?))
+}
+
+/// `relu(cat([batch_norm(x), skip], 1))` as one op (the U-Net decoder's input: an up block's
+/// BatchNorm output and the encoder's skip): the same values and gradients as
+/// [`batch_norm_train`] then [`crate::relu_cat`], and the BatchNorm output is never made, so
+/// candle's graph does not keep it beside the concatenation (PyTorch keeps neither).
+/// Returns the output and the detached batch mean and biased variance, as
+/// [`batch_norm_train`]. Candle ops where [`crate::fused_on`] says no.
+pub fn batch_norm_relu_cat_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    skip: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if !crate::conv::fused_on(&[x, weight, bias, skip]) {
+        let (y, mean, var) = batch_norm_train_reference(x, weight, bias, eps)?;
+        return Ok((crate::relu_cat(&y, skip)?, mean, var));
+    }
+    check_affine(x, weight, bias)?;
+    let x = x.contiguous()?;
+    let stats = x.apply_op1_no_bwd(&ChannelStats)?; // [2, C]: mean, biased var
+    let norm = Tensor::cat(
+        &[
+            stats.flatten_all()?,
+            weight.flatten_all()?,
+            bias.flatten_all()?,
+        ],
+        0,
+    )?; // [4C]
+    let y = x.apply_op3_arc(
+        &norm,
+        &skip.contiguous()?,
+        Arc::new(Box::new(BatchNormReluCat { eps })),
+    )?;
+    Ok((y, stats.get(0)?, stats.get(1)?))
+}
+
+fn check_affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<()> {
     let (_, c, _, _) = x.dims4()?;
     if weight.elem_count() != c || bias.elem_count() != c {
         bail!(
@@ -37,11 +123,7 @@ pub fn batch_norm_train(
             bias.shape()
         )
     }
-    let x = x.contiguous()?;
-    let stats = x.apply_op1_no_bwd(&ChannelStats)?; // [2, C]: mean, biased var
-    let affine = Tensor::cat(&[weight.flatten_all()?, bias.flatten_all()?], 0)?; // [2C]
-    let y = x.apply_op3_arc(&affine, &stats, Arc::new(Box::new(BatchNormOp { eps })))?;
-    Ok((y, stats.get(0)?, stats.get(1)?))
+    Ok(())
 }
 
 /// The same with candle ops: the path off the CPU and the reference in tests.
@@ -156,20 +238,55 @@ impl CustomOp1 for ChannelStats {
     }
 }
 
-/// Per-channel `(mean, 1 / sqrt(var + eps))` from a `[2, C]` statistics slice.
-fn mean_inv(stats: &[f32], eps: f64) -> Vec<(f32, f32)> {
+/// One channel's normalisation: `x_hat = (x - mean) * inv`, `y = x * scale + shift`.
+#[derive(Clone, Copy)]
+struct Norm {
+    mean: f32,
+    inv: f32,
+    scale: f32,
+    shift: f32,
+}
+
+/// Per-channel [`Norm`] from `[mean; var]` and `[weight; bias]`, each `[C]`; the CUDA kernels
+/// (`inv_std` in fused.cu) make the same f32 values.
+fn norms(stats: &[f32], affine: &[f32], eps: f64) -> Vec<Norm> {
     let c = stats.len() / 2;
     (0..c)
         .map(|ch| {
-            let inv = 1.0 / (stats[c + ch] as f64 + eps).sqrt();
-            (stats[ch], inv as f32)
+            let mean = stats[ch];
+            let inv = (1.0 / (stats[c + ch] as f64 + eps).sqrt()) as f32;
+            let scale = inv * affine[ch];
+            Norm {
+                mean,
+                inv,
+                scale,
+                shift: affine[c + ch] - mean * scale,
+            }
         })
         .collect()
 }
 
-/// `(x, [weight; bias], [mean; var]) -> y`.
+/// The gradient reaching the BatchNorm output: `dy` itself, or through LeakyReLU(`slope`)
+/// `dy * (y > 0 ? 1 : slope)` with `y` recomputed exactly as the forward made it.
+#[inline(always)]
+fn through_act(slope: Option<f32>, n: Norm, x: f32, dy: f32) -> f32 {
+    match slope {
+        // (as `leaky_relu`'s gradient: NaN takes the slope)
+        Some(slope) => {
+            if x * n.scale + n.shift > 0.0 {
+                dy
+            } else {
+                dy * slope
+            }
+        }
+        None => dy,
+    }
+}
+
+/// `(x, [weight; bias], [mean; var]) -> y`, then LeakyReLU(`slope`) if set.
 struct BatchNormOp {
     eps: f64,
+    slope: Option<f32>,
 }
 
 impl CustomOp3 for BatchNormOp {
@@ -190,9 +307,14 @@ impl CustomOp3 for BatchNormOp {
             f32_slice(s1, l1, "batch_norm input")?,
             f32_slice(s2, l2, "batch_norm affine")?,
         );
-        let mi = mean_inv(f32_slice(s3, l3, "batch_norm statistics")?, self.eps);
+        let norms = norms(
+            f32_slice(s3, l3, "batch_norm statistics")?,
+            affine,
+            self.eps,
+        );
         let dims = l1.dims();
         let (c, hw) = (dims[1], dims[2] * dims[3]);
+        let slope = self.slope;
         // SAFETY: each plane's item is written in full (hw values).
         let y = unsafe {
             write_items(
@@ -200,12 +322,20 @@ impl CustomOp3 for BatchNormOp {
                 hw,
                 #[inline(always)]
                 |p, y| {
-                    let ch = p % c;
-                    let (mean, inv) = mi[ch];
-                    let scale = inv * affine[ch];
-                    let shift = affine[c + ch] - mean * scale;
-                    for (y, &x) in y.iter_mut().zip(&x[p * hw..][..hw]) {
-                        y.write(x * scale + shift);
+                    let Norm { scale, shift, .. } = norms[p % c];
+                    let x = &x[p * hw..][..hw];
+                    match slope {
+                        None => {
+                            for (y, &x) in y.iter_mut().zip(x) {
+                                y.write(x * scale + shift);
+                            }
+                        }
+                        Some(slope) => {
+                            for (y, &x) in y.iter_mut().zip(x) {
+                                let v = x * scale + shift;
+                                y.write(if v > 0.0 { v } else { v * slope });
+                            }
+                        }
                     }
                 },
             )
@@ -223,7 +353,14 @@ impl CustomOp3 for BatchNormOp {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        crate::cuda::batch_norm_elementwise((s1, l1), (s2, l2), (s3, l3), self.eps, false)
+        crate::cuda::batch_norm_elementwise(
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            self.eps,
+            self.slope,
+            false,
+        )
     }
 
     fn bwd(
@@ -235,21 +372,22 @@ impl CustomOp3 for BatchNormOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let sums = x.apply_op3_no_bwd(&dy, stats, &GradSums { eps: self.eps })?; // [2, C]
-        let aux = Tensor::cat(
-            &[stats.flatten_all()?, affine.clone(), sums.flatten_all()?],
-            0,
-        )?;
-        let dx = x.apply_op3_no_bwd(&dy, &aux, &GradInput { eps: self.eps })?;
+        let (eps, slope) = (self.eps, self.slope);
+        let norm = Tensor::cat(&[stats.flatten_all()?, affine.clone()], 0)?; // [4C]
+        let sums = x.apply_op3_no_bwd(&dy, &norm, &GradSums { eps, slope })?; // [2, C]
+        let aux = Tensor::cat(&[norm, sums.flatten_all()?], 0)?;
+        let dx = x.apply_op3_no_bwd(&dy, &aux, &GradInput { eps, slope })?;
         // d weight = sum(dy * x_hat), d bias = sum(dy)
         let d_affine = Tensor::cat(&[sums.get(1)?, sums.get(0)?], 0)?;
         Ok((Some(dx), Some(d_affine), None))
     }
 }
 
-/// `(x, dy, [mean; var]) -> [sum(dy); sum(dy * x_hat)]` per channel.
+/// `(x, dy, [mean; var; weight; bias]) -> [sum(g); sum(g * x_hat)]` per channel, `g` the
+/// gradient at the BatchNorm output ([`through_act`]).
 struct GradSums {
     eps: f64,
+    slope: Option<f32>,
 }
 
 impl CustomOp3 for GradSums {
@@ -270,26 +408,28 @@ impl CustomOp3 for GradSums {
             f32_slice(s1, l1, "batch_norm input")?,
             f32_slice(s2, l2, "batch_norm gradient")?,
         );
-        let mi = mean_inv(f32_slice(s3, l3, "batch_norm statistics")?, self.eps);
         let dims = l1.dims();
+        let norm = f32_slice(s3, l3, "batch_norm statistics")?;
+        let norms = norms(&norm[..2 * dims[1]], &norm[2 * dims[1]..], self.eps);
+        let slope = self.slope;
         let per: Vec<(f32, f32)> = (0..dims[1])
             .into_par_iter()
             .with_min_len(min_items(x.len() / dims[1].max(1)))
             .map(|ch| {
-                let (mean, inv) = mi[ch];
+                let n = norms[ch];
                 let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
                 for (xp, gp) in planes(x, dims, ch).zip(planes(dy, dims, ch)) {
                     sdy += sum_wide(
-                        gp,
+                        xp,
                         gp,
                         #[inline(always)]
-                        |g, _| g as f64,
+                        |x, g| through_act(slope, n, x, g) as f64,
                     );
                     sdyx += sum_wide(
                         xp,
                         gp,
                         #[inline(always)]
-                        |x, g| (g * (x - mean) * inv) as f64,
+                        |x, g| (through_act(slope, n, x, g) * (x - n.mean) * n.inv) as f64,
                     );
                 }
                 (sdy as f32, sdyx as f32)
@@ -315,14 +455,15 @@ impl CustomOp3 for GradSums {
     ) -> Result<(CudaStorage, Shape)> {
         crate::cuda::channel_sums(
             (s1, l1),
-            crate::cuda::Sums::Grad((s2, l2), (s3, l3), self.eps),
+            crate::cuda::Sums::Grad((s2, l2), (s3, l3), self.eps, self.slope),
         )
     }
 }
 
-/// `(x, dy, [mean; var; weight; bias; sum(dy); sum(dy * x_hat)]) -> dx`.
+/// `(x, dy, [mean; var; weight; bias; sum(g); sum(g * x_hat)]) -> dx`, `g` as in [`GradSums`].
 struct GradInput {
     eps: f64,
+    slope: Option<f32>,
 }
 
 impl CustomOp3 for GradInput {
@@ -347,8 +488,9 @@ impl CustomOp3 for GradInput {
         let dims = l1.dims();
         let (c, hw) = (dims[1], dims[2] * dims[3]);
         let n = (dims[0] * hw) as f32;
-        let mi = mean_inv(&aux[..2 * c], self.eps);
+        let norms = norms(&aux[..2 * c], &aux[2 * c..4 * c], self.eps);
         let (weight, sdy, sdyx) = (&aux[2 * c..3 * c], &aux[4 * c..5 * c], &aux[5 * c..]);
+        let slope = self.slope;
         // SAFETY: each plane's item is written in full (hw values).
         let dx = unsafe {
             write_items(
@@ -357,12 +499,13 @@ impl CustomOp3 for GradInput {
                 #[inline(always)]
                 |p, dx| {
                     let ch = p % c;
-                    let (mean, inv) = mi[ch];
-                    let k = weight[ch] * inv / n;
+                    let norm = norms[ch];
+                    let k = weight[ch] * norm.inv / n;
                     let (sum_dy, sum_dyx) = (sdy[ch], sdyx[ch]);
                     let (x, dy) = (&x[p * hw..][..hw], &dy[p * hw..][..hw]);
                     for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                        let x_hat = (x - mean) * inv;
+                        let g = through_act(slope, norm, x, g);
+                        let x_hat = (x - norm.mean) * norm.inv;
                         dx.write(k * (n * g - sum_dy - x_hat * sum_dyx));
                     }
                 },
@@ -381,6 +524,125 @@ impl CustomOp3 for GradInput {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        crate::cuda::batch_norm_elementwise((s1, l1), (s2, l2), (s3, l3), self.eps, true)
+        crate::cuda::batch_norm_elementwise(
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            self.eps,
+            self.slope,
+            true,
+        )
+    }
+}
+
+/// `(x [B, C, H, W], [mean; var; weight; bias], skip [B, Cs, H, W]) ->
+/// relu(cat([x * scale + shift, skip], 1))`; see [`batch_norm_relu_cat_train`].
+struct BatchNormReluCat {
+    eps: f64,
+}
+
+impl CustomOp3 for BatchNormReluCat {
+    fn name(&self) -> &'static str {
+        "dgcolor-batch-norm-relu-cat"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let what = "batch_norm_relu_cat";
+        let (xd, sd) = (dims4(l1, what)?, dims4(l3, what)?);
+        if (xd.0, xd.2, xd.3) != (sd.0, sd.2, sd.3) {
+            bail!("{what}: input {xd:?} and skip {sd:?} differ outside dim 1")
+        }
+        let (x, norm, skip) = (
+            f32_slice(s1, l1, what)?,
+            f32_slice(s2, l2, what)?,
+            f32_slice(s3, l3, what)?,
+        );
+        let c = xd.1;
+        let norms = norms(&norm[..2 * c], &norm[2 * c..], self.eps);
+        let hw = xd.2 * xd.3;
+        let (nx, ns) = (c * hw, sd.1 * hw);
+        // SAFETY: each image's item is written in full: nx normalised values, then ns of skip.
+        let out = unsafe {
+            write_items(
+                xd.0,
+                nx + ns,
+                #[inline(always)]
+                |i, o| {
+                    let (ox, os) = o.split_at_mut(nx);
+                    for ((ch, o), x) in ox
+                        .chunks_mut(hw)
+                        .enumerate()
+                        .zip(x[i * nx..][..nx].chunks(hw))
+                    {
+                        let Norm { scale, shift, .. } = norms[ch];
+                        for (o, &x) in o.iter_mut().zip(x) {
+                            o.write((x * scale + shift).max(0.0));
+                        }
+                    }
+                    for (o, &v) in os.iter_mut().zip(&skip[i * ns..][..ns]) {
+                        o.write(v.max(0.0));
+                    }
+                },
+            )
+        };
+        Ok((CpuStorage::F32(out), (xd.0, c + sd.1, xd.2, xd.3).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        crate::cuda::batch_norm_relu_cat((s1, l1), (s2, l2), (s3, l3), self.eps)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        norm: &Tensor,
+        skip: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (c, cs) = (x.dim(1)?, skip.dim(1)?);
+        // The gradient at the BatchNorm output, then BatchNorm's backward on it.
+        let g = crate::activation::relu_cat_part_grad(res, &grad, (0, c))?;
+        let eps = self.eps;
+        let sums = x.apply_op3_no_bwd(&g, norm, &GradSums { eps, slope: None })?; // [2, C]
+        let dx = x
+            .track_op()
+            .then(|| {
+                let aux = Tensor::cat(&[norm.clone(), sums.flatten_all()?], 0)?;
+                x.apply_op3_no_bwd(&g, &aux, &GradInput { eps, slope: None })
+            })
+            .transpose()?;
+        // d weight = sum(g * x_hat), d bias = sum(g); none for the (detached) statistics.
+        let d_norm = Tensor::cat(
+            &[
+                sums.zeros_like()?.flatten_all()?,
+                sums.get(1)?,
+                sums.get(0)?,
+            ],
+            0,
+        )?;
+        let d_skip = skip
+            .track_op()
+            .then(|| crate::activation::relu_cat_part_grad(res, &grad, (c, c + cs)))
+            .transpose()?;
+        Ok((dx, Some(d_norm), d_skip))
     }
 }

@@ -31,7 +31,9 @@ pub fn conv2d(
         Backend::Candle => return conv2d_reference(x, weight, bias, stride, padding),
         Backend::Lowered(p) => return conv2d_lowered(x, weight, bias, stride, padding, p),
         #[cfg(feature = "cudnn")]
-        Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, false, p),
+        Backend::Cudnn(p) => {
+            return crate::cudnn::conv(x, weight, bias, (stride, padding), false, p, None)
+        }
         Backend::CpuOps => {}
     }
     conv_op(
@@ -42,6 +44,32 @@ pub fn conv2d(
         (false, None),
         Act::Identity,
     )
+}
+
+/// `leaky_relu(conv2d(x, weight, bias), slope)`, differentiable, with the activation inside
+/// the convolution on the CPU ops and on cuDNN (f32 with a bias); elsewhere the two ops.
+///
+/// Why: candle's graph keeps every op's operands until backward ends, so a separate
+/// activation keeps the convolution's output alive beside its own (PyTorch's in-place
+/// LeakyReLU overwrites it). The fused op's backward masks the gradient with its output,
+/// whose sign test is the input's for `slope >= 0`.
+pub fn conv2d_leaky_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    slope: f64,
+) -> Result<Tensor> {
+    let act = Act::LeakyRelu(slope as f32);
+    match backend(&[Some(x), Some(weight), bias]) {
+        Backend::CpuOps => conv_op(x, weight, bias, (stride, padding), (false, None), act),
+        #[cfg(feature = "cudnn")]
+        Backend::Cudnn(p) => {
+            crate::cudnn::conv(x, weight, bias, (stride, padding), false, p, Some(slope))
+        }
+        _ => crate::leaky_relu(&conv2d(x, weight, bias, stride, padding)?, slope),
+    }
 }
 
 /// `act(conv2d(x, weight, bias))` for the inference path: the activation runs inside the
@@ -177,7 +205,9 @@ pub fn conv_transpose2d(
             return conv_transpose2d_lowered(x, weight, bias, stride, padding, p)
         }
         #[cfg(feature = "cudnn")]
-        Backend::Cudnn(p) => return crate::cudnn::conv(x, weight, bias, stride, padding, true, p),
+        Backend::Cudnn(p) => {
+            return crate::cudnn::conv(x, weight, bias, (stride, padding), true, p, None)
+        }
         Backend::CpuOps => {}
     }
     conv_op(
@@ -660,7 +690,8 @@ struct ConvOp {
     transposed: bool,
     /// [`adjoint_weight`] of the weight, for a transposed conv on the inference path.
     adjoint: Option<Tensor>,
-    /// Not `Identity` only on the inference path ([`conv2d_act`]), which never records a graph.
+    /// Applied to the output inside the op: any on the inference path ([`conv2d_act`]), which
+    /// records no graph; LeakyReLU in training ([`conv2d_leaky_relu`]).
     act: Act,
 }
 
@@ -711,17 +742,19 @@ impl CustomOp3 for ConvOp {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if self.act != Act::Identity {
-            bail!(
-                "{}: no backward with a fused activation ({:?}); conv2d_act records no graph",
-                self.name(),
-                self.act
-            )
-        }
-        let grad = grad.contiguous()?;
+        // The gradient at the pre-activation output, masked with the op's output.
+        let grad = match self.act {
+            Act::Identity => grad.contiguous()?,
+            Act::LeakyRelu(slope) => crate::activation::leaky_relu_grad(res, grad, slope)?,
+            Act::Relu => crate::activation::leaky_relu_grad(res, grad, 0.0)?,
+            Act::Tanh => bail!(
+                "{}: no backward with a fused tanh; conv2d_act records no graph",
+                self.name()
+            ),
+        };
         let (stride, padding) = (self.stride, self.padding);
         // No input gradient for an input that records no graph (the network's L input, a
         // detached fake): its GEMM and col2im would be thrown away. The input gradient of a

@@ -80,8 +80,10 @@ pub(crate) enum Sums<'a> {
     Stats,
     /// `sum(x)` and `sum(x^2)`.
     Plain,
-    /// BatchNorm's gradient sums `sum(dy)` and `sum(dy * x_hat)`, given `(dy, [mean; var])`.
-    Grad(Arg<'a>, Arg<'a>, f64),
+    /// BatchNorm's gradient sums `sum(g)` and `sum(g * x_hat)`, given
+    /// `(dy, [mean; var; weight; bias], eps, slope)`: `g = dy`, or with a LeakyReLU after the
+    /// BatchNorm (`slope`), `dy` through it.
+    Grad(Arg<'a>, Arg<'a>, f64, Option<f32>),
 }
 
 /// Per-channel sums in f64 (see [`Sums`]); the split into partial sums depends only on the
@@ -96,16 +98,18 @@ pub(crate) fn channel_sums(x: Arg, what: Sums) -> Result<(CudaStorage, Shape)> {
     let f = dev.get_or_load_custom_func("channel_partials", MODULE, PTX)?;
     let mut call = f.builder();
     call.arg(&xs);
-    let (grad_views, eps) = match what {
-        Sums::Grad(dy, stats, eps) => (
+    let (grad_views, eps, slope) = match what {
+        Sums::Grad(dy, norm, eps, slope) => (
             Some((
                 view(dy, "batch_norm gradient")?,
-                view(stats, "batch_norm statistics")?,
+                view(norm, "batch_norm statistics")?,
             )),
             eps as f32,
+            slope,
         ),
-        Sums::Stats | Sums::Plain => (None, 0.0f32),
+        Sums::Stats | Sums::Plain => (None, 0.0f32, None),
     };
+    let (act, slope) = act_args(slope);
     let null = 0u64;
     match &grad_views {
         Some((dy, stats)) => {
@@ -117,7 +121,13 @@ pub(crate) fn channel_sums(x: Arg, what: Sums) -> Result<(CudaStorage, Shape)> {
             call.arg(&null);
         }
     }
-    call.arg(&eps).arg(&b).arg(&c).arg(&hw).arg(&partial);
+    call.arg(&eps)
+        .arg(&act)
+        .arg(&slope)
+        .arg(&b)
+        .arg(&c)
+        .arg(&hw)
+        .arg(&partial);
     let cfg = LaunchConfig {
         grid_dim: (parts, c, 1),
         block_dim: (BLOCK, 1, 1),
@@ -200,8 +210,14 @@ impl CustomOp2 for BiasAdd {
     }
 }
 
-/// `y[:, c] += bias[c]` in place on a convolution's fresh output `y` (`shape`, contiguous).
-pub(crate) fn bias_add_inplace(y: &mut CudaStorage, shape: &Shape, bias: Arg) -> Result<()> {
+/// `y[:, c] += bias[c]` in place on a convolution's fresh output `y` (`shape`, contiguous),
+/// then with `slope` LeakyReLU(slope) in place.
+pub(crate) fn bias_add_inplace(
+    y: &mut CudaStorage,
+    shape: &Shape,
+    bias: Arg,
+    slope: Option<f32>,
+) -> Result<()> {
     let dev = y.device.clone();
     let layout = Layout::contiguous(shape);
     let (b, c, hw) = bchw(&layout, "bias_add input")?;
@@ -215,7 +231,8 @@ pub(crate) fn bias_add_inplace(y: &mut CudaStorage, shape: &Shape, bias: Arg) ->
     let mut ys = view_mut(y, &layout, "bias_add output")?;
     let f = dev.get_or_load_custom_func("bias_add_inplace", MODULE, PTX)?;
     let mut call = f.builder();
-    call.arg(&mut ys).arg(&bs).arg(&hw);
+    let (act, slope) = act_args(slope);
+    call.arg(&mut ys).arg(&bs).arg(&act).arg(&slope).arg(&hw);
     unsafe { call.launch(planes(b, c, hw)) }.w()?;
     Ok(())
 }
@@ -243,13 +260,20 @@ impl CustomOp1 for ChannelSum {
     }
 }
 
+/// The kernels' `(act, slope)` arguments for an optional LeakyReLU after a BatchNorm.
+fn act_args(slope: Option<f32>) -> (i32, f32) {
+    (slope.is_some() as i32, slope.unwrap_or(0.0))
+}
+
 /// BatchNorm's forward `(x, [weight; bias], [mean; var]) -> y`, or with `grad_input` its input
-/// gradient `(x, dy, aux) -> dx` (see `bn_grad_input` in fused.cu for `aux`).
+/// gradient `(x, dy, aux) -> dx` (see `bn_grad_input` in fused.cu for `aux`); with `slope`,
+/// a LeakyReLU after the BatchNorm is part of the op.
 pub(crate) fn batch_norm_elementwise(
     x: Arg,
     second: Arg,
     third: Arg,
     eps: f64,
+    slope: Option<f32>,
     grad_input: bool,
 ) -> Result<(CudaStorage, Shape)> {
     let dev = &x.0.device;
@@ -268,7 +292,15 @@ pub(crate) fn batch_norm_elementwise(
     };
     let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
     let mut call = f.builder();
-    call.arg(&xs).arg(&s2).arg(&s3).arg(&eps).arg(&hw).arg(&out);
+    let (act, slope) = act_args(slope);
+    call.arg(&xs)
+        .arg(&s2)
+        .arg(&s3)
+        .arg(&eps)
+        .arg(&act)
+        .arg(&slope)
+        .arg(&hw)
+        .arg(&out);
     unsafe { call.launch(planes(b, c, hw)) }.w()?;
     Ok((storage(out, dev), x.1.shape().clone()))
 }
@@ -386,6 +418,48 @@ pub(crate) fn relu_cat(a: Arg, b: Arg) -> Result<(CudaStorage, Shape)> {
     call.arg(&xa).arg(&xb).arg(&na).arg(&nb).arg(&len).arg(&out);
     unsafe { call.launch(flat(len as usize)) }.w()?;
     Ok((storage(out, dev), Shape::from((n, ca + cb, h, w))))
+}
+
+/// `relu(cat([x * scale + shift, skip], 1))` of `x [B, C, H, W]`, `norm = [mean; var;
+/// weight; bias]` (each `[C]`) and `skip [B, Cs, H, W]`.
+pub(crate) fn batch_norm_relu_cat(
+    x: Arg,
+    norm: Arg,
+    skip: Arg,
+    eps: f64,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.0.device;
+    let (b, c, hw) = bchw(x.1, "batch_norm_relu_cat input")?;
+    let (sb, cs, shw) = bchw(skip.1, "batch_norm_relu_cat skip")?;
+    if (b, hw) != (sb, shw) || x.1.dims()[2..] != skip.1.dims()[2..] {
+        bail!(
+            "batch_norm_relu_cat: input {:?} and skip {:?} differ outside dim 1",
+            x.1.shape(),
+            skip.1.shape()
+        )
+    }
+    let (xs, ns, ss) = (
+        view(x, "batch_norm_relu_cat input")?,
+        view(norm, "batch_norm_relu_cat statistics")?,
+        view(skip, "batch_norm_relu_cat skip")?,
+    );
+    let out = unsafe { dev.alloc::<f32>(xs.len() + ss.len()) }?;
+    let f = dev.get_or_load_custom_func("bn_relu_cat", MODULE, PTX)?;
+    let mut call = f.builder();
+    let eps = eps as f32;
+    call.arg(&xs)
+        .arg(&ns)
+        .arg(&ss)
+        .arg(&eps)
+        .arg(&c)
+        .arg(&hw)
+        .arg(&out);
+    unsafe { call.launch(planes(b, c + cs, hw)) }.w()?;
+    let d = x.1.dims();
+    Ok((
+        storage(out, dev),
+        Shape::from((d[0], d[1] + cs as usize, d[2], d[3])),
+    ))
 }
 
 /// `grad[:, c0..c1] * (out[:, c0..c1] > 0)` for `out` and `grad` `[B, C, H, W]`.

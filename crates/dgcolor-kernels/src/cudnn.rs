@@ -127,15 +127,16 @@ fn wrap(e: impl std::fmt::Display) -> candle_core::Error {
 
 /// `conv2d` (`transposed: false`) or `conv_transpose2d` (`true`), PyTorch semantics, on
 /// cuDNN; differentiable in all three operands. `precision` is the caller's (thread-local)
-/// autocast setting, carried into the backward pass.
+/// autocast setting, carried into the backward pass. With `slope`, LeakyReLU(slope) of that
+/// (in place inside the op where it adds the bias in place, see [`ConvBias`]).
 pub(crate) fn conv(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    stride: usize,
-    padding: usize,
+    (stride, padding): (usize, usize),
     transposed: bool,
     precision: Precision,
+    slope: Option<f64>,
 ) -> Result<Tensor> {
     let dt = match precision {
         Precision::Bf16 => DType::BF16,
@@ -154,7 +155,10 @@ pub(crate) fn conv(
         return x.contiguous()?.apply_op3(
             &weight.contiguous()?,
             &b.flatten_all()?.contiguous()?,
-            ConvBias(op),
+            ConvBias {
+                conv: op,
+                slope: slope.map(|s| s as f32),
+            },
         );
     }
     let y = x
@@ -162,12 +166,16 @@ pub(crate) fn conv(
         .contiguous()?
         .apply_op2(&weight.to_dtype(dt)?.contiguous()?, op)?
         .to_dtype(x.dtype())?;
-    match bias {
+    let y = match bias {
         // [B, C_out, H, W] + [C_out]
         Some(b) if y.dtype() == DType::F32 && b.dtype() == DType::F32 => {
-            crate::cuda::bias_add(&y, b)
+            crate::cuda::bias_add(&y, b)?
         }
-        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+        None => y,
+    };
+    match slope {
+        Some(slope) => crate::leaky_relu(&y, slope),
         None => Ok(y),
     }
 }
@@ -275,14 +283,18 @@ impl CustomOp2 for Conv {
 }
 
 /// `(x, weight, bias) -> y`: [`Conv`] with the bias added in place to the product's fresh
-/// output (f32 operands). Candle's graph keeps every op's operands, so a separate bias op
-/// would keep the unbiased product alive until backward beside its biased copy: one more
-/// activation-sized tensor per layer.
-struct ConvBias(Conv);
+/// output (f32 operands), then LeakyReLU(`slope`) in place if set. Candle's graph keeps every
+/// op's operands, so a separate bias op would keep the unbiased product alive until backward
+/// beside its biased copy, and a separate activation the biased one: one more
+/// activation-sized tensor per layer each.
+struct ConvBias {
+    conv: Conv,
+    slope: Option<f32>,
+}
 
 impl CustomOp3 for ConvBias {
     fn name(&self) -> &'static str {
-        if self.0.transposed {
+        if self.conv.transposed {
             "dgcolor-cudnn-conv-transpose2d-bias"
         } else {
             "dgcolor-cudnn-conv2d-bias"
@@ -310,8 +322,8 @@ impl CustomOp3 for ConvBias {
         b: &CudaStorage,
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (mut y, shape) = self.0.cuda_fwd(x, xl, w, wl)?;
-        crate::cuda::bias_add_inplace(&mut y, &shape, (b, bl))?;
+        let (mut y, shape) = self.conv.cuda_fwd(x, xl, w, wl)?;
+        crate::cuda::bias_add_inplace(&mut y, &shape, (b, bl), self.slope)?;
         Ok((y, shape))
     }
 
@@ -323,7 +335,13 @@ impl CustomOp3 for ConvBias {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.0.bwd(x, w, res, grad)?;
+        // The gradient at the pre-activation output, masked with the op's output.
+        let grad = match self.slope {
+            Some(slope) => crate::activation::leaky_relu_grad(res, grad, slope)?,
+            None => grad.clone(),
+        };
+        let grad = &grad;
+        let (dx, dw) = self.conv.bwd(x, w, res, grad)?;
         let db = b
             .track_op()
             .then(|| crate::cuda::bias_grad(grad, b))

@@ -64,10 +64,13 @@ pub use adam::{adam_inplace, AdamCoeffs};
 pub use alloc::{
     park_idle_candle_threads, pool_on_main_thread, retain_freed_memory, setup_process,
 };
-pub use batch_norm::{batch_norm_train, batch_norm_train_reference};
+pub use batch_norm::{
+    batch_norm_leaky_relu_train, batch_norm_relu_cat_train, batch_norm_train,
+    batch_norm_train_reference,
+};
 pub use conv::{
-    adjoint_weight, conv2d, conv2d_act, conv2d_reference, conv_transpose2d, conv_transpose2d_act,
-    conv_transpose2d_reference, fused_on, precision, set_precision,
+    adjoint_weight, conv2d, conv2d_act, conv2d_leaky_relu, conv2d_reference, conv_transpose2d,
+    conv_transpose2d_act, conv_transpose2d_reference, fused_on, precision, set_precision,
 };
 pub use cpu::simd;
 pub use dropout::dropout;

@@ -952,6 +952,94 @@ mod cuda {
         }
     }
 
+    /// The CUDA BatchNorm + LeakyReLU op against the CPU op (within TOL) and against the
+    /// CUDA BatchNorm and LeakyReLU ops in sequence (bit for bit), at a U-Net-sized plane
+    /// (several partial sums per channel) and at 2x2 planes.
+    #[test]
+    fn batch_norm_leaky_relu_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(39);
+        for dims in [[4usize, 3, 5, 7], [3, 64, 2, 2], [2, 64, 128, 128]] {
+            let x = randn(&mut rng, &dims).unwrap().affine(3.0, 1.5).unwrap();
+            let w = randn(&mut rng, &[dims[1]]).unwrap();
+            let b = (randn(&mut rng, &[dims[1]]).unwrap() * 0.3).unwrap();
+            let up = randn(&mut rng, &dims).unwrap();
+            for slope in [0.2, 0.0] {
+                let dev = gpu();
+                let cpu = bn_leaky_run([&x, &w, &b], &up, slope, true, &Device::Cpu).unwrap();
+                let fused = bn_leaky_run([&x, &w, &b], &up, slope, true, &dev).unwrap();
+                let apart = bn_leaky_run([&x, &w, &b], &up, slope, false, &dev).unwrap();
+                for (i, name) in BN_OUTPUTS.iter().enumerate() {
+                    let e = rel_err(&fused[i], &cpu[i]).unwrap();
+                    assert!(e < TOL, "{dims:?} slope {slope} {name} rel err {e}");
+                    assert_eq!(
+                        bits(&fused[i]).unwrap(),
+                        bits(&apart[i]).unwrap(),
+                        "{dims:?} slope {slope} {name}: fused vs two ops on the GPU"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The CUDA BatchNorm + ReLU + concatenation op against the CPU op (within TOL) and
+    /// against the CUDA BatchNorm and relu_cat ops in sequence (bit for bit).
+    #[test]
+    fn batch_norm_relu_cat_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(61);
+        for (dims, cs) in [
+            ([4usize, 3, 5, 7], 3),
+            ([3, 64, 2, 2], 64),
+            ([2, 64, 128, 128], 64),
+        ] {
+            let [x, w, b, skip, up] = bn_relu_cat_case(&mut rng, dims, cs).unwrap();
+            let dev = gpu();
+            let run = |fused, dev: &Device| {
+                bn_relu_cat_run([&x, &w, &b, &skip], &up, fused, dev).unwrap()
+            };
+            let (cpu, fused, apart) = (run(true, &Device::Cpu), run(true, &dev), run(false, &dev));
+            for (i, name) in BN_CAT_OUTPUTS.iter().enumerate() {
+                let e = rel_err(&fused[i], &cpu[i]).unwrap();
+                assert!(e < TOL, "{dims:?} {name} rel err {e}");
+                assert_eq!(
+                    bits(&fused[i]).unwrap(),
+                    bits(&apart[i]).unwrap(),
+                    "{dims:?} {name}: fused vs two ops on the GPU"
+                );
+            }
+        }
+    }
+
+    /// LeakyReLU inside the cuDNN convolution (in place after the bias) against the CPU op
+    /// (within TOL, at f32) and against the cuDNN convolution then the LeakyReLU kernel on
+    /// the GPU (bit for bit): output and the three gradients.
+    #[test]
+    fn conv2d_leaky_relu_matches_cpu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(57);
+        for (x_dims, w_dims, stride) in [
+            ([4usize, 1, 64, 64], [16usize, 1, 4, 4], 2),
+            ([4, 3, 64, 64], [16, 3, 4, 4], 2),
+        ] {
+            let [x, w, b, up] = conv_leaky_case(&mut rng, x_dims, w_dims, stride).unwrap();
+            let dev = gpu();
+            let run = |fused, dev: &Device| {
+                conv_leaky_run([&x, &w, &b], &up, (stride, 1), 0.2, fused, dev).unwrap()
+            };
+            let (cpu, fused, apart) = (run(true, &Device::Cpu), run(true, &dev), run(false, &dev));
+            for (i, name) in ["output", "input grad", "weight grad", "bias grad"]
+                .iter()
+                .enumerate()
+            {
+                let e = rel_err(&fused[i], &cpu[i]).unwrap();
+                assert!(e < TOL, "{x_dims:?} {name} rel err {e}");
+                assert_eq!(
+                    bits(&fused[i]).unwrap(),
+                    bits(&apart[i]).unwrap(),
+                    "{x_dims:?} {name}: fused vs two ops on the GPU"
+                );
+            }
+        }
+    }
+
     /// Adam in place on the GPU: the kernels do the CPU loops' f32 operations in the same
     /// order (fused.cu is compiled without multiply-add contraction), so three steps give
     /// bit-identical moments and weights.
@@ -1029,6 +1117,238 @@ fn batch_norm_matches_candle() -> Result<()> {
         for (name, v) in [("input", &x), ("weight", &w), ("bias", &b)] {
             let e = rel_err(g.get(v).unwrap(), g_ref.get(v).unwrap())?;
             assert!(e < TOL, "{dims:?} {name} gradient rel err {e}");
+        }
+    }
+    Ok(())
+}
+
+/// `(output, mean, var, d input, d weight, d bias)` of BatchNorm + LeakyReLU on `(x, w, b)`
+/// with upstream gradient `up`: as one op (`fused`) or as `batch_norm_train` then
+/// `leaky_relu`.
+fn bn_leaky_run(
+    xwb: [&Tensor; 3],
+    up: &Tensor,
+    slope: f64,
+    fused: bool,
+    dev: &Device,
+) -> Result<Vec<Tensor>> {
+    use dgcolor_kernels::{batch_norm_leaky_relu_train, batch_norm_train, leaky_relu};
+    let vars = xwb.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
+    let (y, mean, var) = if fused {
+        batch_norm_leaky_relu_train(&vars[0], &vars[1], &vars[2], 1e-5, slope)?
+    } else {
+        let (y, mean, var) = batch_norm_train(&vars[0], &vars[1], &vars[2], 1e-5)?;
+        (leaky_relu(&y, slope)?, mean, var)
+    };
+    let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
+    let mut out = vec![y, mean, var];
+    for v in &vars {
+        out.push(g.get(v).expect("gradient").clone());
+    }
+    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+}
+
+const BN_OUTPUTS: [&str; 6] = [
+    "output",
+    "mean",
+    "var",
+    "input grad",
+    "weight grad",
+    "bias grad",
+];
+
+fn bits(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|v| v.to_bits())
+        .collect())
+}
+
+/// BatchNorm + LeakyReLU as one op is the two ops in sequence bit for bit: output, batch
+/// statistics and the input, weight and bias gradients (the backward recomputes the
+/// pre-activation sign from the input and must pick the same side as the separate
+/// activation's backward), for the encoders' slope 0.2 and for ReLU.
+#[test]
+fn batch_norm_leaky_relu_is_batch_norm_then_leaky_relu() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(37);
+    for dims in [
+        [4usize, 3, 5, 7],
+        [3, 5, 1, 1],
+        [16, 32, 16, 16],
+        [3, 64, 2, 2],
+    ] {
+        let x = randn(&mut rng, &dims)?.affine(3.0, 1.5)?;
+        // Weights of both signs, and biases that put about half of each channel below 0.
+        let w = randn(&mut rng, &[dims[1]])?;
+        let b = (randn(&mut rng, &[dims[1]])? * 0.3)?;
+        let up = randn(&mut rng, &dims)?;
+        for slope in [0.2, 0.0] {
+            let fused = bn_leaky_run([&x, &w, &b], &up, slope, true, &Device::Cpu)?;
+            let apart = bn_leaky_run([&x, &w, &b], &up, slope, false, &Device::Cpu)?;
+            for (name, (a, r)) in BN_OUTPUTS.iter().zip(fused.iter().zip(&apart)) {
+                assert_eq!(bits(a)?, bits(r)?, "{dims:?} slope {slope}: {name}");
+            }
+            let negative = fused[0].lt(0.0)?.to_dtype(candle_core::DType::F32)?;
+            let share = negative.mean_all()?.to_scalar::<f32>()?;
+            if slope > 0.0 && dims.iter().product::<usize>() > 100 {
+                assert!(
+                    (0.2..0.8).contains(&share),
+                    "{dims:?}: {share} of the outputs negative; both branches must be tested"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `(output, mean, var, d input, d weight, d bias, d skip)` of relu(cat([BatchNorm(x),
+/// skip], 1)) with upstream gradient `up`: as one op (`fused`) or as `batch_norm_train`
+/// then `relu_cat`.
+fn bn_relu_cat_run(
+    xwbs: [&Tensor; 4],
+    up: &Tensor,
+    fused: bool,
+    dev: &Device,
+) -> Result<Vec<Tensor>> {
+    use dgcolor_kernels::{batch_norm_relu_cat_train, batch_norm_train, relu_cat};
+    let vars = xwbs.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
+    let (x, w, b, skip) = (&vars[0], &vars[1], &vars[2], &vars[3]);
+    let (y, mean, var) = if fused {
+        batch_norm_relu_cat_train(x, w, b, 1e-5, skip)?
+    } else {
+        let (y, mean, var) = batch_norm_train(x, w, b, 1e-5)?;
+        (relu_cat(&y, skip)?, mean, var)
+    };
+    let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
+    let mut out = vec![y, mean, var];
+    for v in &vars {
+        out.push(g.get(v).expect("gradient").clone());
+    }
+    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+}
+
+const BN_CAT_OUTPUTS: [&str; 7] = [
+    "output",
+    "mean",
+    "var",
+    "input grad",
+    "weight grad",
+    "bias grad",
+    "skip grad",
+];
+
+/// `(x, weight, bias, skip, up)` for an up block's output of `dims` and a skip of `cs`
+/// channels.
+fn bn_relu_cat_case(rng: &mut ChaCha8Rng, dims: [usize; 4], cs: usize) -> Result<[Tensor; 5]> {
+    let x = randn(rng, &dims)?.affine(3.0, 1.5)?;
+    let w = randn(rng, &[dims[1]])?;
+    let b = (randn(rng, &[dims[1]])? * 0.3)?;
+    let skip = randn(rng, &[dims[0], cs, dims[2], dims[3]])?;
+    let up = randn(rng, &[dims[0], dims[1] + cs, dims[2], dims[3]])?;
+    Ok([x, w, b, skip, up])
+}
+
+/// BatchNorm + ReLU + concatenation with the skip as one op is `batch_norm_train` then
+/// `relu_cat`, bit for bit: output, statistics and the gradients of input, weight, bias
+/// and skip, on odd sizes, 1x1 planes and a skip of another width.
+#[test]
+fn batch_norm_relu_cat_is_batch_norm_then_relu_cat() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(59);
+    for (dims, cs) in [
+        ([4usize, 3, 5, 7], 3),
+        ([3, 5, 1, 1], 2),
+        ([8, 16, 16, 16], 16),
+    ] {
+        let [x, w, b, skip, up] = bn_relu_cat_case(&mut rng, dims, cs)?;
+        let run = |fused| bn_relu_cat_run([&x, &w, &b, &skip], &up, fused, &Device::Cpu);
+        let (fused, apart) = (run(true)?, run(false)?);
+        for (name, (a, r)) in BN_CAT_OUTPUTS.iter().zip(fused.iter().zip(&apart)) {
+            assert_eq!(bits(a)?, bits(r)?, "{dims:?}: {name}");
+        }
+        let zero = fused[0].le(0.0)?.to_dtype(candle_core::DType::F32)?;
+        let share = zero.mean_all()?.to_scalar::<f32>()?;
+        assert!(
+            (0.2..0.8).contains(&share),
+            "{dims:?}: {share} of outputs 0"
+        );
+    }
+    Ok(())
+}
+
+/// `(output, d input, d weight, d bias)` of LeakyReLU(conv2d) with upstream gradient `up`:
+/// as one op (`fused`) or as `conv2d` then `leaky_relu`.
+#[allow(clippy::too_many_arguments)]
+fn conv_leaky_run(
+    xwb: [&Tensor; 3],
+    up: &Tensor,
+    (stride, padding): (usize, usize),
+    slope: f64,
+    fused: bool,
+    dev: &Device,
+) -> Result<Vec<Tensor>> {
+    use dgcolor_kernels::{conv2d_leaky_relu, leaky_relu};
+    let vars = xwb.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
+    let (x, w, b) = (&vars[0], &vars[1], Some(vars[2].as_tensor()));
+    let y = if fused {
+        conv2d_leaky_relu(x, w, b, stride, padding, slope)?
+    } else {
+        leaky_relu(&conv2d(x, w, b, stride, padding)?, slope)?
+    };
+    let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
+    let mut out = vec![y];
+    for v in &vars {
+        out.push(g.get(v).expect("gradient").clone());
+    }
+    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+}
+
+/// `(x, weight, bias, up)` for a conv of `x_dims` by `w_dims` at `stride` (padding 1).
+fn conv_leaky_case(
+    rng: &mut ChaCha8Rng,
+    x_dims: [usize; 4],
+    w_dims: [usize; 4],
+    stride: usize,
+) -> Result<[Tensor; 4]> {
+    let (x, w, b) = (
+        randn(rng, &x_dims)?,
+        randn(rng, &w_dims)?,
+        (randn(rng, &[w_dims[0]])? * 0.1)?,
+    );
+    let out = |n: usize| (n + 2 - w_dims[2]) / stride + 1;
+    let up = randn(rng, &[x_dims[0], w_dims[0], out(x_dims[2]), out(x_dims[3])])?;
+    Ok([x, w, b, up])
+}
+
+/// LeakyReLU inside the training convolution is the convolution then the activation, bit
+/// for bit: output and the input, weight and bias gradients (its backward masks with its
+/// output), at the shapes of the U-Net's first level (1 channel, stride 2) and the
+/// PatchGAN's first layer (3 channels), a stride-1 layer, and for ReLU.
+#[test]
+fn conv2d_leaky_relu_is_conv2d_then_leaky_relu() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(53);
+    for (x_dims, w_dims, stride) in [
+        ([2usize, 1, 32, 32], [8usize, 1, 4, 4], 2),
+        ([2, 3, 32, 32], [8, 3, 4, 4], 2),
+        ([1, 5, 9, 7], [6, 5, 4, 4], 1),
+    ] {
+        let [x, w, b, up] = conv_leaky_case(&mut rng, x_dims, w_dims, stride)?;
+        for slope in [0.2, 0.0] {
+            let run =
+                |fused| conv_leaky_run([&x, &w, &b], &up, (stride, 1), slope, fused, &Device::Cpu);
+            let (fused, apart) = (run(true)?, run(false)?);
+            for (name, (a, r)) in ["output", "input grad", "weight grad", "bias grad"]
+                .iter()
+                .zip(fused.iter().zip(&apart))
+            {
+                assert_eq!(bits(a)?, bits(r)?, "{x_dims:?} slope {slope}: {name}");
+            }
+            let negative = fused[0].le(0.0)?.to_dtype(candle_core::DType::F32)?;
+            let share = negative.mean_all()?.to_scalar::<f32>()?;
+            assert!(
+                (0.2..0.8).contains(&share),
+                "{x_dims:?}: {share} of outputs <= 0"
+            );
         }
     }
     Ok(())
