@@ -94,8 +94,9 @@ pub fn forward_with_feature(
     mode: &Mode,
     at: AlignAt,
 ) -> Result<(Tensor, Tensor)> {
-    let enc = gen.encode(l, mode.is_train())?; // [x_1, .., x_D] and the skips
-    let feature = enc.feats[at.level(gen.config()) - 1].clone();
+    let level = at.level(gen.config());
+    let enc = gen.encode(l, mode.is_train(), &[level])?; // x_level, x_D and the skips
+    let feature = enc.feature(level)?.clone();
     let fake = gen.decoder.forward_encoded(&enc, mode)?; // [B, 2, S, S]
     Ok((fake, feature))
 }

@@ -152,8 +152,9 @@ impl Dann {
 
     /// The feature map at `align_at` (train-mode BatchNorm).
     fn feature(&self, u: &Union) -> Result<candle_core::Tensor> {
-        let feats = self.core.generator.encode(&u.l, true)?.feats;
-        Ok(feats[self.align_at.level(self.core.generator.config()) - 1].clone())
+        let level = self.align_at.level(self.core.generator.config());
+        let enc = self.core.generator.encode(&u.l, true, &[level])?;
+        Ok(enc.feature(level)?.clone())
     }
 
     /// `CE(disc(f), domain)` on the current networks (train-mode BatchNorm), for probes.

@@ -138,8 +138,8 @@ impl Ours {
 
     /// Update 2: `CE(f_c(E_t(E_h(L))), y)` moves E_h, E_t and f_c.
     pub fn class_update(&mut self, u: &Union) -> Result<f32> {
-        let feats = self.core.generator.encode(&u.l, true)?.feats;
-        let logits = self.class_head.forward(feats.last().expect("depth >= 4"))?; // [B, n_classes]
+        let enc = self.core.generator.encode(&u.l, true, &[])?;
+        let logits = self.class_head.forward(enc.innermost()?)?; // [B, n_classes]
         let ce = losses::cross_entropy(&logits, &u.class)?;
         let grads = ce.backward()?;
         self.opt_head.step(&grads)?;
@@ -180,9 +180,7 @@ impl Ours {
             .core
             .generator
             .head
-            .forward_t(&u.l, true)?
-            .pop()
-            .expect("3 levels"); // [B, 4nf, S/8, S/8]
+            .forward_t(&u.l, true)?; // [B, 4nf, S/8, S/8]
         let logits = self.style_logits(&self.style_disc, &z.detach(), perm)?;
         let ce = losses::cross_entropy(&logits, &u.domain)?;
         self.opt_style.step(&ce.backward()?)?;
@@ -203,9 +201,7 @@ impl Ours {
             .generator
             .head
             .with_frozen_convs()
-            .forward_t(&u.l, true)?
-            .pop()
-            .expect("3 levels");
+            .forward_t(&u.l, true)?;
         let logits = self.style_logits(&self.style_disc.frozen(), &z, perm)?;
         let ce = losses::cross_entropy(&logits, &u.domain)?;
         let adv = (ce * (-self.w_adv))?;

@@ -133,11 +133,10 @@ impl SagNet {
     pub fn content_update(&mut self, u: &Union) -> Result<Losses> {
         let mode = train_mode(self.seed, self.step, RNG_DROPOUT_GEN);
         let g = &self.core.generator;
-        let mut head = g.head.forward_levels(&u.l, true)?; // [x_1, x_2, z], their inputs
-        let z = head.0.pop().expect("3 levels"); // [B, 4nf, S/8, S/8]
-        let sr = self.style_randomized(&z)?;
-        let tail = g.tail.forward_levels(&sr, true)?; // [x_4, .., x_D], [LReLU(sr), ..]
-        head.0.push(sr);
+        let mut head = g.head.forward_levels(&u.l, true)?; // [.., z], their inputs
+        let sr = self.style_randomized(head.last()?)?; // [B, 4nf, S/8, S/8]
+        let tail = g.tail.forward_levels(&sr, true)?; // [.., x_D], [LReLU(sr), ..]
+        *head.outs.last_mut().expect("3 levels") = Some(sr);
         let enc = Encoded::join(head, tail);
         let fake = g.decoder.forward_encoded(&enc, &mode)?; // [B, 2, S, S]
         let task = self.core.task_loss(&u.l, &fake, &u.ab)?;
@@ -159,13 +158,7 @@ impl SagNet {
     }
 
     fn z(&self, l: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .core
-            .generator
-            .head
-            .forward_t(l, true)?
-            .pop()
-            .expect("3 levels"))
+        self.core.generator.head.forward_t(l, true)
     }
 
     /// Update 3: f_s learns the domain from CR(z), z detached.

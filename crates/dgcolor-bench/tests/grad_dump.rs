@@ -178,8 +178,8 @@ fn network_gradients(out: &mut Vec<Entry>) -> Result<()> {
 
         // The class head on the bottleneck (E_h, E_t, f_c).
         let class = Tensor::new(&[0u32, 1, 2, 1], &dev)?;
-        let feats = n.generator.encode(l.as_tensor(), true)?.feats;
-        let logits = n.class.forward(feats.last().expect("depth 5"))?;
+        let enc = n.generator.encode(l.as_tensor(), true, &[])?;
+        let logits = n.class.forward(enc.innermost()?)?;
         let grads = losses::cross_entropy(&logits, &class)?.backward()?;
         dump_grads(
             out,
@@ -195,9 +195,7 @@ fn network_gradients(out: &mut Vec<Entry>) -> Result<()> {
         let z = n
             .generator
             .head
-            .forward_t(l.as_tensor(), true)?
-            .pop()
-            .expect("3 levels");
+            .forward_t(l.as_tensor(), true)?;
         let z_var = Var::from_tensor(&z.detach())?;
         let logits = n
             .style
@@ -216,9 +214,7 @@ fn network_gradients(out: &mut Vec<Entry>) -> Result<()> {
             .generator
             .head
             .with_frozen_convs()
-            .forward_t(l.as_tensor(), true)?
-            .pop()
-            .expect("3 levels");
+            .forward_t(l.as_tensor(), true)?;
         let logits = n
             .style
             .frozen()

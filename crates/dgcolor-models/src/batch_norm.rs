@@ -34,8 +34,35 @@ pub fn batch_norm2d(channels: usize, vb: VarBuilder) -> Result<BatchNorm2d> {
     })
 }
 
+/// What runs inside the BatchNorm's op after it (see the `forward_*` methods).
+#[derive(Clone, Copy)]
+enum After<'a> {
+    Nothing,
+    LeakyRelu(f64),
+    /// `relu(cat([y, skip], 1))`.
+    ReluCat(&'a Tensor),
+}
+
 impl BatchNorm2d {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_then(x, train, After::Nothing)
+    }
+
+    /// LeakyReLU(`slope`) of [`Self::forward_t`], the BatchNorm and the activation as one op
+    /// in training ([`dgcolor_kernels::batch_norm_leaky_relu_train`]): the same values, and
+    /// no BatchNorm output kept for backward beside the activation's.
+    pub fn forward_leaky_relu_t(&self, x: &Tensor, train: bool, slope: f64) -> Result<Tensor> {
+        self.forward_then(x, train, After::LeakyRelu(slope))
+    }
+
+    /// `relu(cat([forward_t(x), skip], 1))`, as one op in training
+    /// ([`dgcolor_kernels::batch_norm_relu_cat_train`]): the same values, and no BatchNorm
+    /// output kept for backward beside the concatenation.
+    pub fn forward_relu_cat_t(&self, x: &Tensor, train: bool, skip: &Tensor) -> Result<Tensor> {
+        self.forward_then(x, train, After::ReluCat(skip))
+    }
+
+    fn forward_then(&self, x: &Tensor, train: bool, after: After) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         if c != self.weight.dim(0)? {
             bail!(
@@ -47,9 +74,14 @@ impl BatchNorm2d {
         }
         if !train {
             let (scale, shift) = self.eval_affine()?;
-            return x
+            let y = x
                 .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-                .broadcast_add(&shift.reshape((1, c, 1, 1))?);
+                .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
+            return match after {
+                After::Nothing => Ok(y),
+                After::LeakyRelu(slope) => dgcolor_kernels::leaky_relu(&y, slope),
+                After::ReluCat(skip) => dgcolor_kernels::relu_cat(&y, skip),
+            };
         }
         let n = b * h * w;
         if n < 2 {
@@ -59,9 +91,18 @@ impl BatchNorm2d {
                 x.shape()
             )
         }
-        // One fused op on the CPU (dgcolor-kernels); it hands back the detached batch
+        // One fused op on the CPU and CUDA (dgcolor-kernels); it hands back the detached batch
         // statistics for the running averages.
-        let (y, mean, var) = dgcolor_kernels::batch_norm_train(x, &self.weight, &self.bias, EPS)?;
+        let (weight, bias) = (&self.weight, &self.bias);
+        let (y, mean, var) = match after {
+            After::Nothing => dgcolor_kernels::batch_norm_train(x, weight, bias, EPS)?,
+            After::LeakyRelu(slope) => {
+                dgcolor_kernels::batch_norm_leaky_relu_train(x, weight, bias, EPS, slope)?
+            }
+            After::ReluCat(skip) => {
+                dgcolor_kernels::batch_norm_relu_cat_train(x, weight, bias, EPS, skip)?
+            }
+        };
         let unbiased = (var * (n as f64 / (n - 1) as f64))?;
         let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean * MOMENTUM)?)?;
         let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))? + (unbiased * MOMENTUM)?)?;

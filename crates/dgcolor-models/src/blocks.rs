@@ -114,6 +114,30 @@ impl DownBlock {
     /// BatchNorm. The U-Net's decoder reuses that activated input as its skip, so it is
     /// computed (and kept for backward) once.
     pub fn forward_activated(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match &self.bn {
+            Some(bn) => bn.forward_t(&self.conv(x, None)?, train),
+            None => self.conv(x, None),
+        }
+    }
+
+    /// LeakyReLU(0.2) of [`Self::forward_activated`] — the next block's activated input —
+    /// with the activation in the block's last op (the BatchNorm,
+    /// [`BatchNorm2d::forward_leaky_relu_t`], or else the convolution,
+    /// [`dgcolor_kernels::conv2d_leaky_relu`]): the block's own output is never made.
+    pub fn forward_then_activate(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match &self.bn {
+            Some(bn) => bn.forward_leaky_relu_t(&self.conv(x, None)?, train, LEAKY_SLOPE),
+            None => self.conv(x, Some(LEAKY_SLOPE)),
+        }
+    }
+
+    /// Whether the block activates its input ([`Self::activate`]).
+    pub fn has_activation(&self) -> bool {
+        self.activation
+    }
+
+    /// The convolution, followed by LeakyReLU(`slope`) inside the same op if set.
+    fn conv(&self, x: &Tensor, slope: Option<f64>) -> Result<Tensor> {
         let (_, c, _, _) = x.dims4()?;
         if c != self.in_channels {
             bail!(
@@ -123,17 +147,12 @@ impl DownBlock {
                 x.shape()
             )
         }
-        let cfg = self.conv.config();
-        let x = dgcolor_kernels::conv2d(
-            x,
-            self.conv.weight(),
-            self.conv.bias(),
-            cfg.stride,
-            cfg.padding,
-        )?;
-        match &self.bn {
-            Some(bn) => bn.forward_t(&x, train),
-            None => Ok(x),
+        let (cfg, w, b) = (self.conv.config(), self.conv.weight(), self.conv.bias());
+        match slope {
+            Some(slope) => {
+                dgcolor_kernels::conv2d_leaky_relu(x, w, b, cfg.stride, cfg.padding, slope)
+            }
+            None => dgcolor_kernels::conv2d(x, w, b, cfg.stride, cfg.padding),
         }
     }
 }
@@ -189,17 +208,74 @@ pub fn up_block(
     })
 }
 
+/// An up block's output as the next block takes it: made, or — for a block with a BatchNorm
+/// and no dropout — its transposed convolution's output with the BatchNorm still to apply.
+/// The next block then runs that BatchNorm, its own ReLU and the concatenation with its skip
+/// as one op ([`BatchNorm2d::forward_relu_cat_t`]), and the BatchNorm output is never made
+/// (candle's graph would keep it until backward beside the concatenation).
+#[derive(Clone, Debug)]
+pub enum UpOut<'a> {
+    Made(Tensor),
+    BeforeNorm {
+        x: Tensor,
+        bn: &'a BatchNorm2d,
+        train: bool,
+    },
+}
+
+impl UpOut<'_> {
+    /// The block's output, made now if it was deferred.
+    pub fn made(self) -> Result<Tensor> {
+        match self {
+            UpOut::Made(o) => Ok(o),
+            UpOut::BeforeNorm { x, bn, train } => bn.forward_t(&x, train),
+        }
+    }
+
+    /// `relu(cat([output, skip], 1))`, one op either way.
+    fn relu_cat(self, skip: &Tensor) -> Result<Tensor> {
+        match self {
+            UpOut::Made(o) => dgcolor_kernels::relu_cat(&o, skip),
+            UpOut::BeforeNorm { x, bn, train } => bn.forward_relu_cat_t(&x, train, skip),
+        }
+    }
+
+    fn tensor(&self) -> &Tensor {
+        match self {
+            UpOut::Made(x) | UpOut::BeforeNorm { x, .. } => x,
+        }
+    }
+}
+
 impl UpBlock {
     pub fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
-        self.check_channels(x.dim(1)?, x.shape())?;
-        self.forward_activated(&dgcolor_kernels::leaky_relu(x, 0.0)?, mode) // ReLU
+        self.forward_deferred(x, mode)?.made()
     }
 
     /// [`UpBlock::forward`] of `cat([o, skip], 1)`, the decoder's input at every level but the
     /// innermost: the concatenation and the ReLU are one op ([`dgcolor_kernels::relu_cat`]).
     pub fn forward_cat(&self, o: &Tensor, skip: &Tensor, mode: &Mode) -> Result<Tensor> {
-        self.check_channels(o.dim(1)? + skip.dim(1)?, o.shape())?;
-        self.forward_activated(&dgcolor_kernels::relu_cat(o, skip)?, mode)
+        self.forward_cat_deferred(UpOut::Made(o.clone()), skip, mode)?
+            .made()
+    }
+
+    /// [`UpBlock::forward`] with the output possibly deferred ([`UpOut`]).
+    pub fn forward_deferred(&self, x: &Tensor, mode: &Mode) -> Result<UpOut<'_>> {
+        self.check_channels(x.dim(1)?, x.shape())?;
+        self.forward_activated(&dgcolor_kernels::leaky_relu(x, 0.0)?, mode) // ReLU
+    }
+
+    /// [`UpBlock::forward_cat`] of the previous block's [`UpOut`], the output possibly
+    /// deferred in turn.
+    pub fn forward_cat_deferred(
+        &self,
+        o: UpOut<'_>,
+        skip: &Tensor,
+        mode: &Mode,
+    ) -> Result<UpOut<'_>> {
+        let o_shape = o.tensor().shape().clone();
+        self.check_channels(o_shape.dims()[1] + skip.dim(1)?, &o_shape)?;
+        self.forward_activated(&o.relu_cat(skip)?, mode)
     }
 
     fn check_channels(&self, c: usize, shape: &candle_core::Shape) -> Result<()> {
@@ -214,8 +290,9 @@ impl UpBlock {
         Ok(())
     }
 
-    /// ConvTranspose -> BatchNorm -> Dropout of the ReLU'd input.
-    fn forward_activated(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
+    /// ConvTranspose -> BatchNorm -> Dropout of the ReLU'd input; the BatchNorm deferred
+    /// where there is no dropout ([`UpOut`]).
+    fn forward_activated(&self, x: &Tensor, mode: &Mode) -> Result<UpOut<'_>> {
         let cfg = self.upconv.config();
         let x = dgcolor_kernels::conv_transpose2d(
             x,
@@ -224,22 +301,28 @@ impl UpBlock {
             cfg.stride,
             cfg.padding,
         )?;
+        let train = mode.is_train();
         let x = match &self.bn {
-            Some(bn) => bn.forward_t(&x, mode.is_train())?,
+            Some(bn) if self.dropout == 0.0 => return Ok(UpOut::BeforeNorm { x, bn, train }),
+            Some(bn) => bn.forward_t(&x, train)?,
             None => x,
         };
         if self.dropout == 0.0 {
-            return Ok(x);
+            return Ok(UpOut::Made(x));
         }
         // On CUDA the mask is drawn on the device, bit-identical to the host's.
         if let Some(seed) = mode.dropout_seed(self.layer_id) {
             if let Some(y) = dgcolor_kernels::dropout(&x, &seed, self.dropout)? {
-                return Ok(y);
+                return Ok(UpOut::Made(y));
             }
         }
         match mode.dropout_mask(self.layer_id, x.elem_count(), self.dropout) {
-            Some(mask) => x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?),
-            None => Ok(x),
+            Some(mask) => Ok(UpOut::Made(x.mul(&Tensor::from_vec(
+                mask,
+                x.shape(),
+                x.device(),
+            )?)?)),
+            None => Ok(UpOut::Made(x)),
         }
     }
 }

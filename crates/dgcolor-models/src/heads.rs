@@ -93,8 +93,8 @@ impl StyleDiscriminator {
 
     /// z-shaped `[B, 4nf, S/8, S/8]` -> domain logits `[B, n_domains]`.
     pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
-        let feats = run_levels(&self.levels, z, train)?;
-        self.mlp.forward(feats.last().unwrap_or(z))
+        let levels = run_levels(&self.levels, z, train, |_| false)?;
+        self.mlp.forward(levels.last()?)
     }
 }
 
@@ -143,7 +143,8 @@ impl ColorDiscriminator {
     /// L `[B, 1, S, S]` and ab `[B, 2, S, S]` -> patch scores `[B, 1, S/8 - 2, S/8 - 2]`.
     pub fn forward_t(&self, l: &Tensor, ab: &Tensor, train: bool) -> Result<Tensor> {
         let lab = Tensor::cat(&[l, ab], 1)?;
-        let outs = run_levels(&self.convs, &lab, train)?;
-        Ok(outs.last().cloned().unwrap_or(lab))
+        Ok(run_levels(&self.convs, &lab, train, |_| false)?
+            .last()?
+            .clone())
     }
 }

@@ -23,7 +23,9 @@ pub use adain::{
     adain, channel_stats, content_randomize, style_randomize, ChannelStats, ADAIN_EPS,
 };
 pub use batch_norm::{batch_norm2d, BatchNorm2d};
-pub use blocks::{down_block, up_block, DownBlock, DownConfig, UpBlock, UpConfig, LEAKY_SLOPE};
+pub use blocks::{
+    down_block, up_block, DownBlock, DownConfig, UpBlock, UpConfig, UpOut, LEAKY_SLOPE,
+};
 pub use config::{level_width, AdainSkip, ModelConfig};
 pub use heads::{ClassHead, ColorDiscriminator, MlpHead, StyleDiscriminator};
 pub use inference::{AbPredictor, InferenceGenerator};
@@ -33,7 +35,7 @@ pub use pth::write_pth;
 pub use reference::{
     export_reference, import_reference, read_state_dict, reference_layout, RefFile,
 };
-pub use unet::{Decoder, Encoded, Generator, HeadEncoder, TailEncoder};
+pub use unet::{Decoder, Encoded, Generator, HeadEncoder, Levels, TailEncoder};
 
 /// VarMap prefixes of the networks, so each optimizer can take its own sub-network.
 pub mod prefix {

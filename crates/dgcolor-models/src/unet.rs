@@ -6,7 +6,9 @@ use candle_core::{bail, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::adain::adain;
-use crate::blocks::{down_block, leaky_relu, up_block, DownBlock, DownConfig, UpBlock, UpConfig};
+use crate::blocks::{
+    down_block, leaky_relu, up_block, DownBlock, DownConfig, UpBlock, UpConfig, UpOut,
+};
 use crate::config::ModelConfig;
 use crate::mode::Mode;
 use crate::prefix;
@@ -47,47 +49,113 @@ pub(crate) fn encoder_levels(
         .collect()
 }
 
-/// Runs the blocks in order and keeps every output.
-pub(crate) fn run_levels(blocks: &[DownBlock], x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-    Ok(run_levels_with_inputs(blocks, x, train)?.0)
+/// What a run of encoder levels ([`run_levels`]) leaves.
+#[derive(Clone, Debug)]
+pub struct Levels {
+    /// Each level's output, `None` where it was never made: a level followed by the next
+    /// level's LeakyReLU runs that activation inside its last op
+    /// ([`DownBlock::forward_then_activate`]), which saves keeping one activation-sized
+    /// tensor per level for backward. The last level's output is always made.
+    pub outs: Vec<Option<Tensor>>,
+    /// Each level's activated input ([`DownBlock::activate`]).
+    pub inputs: Vec<Tensor>,
 }
 
-/// [`run_levels`], also returning each block's activated input ([`DownBlock::activate`]):
-/// `(outputs, inputs)`.
-pub(crate) fn run_levels_with_inputs(
-    blocks: &[DownBlock],
+impl Levels {
+    /// The last level's output.
+    pub fn last(&self) -> Result<&Tensor> {
+        match self.outs.last() {
+            Some(Some(out)) => Ok(out),
+            _ => bail!("encoder: an empty run of levels has no output"),
+        }
+    }
+}
+
+/// Runs the blocks in order. A level's output is made where `keep(i)` (`i` the 0-based
+/// position in the run), for the last block, and where the next block does not activate
+/// its input; elsewhere see [`Levels::outs`].
+pub(crate) fn run_levels<'a>(
+    blocks: impl IntoIterator<Item = &'a DownBlock>,
     x: &Tensor,
     train: bool,
-) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-    let mut outs: Vec<Tensor> = Vec::with_capacity(blocks.len());
-    let mut inputs = Vec::with_capacity(blocks.len());
-    for block in blocks {
-        let input = block.activate(outs.last().unwrap_or(x))?;
-        outs.push(block.forward_activated(&input, train)?);
+    keep: impl Fn(usize) -> bool,
+) -> Result<Levels> {
+    let mut blocks = blocks.into_iter().peekable();
+    let (mut outs, mut inputs) = (Vec::new(), Vec::new());
+    let mut prev = x.clone();
+    // The next block's activated input, where this one already made it.
+    let mut activated: Option<Tensor> = None;
+    for i in 0.. {
+        let Some(block) = blocks.next() else { break };
+        let input = match activated.take() {
+            Some(input) => input,
+            None => block.activate(&prev)?,
+        };
+        let fuse = !keep(i) && blocks.peek().is_some_and(|next| next.has_activation());
+        if fuse {
+            activated = Some(block.forward_then_activate(&input, train)?);
+            outs.push(None);
+        } else {
+            prev = block.forward_activated(&input, train)?;
+            outs.push(Some(prev.clone()));
+        }
         inputs.push(input);
     }
-    Ok((outs, inputs))
+    Ok(Levels { outs, inputs })
 }
 
-/// An encoder pass: the features `[x_1, .., x_D]` and the decoder's skips
+/// An encoder pass: the features `[x_1, .., x_D]` where made (see [`Levels::outs`];
+/// [`Generator::encode`] names the levels to keep) and the decoder's skips
 /// `[LeakyReLU(x_1), .., LeakyReLU(x_{D-1})]`, which are the activated inputs of encoder
 /// levels 2..D (computed once, shared by both).
 #[derive(Clone, Debug)]
 pub struct Encoded {
-    pub feats: Vec<Tensor>,
+    feats: Vec<Option<Tensor>>,
     pub skips: Vec<Tensor>,
 }
 
 impl Encoded {
     /// Joins a head pass (levels 1..3, on L) and a tail pass (levels 4..D, on z or a
-    /// stand-in for it, e.g. SagNet's style-randomized z, which then is `feats[2]`), each
-    /// as `(outputs, activated inputs)`.
-    pub fn join(head: (Vec<Tensor>, Vec<Tensor>), tail: (Vec<Tensor>, Vec<Tensor>)) -> Self {
-        let (mut feats, head_inputs) = head;
-        feats.extend(tail.0);
+    /// stand-in for it, e.g. SagNet's style-randomized z, which then is level 3's output).
+    pub fn join(head: Levels, tail: Levels) -> Self {
+        let (mut outs, mut inputs) = (head.outs, head.inputs);
+        outs.extend(tail.outs);
+        inputs.extend(tail.inputs);
+        Self::from_levels(Levels { outs, inputs })
+    }
+
+    /// A run of all D levels on L.
+    fn from_levels(levels: Levels) -> Self {
         // Level 1's input is L itself; levels 2.. take LeakyReLU(x_{i-1}).
-        let skips = head_inputs.into_iter().skip(1).chain(tail.1).collect();
-        Self { feats, skips }
+        let skips = levels.inputs.into_iter().skip(1).collect();
+        Self {
+            feats: levels.outs,
+            skips,
+        }
+    }
+
+    /// D, the number of levels.
+    pub fn depth(&self) -> usize {
+        self.feats.len()
+    }
+
+    /// x_level (1-based), if the pass made it.
+    pub fn feature(&self, level: usize) -> Result<&Tensor> {
+        match self.feats.get(level.wrapping_sub(1)) {
+            Some(Some(x)) => Ok(x),
+            Some(None) => bail!(
+                "encoder: the output of level {level} was not kept (name it in Generator::encode's `keep`)"
+            ),
+            None => bail!(
+                "encoder: no level {level} in a depth-{} encoder",
+                self.depth()
+            ),
+        }
+    }
+
+    /// x_D, the innermost feature (always made).
+    pub fn innermost(&self) -> Result<&Tensor> {
+        self.feature(self.depth())
     }
 }
 
@@ -104,15 +172,15 @@ impl HeadEncoder {
         })
     }
 
-    /// `[x_1, x_2, x_3]`: `[B, nf, S/2, S/2]`, `[B, 2nf, S/4, S/4]`, `[B, 4nf, S/8, S/8]`.
-    pub fn forward_t(&self, l: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        run_levels(&self.levels, l, train)
+    /// z = x_3 `[B, 4nf, S/8, S/8]` for L `[B, 1, S, S]`.
+    pub fn forward_t(&self, l: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_levels(l, train)?.last()?.clone())
     }
 
-    /// `([x_1, x_2, x_3], [L, LeakyReLU(x_1), LeakyReLU(x_2)])`: the outputs and each
-    /// level's activated input (see [`Encoded::join`]).
-    pub fn forward_levels(&self, l: &Tensor, train: bool) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-        run_levels_with_inputs(&self.levels, l, train)
+    /// Outputs `[x_1, x_2, x_3]` (z always made) and inputs `[L, LeakyReLU(x_1),
+    /// LeakyReLU(x_2)]` (see [`Encoded::join`]).
+    pub fn forward_levels(&self, l: &Tensor, train: bool) -> Result<Levels> {
+        run_levels(&self.levels, l, train, |_| false)
     }
 
     /// E_h with its convolutions detached and its BatchNorm affine trainable, for an update
@@ -141,14 +209,15 @@ impl TailEncoder {
         })
     }
 
-    /// `[x_4, .., x_D]`, the last `[B, 8nf, S/2^D, S/2^D]`.
-    pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        run_levels(&self.levels, z, train)
+    /// x_D `[B, 8nf, S/2^D, S/2^D]` for z.
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_levels(z, train)?.last()?.clone())
     }
 
-    /// `([x_4, .., x_D], [LeakyReLU(z), .., LeakyReLU(x_{D-1})])` (see [`Encoded::join`]).
-    pub fn forward_levels(&self, z: &Tensor, train: bool) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-        run_levels_with_inputs(&self.levels, z, train)
+    /// Outputs `[x_4, .., x_D]` (x_D always made) and inputs `[LeakyReLU(z), ..,
+    /// LeakyReLU(x_{D-1})]` (see [`Encoded::join`]).
+    pub fn forward_levels(&self, z: &Tensor, train: bool) -> Result<Levels> {
+        run_levels(&self.levels, z, train, |_| false)
     }
 }
 
@@ -192,42 +261,46 @@ impl Decoder {
     /// time its decoder concatenates them, every skip x_1..x_{D-1} holds LeakyReLU(x_i).
     /// We apply that activation explicitly; AdaIN therefore normalises LeakyReLU(z).
     pub fn forward(&self, feats: &[Tensor], mode: &Mode) -> Result<Tensor> {
-        let skips = feats
-            .iter()
-            .take(feats.len().saturating_sub(1))
-            .map(leaky_relu)
-            .collect::<Result<Vec<_>>>()?;
-        self.forward_skips(feats, &skips, mode)
+        let Some((innermost, rest)) = feats.split_last() else {
+            bail!(
+                "decoder: expected {} encoder features, got none",
+                self.ups.len()
+            )
+        };
+        let skips = rest.iter().map(leaky_relu).collect::<Result<Vec<_>>>()?;
+        self.forward_skips(innermost, &skips, mode)
     }
 
     /// The decoder on an encoder pass, with the activations the encoder already made as
     /// its skips (no second LeakyReLU of each level, none kept twice for backward).
     pub fn forward_encoded(&self, enc: &Encoded, mode: &Mode) -> Result<Tensor> {
-        self.forward_skips(&enc.feats, &enc.skips, mode)
+        self.forward_skips(enc.innermost()?, &enc.skips, mode)
     }
 
-    /// `skips[i - 1]` = LeakyReLU(x_i), i = 1..D-1.
-    fn forward_skips(&self, feats: &[Tensor], skips: &[Tensor], mode: &Mode) -> Result<Tensor> {
+    /// `innermost` = x_D, `skips[i - 1]` = LeakyReLU(x_i), i = 1..D-1.
+    fn forward_skips(&self, innermost: &Tensor, skips: &[Tensor], mode: &Mode) -> Result<Tensor> {
         let d = self.ups.len();
-        if feats.len() != d || skips.len() + 1 != d {
+        if skips.len() + 1 != d {
             bail!(
-                "decoder: expected {d} encoder features and {} skips, got {} and {}",
+                "decoder: expected {d} encoder levels ({} skips), got {}",
                 d - 1,
-                feats.len(),
-                skips.len()
+                skips.len() + 1
             )
         }
-        let mut o = self.ups[0].forward(&feats[d - 1], mode)?; // [B, w_{D-1}, 2, 2] at S = 2^D
+        // Each block's output may stay deferred until the next block's ReLU + concatenation
+        // ([`UpOut`]); AdaIN needs it made.
+        let mut o = self.ups[0].forward_deferred(innermost, mode)?; // [B, w_{D-1}, 2, 2] at S = 2^D
         for k in 1..d {
             let skip = &skips[d - 1 - k]; // LeakyReLU(x_{D-k})
-            let skip = if self.adain_index == Some(k) {
-                adain(skip, &o)?
+            o = if self.adain_index == Some(k) {
+                let o = o.made()?;
+                let skip = adain(skip, &o)?;
+                self.ups[k].forward_cat_deferred(UpOut::Made(o), &skip, mode)?
             } else {
-                skip.clone()
+                self.ups[k].forward_cat_deferred(o, skip, mode)?
             };
-            o = self.ups[k].forward_cat(&o, &skip, mode)?;
         }
-        o.tanh() // [B, 2, S, S]
+        o.made()?.tanh() // [B, 2, S, S]
     }
 }
 
@@ -256,8 +329,10 @@ impl Generator {
         &self.cfg
     }
 
-    /// `[x_1, .., x_D]` and the decoder's skips for L `[B, 1, S, S]`.
-    pub fn encode(&self, l: &Tensor, train: bool) -> Result<Encoded> {
+    /// The encoder pass on L `[B, 1, S, S]`: the decoder's skips and x_D, plus x_k for each
+    /// level k (1-based) in `keep`. The other levels' outputs are not made (see
+    /// [`Levels::outs`]); E_h and E_t run as one chain, so z = x_3 is among them unless kept.
+    pub fn encode(&self, l: &Tensor, train: bool, keep: &[usize]) -> Result<Encoded> {
         let (_, c, h, w) = l.dims4()?;
         let unit = 1usize << self.cfg.depth;
         if c != 1 || h % unit != 0 || w % unit != 0 {
@@ -266,14 +341,21 @@ impl Generator {
                 l.shape()
             )
         }
-        let head = self.head.forward_levels(l, train)?;
-        let tail = self.tail.forward_levels(&head.0[HEAD_LEVELS - 1], train)?;
-        Ok(Encoded::join(head, tail))
+        if let Some(&k) = keep.iter().find(|&&k| k == 0 || k > self.cfg.depth) {
+            bail!(
+                "generator: cannot keep level {k} of a depth-{} encoder (levels are 1..={})",
+                self.cfg.depth,
+                self.cfg.depth
+            )
+        }
+        let blocks = self.head.levels.iter().chain(&self.tail.levels);
+        let levels = run_levels(blocks, l, train, |i| keep.contains(&(i + 1)))?;
+        Ok(Encoded::from_levels(levels))
     }
 
     /// Predicted ab in [-1, 1], `[B, 2, S, S]`.
     pub fn forward(&self, l: &Tensor, mode: &Mode) -> Result<Tensor> {
-        let enc = self.encode(l, mode.is_train())?;
+        let enc = self.encode(l, mode.is_train(), &[])?;
         self.decoder.forward_encoded(&enc, mode)
     }
 }

@@ -50,7 +50,11 @@ fn shapes_at_several_depths() -> Result<()> {
         let nets = build(&cfg, 0)?;
         let b = 3;
         let l = random(&[b, 1, size, size], 1)?;
-        let feats = nets.generator.encode(&l, true)?.feats;
+        let all: Vec<usize> = (1..=depth).collect();
+        let enc = nets.generator.encode(&l, true, &all)?;
+        let feats = (1..=depth)
+            .map(|k| enc.feature(k).cloned())
+            .collect::<Result<Vec<_>>>()?;
         assert_eq!(feats.len(), depth);
         for (i, f) in feats.iter().enumerate() {
             let side = size >> (i + 1);
@@ -161,9 +165,18 @@ fn initialisation_is_seeded_and_follows_the_reference() -> Result<()> {
 
 /// The encoder hands the decoder its skips, LeakyReLU(x_1..x_{D-1}), made once: they are
 /// those activations bit for bit, and the generator's output is the decoder's on the bare
-/// features (which activates them itself), with and without the AdaIN skip.
+/// features (which activates them itself), with and without the AdaIN skip. Where a level's
+/// output is not asked for, its BatchNorm and the next LeakyReLU run as one op: the skips,
+/// the output and every parameter's gradient are the same bits as with all levels kept.
 #[test]
 fn encoder_skips_are_the_activated_features() -> Result<()> {
+    let bits = |t: &Tensor| -> Result<Vec<u32>> {
+        Ok(t.flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| v.to_bits())
+            .collect())
+    };
     for adain_on in [true, false] {
         let mut cfg = ModelConfig::new(32, 4, 5, 7, 2);
         if !adain_on {
@@ -171,23 +184,136 @@ fn encoder_skips_are_the_activated_features() -> Result<()> {
         }
         let nets = build(&cfg, 0)?;
         let l = random(&[2, 1, 32, 32], 4)?;
-        let enc = nets.generator.encode(&l, true)?;
-        assert_eq!((enc.feats.len(), enc.skips.len()), (5, 4));
-        let bits = |t: &Tensor| -> Result<Vec<u32>> {
-            Ok(t.flatten_all()?
-                .to_vec1::<f32>()?
-                .iter()
-                .map(|v| v.to_bits())
-                .collect())
-        };
-        for (i, (x, skip)) in enc.feats.iter().zip(&enc.skips).enumerate() {
+        let all = [1, 2, 3, 4, 5];
+        let enc = nets.generator.encode(&l, true, &all)?;
+        assert_eq!((enc.depth(), enc.skips.len()), (5, 4));
+        let feats = all
+            .iter()
+            .map(|&k| enc.feature(k).cloned())
+            .collect::<Result<Vec<_>>>()?;
+        for (i, (x, skip)) in feats.iter().zip(&enc.skips).enumerate() {
             let want = x.maximum(&(x * LEAKY_SLOPE)?)?;
             assert_eq!(bits(skip)?, bits(&want)?, "skip of level {}", i + 1);
         }
         let mode = Mode::Eval;
         let shared = nets.generator.decoder.forward_encoded(&enc, &mode)?;
-        let own = nets.generator.decoder.forward(&enc.feats, &mode)?;
+        let own = nets.generator.decoder.forward(&feats, &mode)?;
         assert_eq!(bits(&shared)?, bits(&own)?, "adain {adain_on}");
+
+        // Fused (nothing kept) against unfused (every level kept), forward and backward.
+        let fused = nets.generator.encode(&l, true, &[])?;
+        for (i, (a, b)) in fused.skips.iter().zip(&enc.skips).enumerate() {
+            assert_eq!(bits(a)?, bits(b)?, "fused skip of level {}", i + 1);
+        }
+        let err = fused.feature(2).unwrap_err().to_string();
+        assert!(err.contains("level 2 was not kept"), "{err}");
+        assert_eq!(bits(fused.innermost()?)?, bits(&feats[4])?);
+        let up = random(&[2, 2, 32, 32], 5)?;
+        let mode = Mode::Train { dropout_seed: 6 };
+        let grads = |enc: &dgcolor_models::Encoded| -> Result<NamedBits> {
+            let ab = nets.generator.decoder.forward_encoded(enc, &mode)?;
+            let g = (ab * &up)?.sum_all()?.backward()?;
+            let data = nets.varmap.data().lock().unwrap();
+            let mut out: NamedBits = data
+                .iter()
+                .filter_map(|(name, v)| Some((name.clone(), bits(g.get(v.as_tensor())?).ok()?)))
+                .collect();
+            out.sort();
+            Ok(out)
+        };
+        let (g_fused, g_kept) = (grads(&fused)?, grads(&enc)?);
+        assert!(g_fused.len() > 30, "{} gradients", g_fused.len());
+        assert!(g_fused.iter().any(|(n, _)| n.contains("down2.bn.weight")));
+        assert_eq!(g_fused, g_kept, "adain {adain_on}: gradients fused vs kept");
+    }
+    let nets = build(&ModelConfig::new(32, 4, 5, 7, 2), 0)?;
+    let l = random(&[2, 1, 32, 32], 4)?;
+    for bad in [0, 6] {
+        let err = nets.generator.encode(&l, true, &[bad]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("cannot keep level {bad}")),
+            "{err}"
+        );
+    }
+    Ok(())
+}
+
+/// Each parameter's gradient as bits, by name.
+type NamedBits = Vec<(String, Vec<u32>)>;
+
+/// Up blocks whose BatchNorm is deferred into the next block's ReLU + concatenation
+/// ([`UpOut`]) give the same output and gradients, bit for bit, as blocks that make every
+/// output, in training (with a dropout block in the chain) and in eval mode.
+#[test]
+fn deferred_up_blocks_match_made_outputs() -> Result<()> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let cfg = |dropout| UpConfig {
+        batch_norm: true,
+        dropout,
+    };
+    // 8 -> 6 (dropout) -> 4 -> 3 -> 2 (no BatchNorm), skips of the outputs' widths.
+    let blocks = [
+        up_block(8, 6, cfg(0.5), 1, vb.pp("up1"))?,
+        up_block(12, 4, cfg(0.0), 2, vb.pp("up2"))?,
+        up_block(8, 3, cfg(0.0), 3, vb.pp("up3"))?,
+        up_block(
+            6,
+            2,
+            UpConfig {
+                batch_norm: false,
+                dropout: 0.0,
+            },
+            4,
+            vb.pp("up4"),
+        )?,
+    ];
+    init_weights(&varmap, 3)?;
+    let x = random(&[2, 8, 2, 2], 1)?;
+    let skips = [
+        random(&[2, 6, 4, 4], 2)?,
+        random(&[2, 4, 8, 8], 3)?,
+        random(&[2, 3, 16, 16], 4)?,
+    ];
+    let up = random(&[2, 2, 32, 32], 5)?;
+    let bits = |t: &Tensor| -> Result<Vec<u32>> {
+        Ok(t.flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| v.to_bits())
+            .collect())
+    };
+    for mode in [Mode::Train { dropout_seed: 7 }, Mode::Eval] {
+        let run = |deferred: bool| -> Result<(Vec<u32>, NamedBits)> {
+            let y = if deferred {
+                let mut o = blocks[0].forward_deferred(&x, &mode)?;
+                for (block, skip) in blocks[1..].iter().zip(&skips) {
+                    o = block.forward_cat_deferred(o, skip, &mode)?;
+                }
+                o.made()?
+            } else {
+                let mut o = blocks[0].forward(&x, &mode)?;
+                for (block, skip) in blocks[1..].iter().zip(&skips) {
+                    o = block.forward_cat(&o, skip, &mode)?;
+                }
+                o
+            };
+            let g = (&y * &up)?.sum_all()?.backward()?;
+            let data = varmap.data().lock().unwrap();
+            let mut grads: NamedBits = data
+                .iter()
+                .filter_map(|(name, v)| Some((name.clone(), bits(g.get(v.as_tensor())?).ok()?)))
+                .collect();
+            grads.sort();
+            Ok((bits(&y)?, grads))
+        };
+        let (deferred, made) = (run(true)?, run(false)?);
+        assert_eq!(deferred.0, made.0, "{mode:?}: output");
+        assert_eq!(deferred.1, made.1, "{mode:?}: gradients");
+        if mode.is_train() {
+            assert!(deferred.1.iter().any(|(n, _)| n == "up2.bn.weight"));
+        }
     }
     Ok(())
 }
@@ -489,7 +615,7 @@ fn frozen_head_convs_and_style_disc_leave_only_batch_norm_gradients() -> Result<
         } else {
             (nets.generator.head.clone(), nets.style.clone())
         };
-        let z = head.forward_t(&l, true)?.pop().expect("3 levels");
+        let z = head.forward_t(&l, true)?;
         let grads = style.forward_t(&z, true)?.sqr()?.mean_all()?.backward()?;
         let data = nets.varmap.data().lock().unwrap();
         let mut with_grad: Vec<(String, Vec<f32>)> = data
