@@ -177,6 +177,35 @@ fn sum_wide(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
     )
 }
 
+/// Two such sums in one pass, `f` giving both terms of an element: each sum has its own
+/// eight lanes in the same order as [`sum_wide`], so each equals what a pass of its own gives.
+#[inline(always)]
+fn sum_wide2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f64, f64)) -> (f64, f64) {
+    const LANES: usize = 8;
+    simd(
+        #[inline(always)]
+        || {
+            let (mut acc0, mut acc1) = ([0.0f64; LANES], [0.0f64; LANES]);
+            let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (ca, cb) in ca.zip(cb) {
+                for i in 0..LANES {
+                    let (t0, t1) = f(ca[i], cb[i]);
+                    acc0[i] += t0;
+                    acc1[i] += t1;
+                }
+            }
+            let (mut s0, mut s1) = (acc0.iter().sum::<f64>(), acc1.iter().sum::<f64>());
+            for (&x, &y) in ra.iter().zip(rb) {
+                let (t0, t1) = f(x, y);
+                s0 += t0;
+                s1 += t1;
+            }
+            (s0, s1)
+        },
+    )
+}
+
 /// The planes `[H*W]` of channel `ch` in a contiguous `[B, C, H, W]` buffer.
 fn planes<'a>(x: &'a [f32], dims: &[usize], ch: usize) -> impl Iterator<Item = &'a [f32]> {
     let (c, hw) = (dims[1], dims[2] * dims[3]);
@@ -266,20 +295,17 @@ fn norms(stats: &[f32], affine: &[f32], eps: f64) -> Vec<Norm> {
         .collect()
 }
 
-/// The gradient reaching the BatchNorm output: `dy` itself, or through LeakyReLU(`slope`)
-/// `dy * (y > 0 ? 1 : slope)` with `y` recomputed exactly as the forward made it.
+/// The gradient reaching the BatchNorm output through LeakyReLU(`slope`):
+/// `dy * (y > 0 ? 1 : slope)` with `y` recomputed exactly as the forward made it (as
+/// `leaky_relu`'s gradient, NaN takes the slope).
+/// Written as a product with a selected factor (`dy * 1.0` is `dy` exactly), which
+/// vectorises; a branch between `dy` and `dy * slope` kept the sums scalar.
 #[inline(always)]
-fn through_act(slope: Option<f32>, n: Norm, x: f32, dy: f32) -> f32 {
-    match slope {
-        // (as `leaky_relu`'s gradient: NaN takes the slope)
-        Some(slope) => {
-            if x * n.scale + n.shift > 0.0 {
-                dy
-            } else {
-                dy * slope
-            }
-        }
-        None => dy,
+fn through_leaky(n: Norm, x: f32, dy: f32, slope: f32) -> f32 {
+    dy * if x * n.scale + n.shift > 0.0 {
+        1.0
+    } else {
+        slope
     }
 }
 
@@ -331,9 +357,10 @@ impl CustomOp3 for BatchNormOp {
                             }
                         }
                         Some(slope) => {
+                            // (`v * 1.0` is `v`: the select vectorises, a branch would not)
                             for (y, &x) in y.iter_mut().zip(x) {
                                 let v = x * scale + shift;
-                                y.write(if v > 0.0 { v } else { v * slope });
+                                y.write(v * if v > 0.0 { 1.0 } else { slope });
                             }
                         }
                     }
@@ -383,8 +410,14 @@ impl CustomOp3 for BatchNormOp {
     }
 }
 
+/// The two terms of [`GradSums`] for one element: `g` and `g * x_hat`.
+#[inline(always)]
+fn grad_terms(n: Norm, x: f32, g: f32) -> (f64, f64) {
+    (g as f64, (g * (x - n.mean) * n.inv) as f64)
+}
+
 /// `(x, dy, [mean; var; weight; bias]) -> [sum(g); sum(g * x_hat)]` per channel, `g` the
-/// gradient at the BatchNorm output ([`through_act`]).
+/// gradient at the BatchNorm output (`dy`, or [`through_leaky`] with a slope).
 struct GradSums {
     eps: f64,
     slope: Option<f32>,
@@ -418,19 +451,24 @@ impl CustomOp3 for GradSums {
             .map(|ch| {
                 let n = norms[ch];
                 let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
+                // (the activation's case chosen once per channel, outside the loop)
                 for (xp, gp) in planes(x, dims, ch).zip(planes(dy, dims, ch)) {
-                    sdy += sum_wide(
-                        xp,
-                        gp,
-                        #[inline(always)]
-                        |x, g| through_act(slope, n, x, g) as f64,
-                    );
-                    sdyx += sum_wide(
-                        xp,
-                        gp,
-                        #[inline(always)]
-                        |x, g| (through_act(slope, n, x, g) * (x - n.mean) * n.inv) as f64,
-                    );
+                    let (a, b) = match slope {
+                        None => sum_wide2(
+                            xp,
+                            gp,
+                            #[inline(always)]
+                            move |x, g| grad_terms(n, x, g),
+                        ),
+                        Some(slope) => sum_wide2(
+                            xp,
+                            gp,
+                            #[inline(always)]
+                            move |x, g| grad_terms(n, x, through_leaky(n, x, g, slope)),
+                        ),
+                    };
+                    sdy += a;
+                    sdyx += b;
                 }
                 (sdy as f32, sdyx as f32)
             })
@@ -503,10 +541,23 @@ impl CustomOp3 for GradInput {
                     let k = weight[ch] * norm.inv / n;
                     let (sum_dy, sum_dyx) = (sdy[ch], sdyx[ch]);
                     let (x, dy) = (&x[p * hw..][..hw], &dy[p * hw..][..hw]);
-                    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                        let g = through_act(slope, norm, x, g);
-                        let x_hat = (x - norm.mean) * norm.inv;
-                        dx.write(k * (n * g - sum_dy - x_hat * sum_dyx));
+                    let pairs = dx.iter_mut().zip(x).zip(dy);
+                    match slope {
+                        None => {
+                            for ((dx, &x), &g) in pairs {
+                                dx.write(
+                                    k * (n * g - sum_dy - (x - norm.mean) * norm.inv * sum_dyx),
+                                );
+                            }
+                        }
+                        Some(slope) => {
+                            for ((dx, &x), &g) in pairs {
+                                let g = through_leaky(norm, x, g, slope);
+                                dx.write(
+                                    k * (n * g - sum_dy - (x - norm.mean) * norm.inv * sum_dyx),
+                                );
+                            }
+                        }
                     }
                 },
             )
