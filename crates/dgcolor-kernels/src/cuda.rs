@@ -5,7 +5,7 @@
 //! intermediates take tens of GB (bench/README.md, 'GPU (CUDA)').
 
 use candle_core::cuda::cudarc::driver::{
-    result, sys, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
+    result, sys, CudaSlice, CudaView, CudaViewMut, LaunchArgs, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda::WrapErr;
 use candle_core::{
@@ -33,6 +33,17 @@ fn view_mut<'a>(s: &'a mut CudaStorage, l: &Layout, what: &str) -> Result<CudaVi
         bail!("{what}: updated tensor must be contiguous")
     };
     Ok(s.as_cuda_slice_mut::<f32>()?.slice_mut(lo..hi))
+}
+
+/// A null device pointer, for an absent operand (the kernels test for `nullptr`).
+static NULL: u64 = 0;
+
+/// Pushes an optional operand, or [`NULL`] where it is absent.
+fn arg_or_null<'a, 'b: 'a, 'c: 'b>(call: &mut LaunchArgs<'a>, v: &'b Option<CudaView<'c, f32>>) {
+    match v {
+        Some(v) => call.arg(v),
+        None => call.arg(&NULL),
+    };
 }
 
 fn storage(out: CudaSlice<f32>, dev: &CudaDevice) -> CudaStorage {
@@ -98,29 +109,18 @@ pub(crate) fn channel_sums(x: Arg, what: Sums) -> Result<(CudaStorage, Shape)> {
     let f = dev.get_or_load_custom_func("channel_partials", MODULE, PTX)?;
     let mut call = f.builder();
     call.arg(&xs);
-    let (grad_views, eps, slope) = match what {
+    let (dy, norm, eps, slope) = match what {
         Sums::Grad(dy, norm, eps, slope) => (
-            Some((
-                view(dy, "batch_norm gradient")?,
-                view(norm, "batch_norm statistics")?,
-            )),
+            Some(view(dy, "batch_norm gradient")?),
+            Some(view(norm, "batch_norm statistics")?),
             eps as f32,
             slope,
         ),
-        Sums::Stats | Sums::Plain => (None, 0.0f32, None),
+        Sums::Stats | Sums::Plain => (None, None, 0.0f32, None),
     };
     let (act, slope) = act_args(slope);
-    let null = 0u64;
-    match &grad_views {
-        Some((dy, stats)) => {
-            call.arg(dy);
-            call.arg(stats);
-        }
-        None => {
-            call.arg(&null);
-            call.arg(&null);
-        }
-    }
+    arg_or_null(&mut call, &dy);
+    arg_or_null(&mut call, &norm);
     call.arg(&eps)
         .arg(&act)
         .arg(&slope)
@@ -530,12 +530,8 @@ pub(crate) fn adain_plane(
     let out = unsafe { dev.alloc::<f32>(len) }?;
     let f = dev.get_or_load_custom_func("adain_plane", MODULE, PTX)?;
     let mut call = f.builder();
-    let null = 0u64;
     call.arg(&x).arg(&y);
-    match &g {
-        Some(g) => call.arg(g),
-        None => call.arg(&null),
-    };
+    arg_or_null(&mut call, &g);
     let (n, ns, code) = (n as u64, ns as u64, pass.code());
     call.arg(&n).arg(&ns).arg(&eps).arg(&code).arg(&out);
     let cfg = LaunchConfig {
@@ -564,12 +560,8 @@ pub(crate) fn loss_mean(
     let (kind, label) = loss.code();
     let f = dev.get_or_load_custom_func("loss_partials", MODULE, PTX)?;
     let mut call = f.builder();
-    let null = 0u64;
     call.arg(&p);
-    match &t {
-        Some(t) => call.arg(t),
-        None => call.arg(&null),
-    };
+    arg_or_null(&mut call, &t);
     call.arg(&kind).arg(&label).arg(&len).arg(&partial);
     let cfg = LaunchConfig {
         grid_dim: (parts, 1, 1),
@@ -618,12 +610,8 @@ pub(crate) fn loss_grad(
     let dx = unsafe { dev.alloc::<f32>(len as usize) }?;
     let f = dev.get_or_load_custom_func("loss_grad", MODULE, PTX)?;
     let mut call = f.builder();
-    let null = 0u64;
     call.arg(&p);
-    match &t {
-        Some(t) => call.arg(t),
-        None => call.arg(&null),
-    };
+    arg_or_null(&mut call, &t);
     call.arg(&g)
         .arg(&kind)
         .arg(&label)
