@@ -176,11 +176,7 @@ impl Ours {
     /// Update 4 with a given CR permutation (`[B]` u32; sample i takes the content of
     /// `perm[i]`), e.g. to compare with a reference run that drew its own.
     pub fn style_update_with_perm(&mut self, u: &Union, perm: &Tensor) -> Result<f32> {
-        let z = self
-            .core
-            .generator
-            .head
-            .forward_t(&u.l, true)?; // [B, 4nf, S/8, S/8]
+        let z = self.core.generator.head.forward_t(&u.l, true)?; // [B, 4nf, S/8, S/8]
         let logits = self.style_logits(&self.style_disc, &z.detach(), perm)?;
         let ce = losses::cross_entropy(&logits, &u.domain)?;
         self.opt_style.step(&ce.backward()?)?;

@@ -192,10 +192,7 @@ fn network_gradients(out: &mut Vec<Entry>) -> Result<()> {
         // The style discriminator on content-randomised z (f_s only, z as an input).
         let domain = Tensor::new(&[0u32, 1, 0, 1], &dev)?;
         let perm = Tensor::new(&[2u32, 0, 3, 1], &dev)?;
-        let z = n
-            .generator
-            .head
-            .forward_t(l.as_tensor(), true)?;
+        let z = n.generator.head.forward_t(l.as_tensor(), true)?;
         let z_var = Var::from_tensor(&z.detach())?;
         let logits = n
             .style

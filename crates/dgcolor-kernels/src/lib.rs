@@ -27,7 +27,12 @@
 //! candle copies around GEMMs (cuBLAS on CUDA), differentiable on every backend, which
 //! avoids candle's naive CUDA transposed convolution but materialises every tap window.
 //! BatchNorm, LeakyReLU, AdaIN, relu + concatenation, dropout, the L1 and LSGAN losses and
-//! Adam run as this crate's CUDA kernels on CUDA (the `cuda` module), the same arithmetic as their CPU loops.
+//! Adam run as this crate's CUDA kernels on CUDA (the `cuda` module), the same arithmetic as
+//! their CPU loops. So do the training ops that end in the next layer's activation
+//! ([`batch_norm_leaky_relu_train`], [`conv2d_leaky_relu`], [`batch_norm_relu_cat_train`]):
+//! candle's graph keeps every op's operands until backward ends, so an activation as an op of
+//! its own would keep its input alive beside its output, one activation-sized tensor per
+//! layer that PyTorch's in-place activations do not keep.
 //!
 //! Which of these run can be switched for before/after measurements by a few `DGCOLOR_*`
 //! environment variables, read once per process into [`Settings`] (see [`mod@settings`] for the
