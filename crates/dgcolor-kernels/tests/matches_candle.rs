@@ -32,6 +32,43 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     Ok(diff / scale)
 }
 
+/// The values' bit patterns, for exact comparisons.
+fn bits(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|v| v.to_bits())
+        .collect())
+}
+
+/// A fused op against the ops it replaces, on the CPU: `run(fused)` gives the outputs and
+/// gradients named by `names`, which must be the same bits either way.
+fn fused_is_unfused(
+    case: &str,
+    names: &[&str],
+    run: impl Fn(bool) -> Result<Vec<Tensor>>,
+) -> Result<Vec<Tensor>> {
+    let (fused, apart) = (run(true)?, run(false)?);
+    for (name, (a, r)) in names.iter().zip(fused.iter().zip(&apart)) {
+        assert_eq!(bits(a)?, bits(r)?, "{case}: {name}");
+    }
+    Ok(fused)
+}
+
+/// Asserts that about half of `y`'s values are <= 0, so both sides of an activation are tested.
+fn both_signs(case: &str, y: &Tensor) -> Result<()> {
+    let share = y
+        .le(0.0)?
+        .to_dtype(candle_core::DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()?;
+    assert!(
+        (0.2..0.8).contains(&share),
+        "{case}: {share} of the outputs <= 0"
+    );
+    Ok(())
+}
+
 type Op = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>;
 
 fn conv2d_low(x: &Tensor, w: &Tensor, b: Option<&Tensor>, s: usize, p: usize) -> Result<Tensor> {
@@ -623,13 +660,6 @@ fn dropout_mask_is_the_chacha8_stream() -> Result<()> {
         let mask = Tensor::from_vec(mask, &dims[..], &Device::Cpu)?;
         let want = x.as_tensor().mul(&mask)?;
         let got = dropout_op(&x, &seed, p)?;
-        let bits = |t: &Tensor| -> Result<Vec<u32>> {
-            Ok(t.flatten_all()?
-                .to_vec1::<f32>()?
-                .iter()
-                .map(|v| v.to_bits())
-                .collect())
-        };
         assert_eq!(bits(&got)?, bits(&want)?, "{dims:?} p {p}: forward");
         let g = (&got * &up)?.sum_all()?.backward()?;
         let g_ref = (&want * &up)?.sum_all()?.backward()?;
@@ -952,37 +982,43 @@ mod cuda {
         }
     }
 
-    /// The CUDA BatchNorm + LeakyReLU op against the CPU op (within TOL) and against the
-    /// CUDA BatchNorm and LeakyReLU ops in sequence (bit for bit), at a U-Net-sized plane
-    /// (several partial sums per channel) and at 2x2 planes.
+    /// A fused op on the GPU against the same op on the CPU (within TOL) and against the
+    /// GPU ops it replaces (bit for bit): `run(fused, device)` gives the outputs and
+    /// gradients named by `names`.
+    fn fused_matches_on_gpu(
+        case: &str,
+        names: &[&str],
+        run: impl Fn(bool, &Device) -> Result<Vec<Tensor>>,
+    ) {
+        let dev = gpu();
+        let cpu = run(true, &Device::Cpu).unwrap();
+        let (fused, apart) = (run(true, &dev).unwrap(), run(false, &dev).unwrap());
+        for (i, name) in names.iter().enumerate() {
+            let e = rel_err(&fused[i], &cpu[i]).unwrap();
+            assert!(e < TOL, "{case} {name} rel err {e}");
+            assert_eq!(
+                bits(&fused[i]).unwrap(),
+                bits(&apart[i]).unwrap(),
+                "{case} {name}: fused vs the separate ops on the GPU"
+            );
+        }
+    }
+
+    /// BatchNorm + LeakyReLU, at a U-Net-sized plane (several partial sums per channel)
+    /// and at 2x2 planes.
     #[test]
     fn batch_norm_leaky_relu_matches_cpu() {
         let mut rng = ChaCha8Rng::seed_from_u64(39);
         for dims in [[4usize, 3, 5, 7], [3, 64, 2, 2], [2, 64, 128, 128]] {
-            let x = randn(&mut rng, &dims).unwrap().affine(3.0, 1.5).unwrap();
-            let w = randn(&mut rng, &[dims[1]]).unwrap();
-            let b = (randn(&mut rng, &[dims[1]]).unwrap() * 0.3).unwrap();
-            let up = randn(&mut rng, &dims).unwrap();
+            let [x, w, b, up] = bn_leaky_case(&mut rng, dims).unwrap();
             for slope in [0.2, 0.0] {
-                let dev = gpu();
-                let cpu = bn_leaky_run([&x, &w, &b], &up, slope, true, &Device::Cpu).unwrap();
-                let fused = bn_leaky_run([&x, &w, &b], &up, slope, true, &dev).unwrap();
-                let apart = bn_leaky_run([&x, &w, &b], &up, slope, false, &dev).unwrap();
-                for (i, name) in BN_OUTPUTS.iter().enumerate() {
-                    let e = rel_err(&fused[i], &cpu[i]).unwrap();
-                    assert!(e < TOL, "{dims:?} slope {slope} {name} rel err {e}");
-                    assert_eq!(
-                        bits(&fused[i]).unwrap(),
-                        bits(&apart[i]).unwrap(),
-                        "{dims:?} slope {slope} {name}: fused vs two ops on the GPU"
-                    );
-                }
+                let run = |fused, dev: &Device| bn_leaky_run([&x, &w, &b], &up, slope, fused, dev);
+                fused_matches_on_gpu(&format!("{dims:?} slope {slope}"), &BN_OUTPUTS, run);
             }
         }
     }
 
-    /// The CUDA BatchNorm + ReLU + concatenation op against the CPU op (within TOL) and
-    /// against the CUDA BatchNorm and relu_cat ops in sequence (bit for bit).
+    /// BatchNorm + ReLU + concatenation with the skip.
     #[test]
     fn batch_norm_relu_cat_matches_cpu() {
         let mut rng = ChaCha8Rng::seed_from_u64(61);
@@ -992,26 +1028,12 @@ mod cuda {
             ([2, 64, 128, 128], 64),
         ] {
             let [x, w, b, skip, up] = bn_relu_cat_case(&mut rng, dims, cs).unwrap();
-            let dev = gpu();
-            let run = |fused, dev: &Device| {
-                bn_relu_cat_run([&x, &w, &b, &skip], &up, fused, dev).unwrap()
-            };
-            let (cpu, fused, apart) = (run(true, &Device::Cpu), run(true, &dev), run(false, &dev));
-            for (i, name) in BN_CAT_OUTPUTS.iter().enumerate() {
-                let e = rel_err(&fused[i], &cpu[i]).unwrap();
-                assert!(e < TOL, "{dims:?} {name} rel err {e}");
-                assert_eq!(
-                    bits(&fused[i]).unwrap(),
-                    bits(&apart[i]).unwrap(),
-                    "{dims:?} {name}: fused vs two ops on the GPU"
-                );
-            }
+            let run = |fused, dev: &Device| bn_relu_cat_run([&x, &w, &b, &skip], &up, fused, dev);
+            fused_matches_on_gpu(&format!("{dims:?}"), &BN_CAT_OUTPUTS, run);
         }
     }
 
-    /// LeakyReLU inside the cuDNN convolution (in place after the bias) against the CPU op
-    /// (within TOL, at f32) and against the cuDNN convolution then the LeakyReLU kernel on
-    /// the GPU (bit for bit): output and the three gradients.
+    /// LeakyReLU inside the cuDNN convolution (in place after the bias; at f32).
     #[test]
     fn conv2d_leaky_relu_matches_cpu() {
         let mut rng = ChaCha8Rng::seed_from_u64(57);
@@ -1020,23 +1042,10 @@ mod cuda {
             ([4, 3, 64, 64], [16, 3, 4, 4], 2),
         ] {
             let [x, w, b, up] = conv_leaky_case(&mut rng, x_dims, w_dims, stride).unwrap();
-            let dev = gpu();
             let run = |fused, dev: &Device| {
-                conv_leaky_run([&x, &w, &b], &up, (stride, 1), 0.2, fused, dev).unwrap()
+                conv_leaky_run([&x, &w, &b], &up, (stride, 1), 0.2, fused, dev)
             };
-            let (cpu, fused, apart) = (run(true, &Device::Cpu), run(true, &dev), run(false, &dev));
-            for (i, name) in ["output", "input grad", "weight grad", "bias grad"]
-                .iter()
-                .enumerate()
-            {
-                let e = rel_err(&fused[i], &cpu[i]).unwrap();
-                assert!(e < TOL, "{x_dims:?} {name} rel err {e}");
-                assert_eq!(
-                    bits(&fused[i]).unwrap(),
-                    bits(&apart[i]).unwrap(),
-                    "{x_dims:?} {name}: fused vs two ops on the GPU"
-                );
-            }
+            fused_matches_on_gpu(&format!("{x_dims:?}"), &CONV_OUTPUTS, run);
         }
     }
 
@@ -1148,6 +1157,17 @@ fn bn_leaky_run(
     out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
 }
 
+/// `(x, weight, bias, up)` for a BatchNorm of `dims`: an offset mean, weights of both signs
+/// and biases that put about half of each channel below 0.
+fn bn_leaky_case(rng: &mut ChaCha8Rng, dims: [usize; 4]) -> Result<[Tensor; 4]> {
+    let x = randn(rng, &dims)?.affine(3.0, 1.5)?;
+    let w = randn(rng, &[dims[1]])?;
+    let b = (randn(rng, &[dims[1]])? * 0.3)?;
+    Ok([x, w, b, randn(rng, &dims)?])
+}
+
+const CONV_OUTPUTS: [&str; 4] = ["output", "input grad", "weight grad", "bias grad"];
+
 const BN_OUTPUTS: [&str; 6] = [
     "output",
     "mean",
@@ -1156,14 +1176,6 @@ const BN_OUTPUTS: [&str; 6] = [
     "weight grad",
     "bias grad",
 ];
-
-fn bits(t: &Tensor) -> Result<Vec<u32>> {
-    Ok(t.flatten_all()?
-        .to_vec1::<f32>()?
-        .iter()
-        .map(|v| v.to_bits())
-        .collect())
-}
 
 /// BatchNorm + LeakyReLU as one op is the two ops in sequence bit for bit: output, batch
 /// statistics and the input, weight and bias gradients (the backward recomputes the
@@ -1178,24 +1190,13 @@ fn batch_norm_leaky_relu_is_batch_norm_then_leaky_relu() -> Result<()> {
         [16, 32, 16, 16],
         [3, 64, 2, 2],
     ] {
-        let x = randn(&mut rng, &dims)?.affine(3.0, 1.5)?;
-        // Weights of both signs, and biases that put about half of each channel below 0.
-        let w = randn(&mut rng, &[dims[1]])?;
-        let b = (randn(&mut rng, &[dims[1]])? * 0.3)?;
-        let up = randn(&mut rng, &dims)?;
+        let [x, w, b, up] = bn_leaky_case(&mut rng, dims)?;
         for slope in [0.2, 0.0] {
-            let fused = bn_leaky_run([&x, &w, &b], &up, slope, true, &Device::Cpu)?;
-            let apart = bn_leaky_run([&x, &w, &b], &up, slope, false, &Device::Cpu)?;
-            for (name, (a, r)) in BN_OUTPUTS.iter().zip(fused.iter().zip(&apart)) {
-                assert_eq!(bits(a)?, bits(r)?, "{dims:?} slope {slope}: {name}");
-            }
-            let negative = fused[0].lt(0.0)?.to_dtype(candle_core::DType::F32)?;
-            let share = negative.mean_all()?.to_scalar::<f32>()?;
+            let case = format!("{dims:?} slope {slope}");
+            let run = |fused| bn_leaky_run([&x, &w, &b], &up, slope, fused, &Device::Cpu);
+            let out = fused_is_unfused(&case, &BN_OUTPUTS, run)?;
             if slope > 0.0 && dims.iter().product::<usize>() > 100 {
-                assert!(
-                    (0.2..0.8).contains(&share),
-                    "{dims:?}: {share} of the outputs negative; both branches must be tested"
-                );
+                both_signs(&case, &out[0])?;
             }
         }
     }
@@ -1241,9 +1242,7 @@ const BN_CAT_OUTPUTS: [&str; 7] = [
 /// `(x, weight, bias, skip, up)` for an up block's output of `dims` and a skip of `cs`
 /// channels.
 fn bn_relu_cat_case(rng: &mut ChaCha8Rng, dims: [usize; 4], cs: usize) -> Result<[Tensor; 5]> {
-    let x = randn(rng, &dims)?.affine(3.0, 1.5)?;
-    let w = randn(rng, &[dims[1]])?;
-    let b = (randn(rng, &[dims[1]])? * 0.3)?;
+    let [x, w, b, _] = bn_leaky_case(rng, dims)?;
     let skip = randn(rng, &[dims[0], cs, dims[2], dims[3]])?;
     let up = randn(rng, &[dims[0], dims[1] + cs, dims[2], dims[3]])?;
     Ok([x, w, b, skip, up])
@@ -1261,17 +1260,10 @@ fn batch_norm_relu_cat_is_batch_norm_then_relu_cat() -> Result<()> {
         ([8, 16, 16, 16], 16),
     ] {
         let [x, w, b, skip, up] = bn_relu_cat_case(&mut rng, dims, cs)?;
+        let case = format!("{dims:?}");
         let run = |fused| bn_relu_cat_run([&x, &w, &b, &skip], &up, fused, &Device::Cpu);
-        let (fused, apart) = (run(true)?, run(false)?);
-        for (name, (a, r)) in BN_CAT_OUTPUTS.iter().zip(fused.iter().zip(&apart)) {
-            assert_eq!(bits(a)?, bits(r)?, "{dims:?}: {name}");
-        }
-        let zero = fused[0].le(0.0)?.to_dtype(candle_core::DType::F32)?;
-        let share = zero.mean_all()?.to_scalar::<f32>()?;
-        assert!(
-            (0.2..0.8).contains(&share),
-            "{dims:?}: {share} of outputs 0"
-        );
+        let out = fused_is_unfused(&case, &BN_CAT_OUTPUTS, run)?;
+        both_signs(&case, &out[0])?;
     }
     Ok(())
 }
@@ -1334,21 +1326,11 @@ fn conv2d_leaky_relu_is_conv2d_then_leaky_relu() -> Result<()> {
     ] {
         let [x, w, b, up] = conv_leaky_case(&mut rng, x_dims, w_dims, stride)?;
         for slope in [0.2, 0.0] {
+            let case = format!("{x_dims:?} slope {slope}");
             let run =
                 |fused| conv_leaky_run([&x, &w, &b], &up, (stride, 1), slope, fused, &Device::Cpu);
-            let (fused, apart) = (run(true)?, run(false)?);
-            for (name, (a, r)) in ["output", "input grad", "weight grad", "bias grad"]
-                .iter()
-                .zip(fused.iter().zip(&apart))
-            {
-                assert_eq!(bits(a)?, bits(r)?, "{x_dims:?} slope {slope}: {name}");
-            }
-            let negative = fused[0].le(0.0)?.to_dtype(candle_core::DType::F32)?;
-            let share = negative.mean_all()?.to_scalar::<f32>()?;
-            assert!(
-                (0.2..0.8).contains(&share),
-                "{x_dims:?}: {share} of outputs <= 0"
-            );
+            let out = fused_is_unfused(&case, &CONV_OUTPUTS, run)?;
+            both_signs(&case, &out[0])?;
         }
     }
     Ok(())
@@ -1358,9 +1340,6 @@ fn conv2d_leaky_relu_is_conv2d_then_leaky_relu() -> Result<()> {
 fn adam_inplace_is_bit_identical_to_candle_ops() -> Result<()> {
     use dgcolor_kernels::{adam_inplace, AdamCoeffs};
     let mut rng = ChaCha8Rng::seed_from_u64(41);
-    let bits = |t: &Tensor| -> Result<Vec<u32>> {
-        Ok(t.to_vec1::<f32>()?.iter().map(|x| x.to_bits()).collect())
-    };
     for n in [7usize, 100_003] {
         // (the second size takes the multi-threaded path)
         let p0 = randn(&mut rng, &[n])?;

@@ -21,6 +21,29 @@ fn random(shape: &[usize], seed: u64) -> Result<Tensor> {
     Tensor::from_vec(values, shape, &Device::Cpu)
 }
 
+/// Each parameter's gradient as bits, by name.
+type NamedBits = Vec<(String, Vec<u32>)>;
+
+/// The values' bit patterns, for exact comparisons.
+fn bits(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|v| v.to_bits())
+        .collect())
+}
+
+/// The gradient `grads` holds for each variable of `varmap` that has one, by name, sorted.
+fn grad_bits(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Result<NamedBits> {
+    let data = varmap.data().lock().unwrap();
+    let mut out = data
+        .iter()
+        .filter_map(|(name, v)| Some(bits(grads.get(v.as_tensor())?).map(|b| (name.clone(), b))))
+        .collect::<Result<NamedBits>>()?;
+    out.sort();
+    Ok(out)
+}
+
 struct Nets {
     varmap: VarMap,
     generator: Generator,
@@ -170,13 +193,6 @@ fn initialisation_is_seeded_and_follows_the_reference() -> Result<()> {
 /// the output and every parameter's gradient are the same bits as with all levels kept.
 #[test]
 fn encoder_skips_are_the_activated_features() -> Result<()> {
-    let bits = |t: &Tensor| -> Result<Vec<u32>> {
-        Ok(t.flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|v| v.to_bits())
-            .collect())
-    };
     for adain_on in [true, false] {
         let mut cfg = ModelConfig::new(32, 4, 5, 7, 2);
         if !adain_on {
@@ -212,14 +228,7 @@ fn encoder_skips_are_the_activated_features() -> Result<()> {
         let mode = Mode::Train { dropout_seed: 6 };
         let grads = |enc: &dgcolor_models::Encoded| -> Result<NamedBits> {
             let ab = nets.generator.decoder.forward_encoded(enc, &mode)?;
-            let g = (ab * &up)?.sum_all()?.backward()?;
-            let data = nets.varmap.data().lock().unwrap();
-            let mut out: NamedBits = data
-                .iter()
-                .filter_map(|(name, v)| Some((name.clone(), bits(g.get(v.as_tensor())?).ok()?)))
-                .collect();
-            out.sort();
-            Ok(out)
+            grad_bits(&nets.varmap, &(ab * &up)?.sum_all()?.backward()?)
         };
         let (g_fused, g_kept) = (grads(&fused)?, grads(&enc)?);
         assert!(g_fused.len() > 30, "{} gradients", g_fused.len());
@@ -238,9 +247,6 @@ fn encoder_skips_are_the_activated_features() -> Result<()> {
     }
     Ok(())
 }
-
-/// Each parameter's gradient as bits, by name.
-type NamedBits = Vec<(String, Vec<u32>)>;
 
 /// Up blocks whose BatchNorm is deferred into the next block's ReLU + concatenation
 /// ([`UpOut`]) give the same output and gradients, bit for bit, as blocks that make every
@@ -277,13 +283,6 @@ fn deferred_up_blocks_match_made_outputs() -> Result<()> {
         random(&[2, 3, 16, 16], 4)?,
     ];
     let up = random(&[2, 2, 32, 32], 5)?;
-    let bits = |t: &Tensor| -> Result<Vec<u32>> {
-        Ok(t.flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|v| v.to_bits())
-            .collect())
-    };
     for mode in [Mode::Train { dropout_seed: 7 }, Mode::Eval] {
         let run = |deferred: bool| -> Result<(Vec<u32>, NamedBits)> {
             let y = if deferred {
@@ -299,13 +298,7 @@ fn deferred_up_blocks_match_made_outputs() -> Result<()> {
                 }
                 o
             };
-            let g = (&y * &up)?.sum_all()?.backward()?;
-            let data = varmap.data().lock().unwrap();
-            let mut grads: NamedBits = data
-                .iter()
-                .filter_map(|(name, v)| Some((name.clone(), bits(g.get(v.as_tensor())?).ok()?)))
-                .collect();
-            grads.sort();
+            let grads = grad_bits(&varmap, &(&y * &up)?.sum_all()?.backward()?)?;
             Ok((bits(&y)?, grads))
         };
         let (deferred, made) = (run(true)?, run(false)?);
