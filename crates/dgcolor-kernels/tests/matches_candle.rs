@@ -41,6 +41,23 @@ fn bits(t: &Tensor) -> Result<Vec<u32>> {
         .collect())
 }
 
+/// `f` on the operands (as variables on `dev`): its outputs (the first the one
+/// differentiated, against upstream gradient `up`), then each operand's gradient; on the CPU.
+fn outputs_and_grads<const N: usize>(
+    operands: [&Tensor; N],
+    up: &Tensor,
+    dev: &Device,
+    f: impl FnOnce(&[Var; N]) -> Result<Vec<Tensor>>,
+) -> Result<Vec<Tensor>> {
+    let vars = operands.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
+    let mut out = f(&vars)?;
+    let g = (&out[0] * up.to_device(dev)?)?.sum_all()?.backward()?;
+    for v in &vars {
+        out.push(g.get(v).expect("gradient").clone());
+    }
+    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+}
+
 /// A fused op against the ops it replaces, on the CPU: `run(fused)` gives the outputs and
 /// gradients named by `names`, which must be the same bits either way.
 fn fused_is_unfused(
@@ -1142,19 +1159,15 @@ fn bn_leaky_run(
     dev: &Device,
 ) -> Result<Vec<Tensor>> {
     use dgcolor_kernels::{batch_norm_leaky_relu_train, batch_norm_train, leaky_relu};
-    let vars = xwb.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
-    let (y, mean, var) = if fused {
-        batch_norm_leaky_relu_train(&vars[0], &vars[1], &vars[2], 1e-5, slope)?
-    } else {
-        let (y, mean, var) = batch_norm_train(&vars[0], &vars[1], &vars[2], 1e-5)?;
-        (leaky_relu(&y, slope)?, mean, var)
-    };
-    let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
-    let mut out = vec![y, mean, var];
-    for v in &vars {
-        out.push(g.get(v).expect("gradient").clone());
-    }
-    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+    outputs_and_grads(xwb, up, dev, |[x, w, b]| {
+        let (y, mean, var) = if fused {
+            batch_norm_leaky_relu_train(x, w, b, 1e-5, slope)?
+        } else {
+            let (y, mean, var) = batch_norm_train(x, w, b, 1e-5)?;
+            (leaky_relu(&y, slope)?, mean, var)
+        };
+        Ok(vec![y, mean, var])
+    })
 }
 
 /// `(x, weight, bias, up)` for a BatchNorm of `dims`: an offset mean, weights of both signs
@@ -1213,20 +1226,15 @@ fn bn_relu_cat_run(
     dev: &Device,
 ) -> Result<Vec<Tensor>> {
     use dgcolor_kernels::{batch_norm_relu_cat_train, batch_norm_train, relu_cat};
-    let vars = xwbs.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
-    let (x, w, b, skip) = (&vars[0], &vars[1], &vars[2], &vars[3]);
-    let (y, mean, var) = if fused {
-        batch_norm_relu_cat_train(x, w, b, 1e-5, skip)?
-    } else {
-        let (y, mean, var) = batch_norm_train(x, w, b, 1e-5)?;
-        (relu_cat(&y, skip)?, mean, var)
-    };
-    let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
-    let mut out = vec![y, mean, var];
-    for v in &vars {
-        out.push(g.get(v).expect("gradient").clone());
-    }
-    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+    outputs_and_grads(xwbs, up, dev, |[x, w, b, skip]| {
+        let (y, mean, var) = if fused {
+            batch_norm_relu_cat_train(x, w, b, 1e-5, skip)?
+        } else {
+            let (y, mean, var) = batch_norm_train(x, w, b, 1e-5)?;
+            (relu_cat(&y, skip)?, mean, var)
+        };
+        Ok(vec![y, mean, var])
+    })
 }
 
 const BN_CAT_OUTPUTS: [&str; 7] = [
@@ -1280,19 +1288,14 @@ fn conv_leaky_run(
     dev: &Device,
 ) -> Result<Vec<Tensor>> {
     use dgcolor_kernels::{conv2d_leaky_relu, leaky_relu};
-    let vars = xwb.map(|t| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap());
-    let (x, w, b) = (&vars[0], &vars[1], Some(vars[2].as_tensor()));
-    let y = if fused {
-        conv2d_leaky_relu(x, w, b, stride, padding, slope)?
-    } else {
-        leaky_relu(&conv2d(x, w, b, stride, padding)?, slope)?
-    };
-    let g = (&y * up.to_device(dev)?)?.sum_all()?.backward()?;
-    let mut out = vec![y];
-    for v in &vars {
-        out.push(g.get(v).expect("gradient").clone());
-    }
-    out.iter().map(|t| t.to_device(&Device::Cpu)).collect()
+    outputs_and_grads(xwb, up, dev, |[x, w, b]| {
+        let b = Some(b.as_tensor());
+        Ok(vec![if fused {
+            conv2d_leaky_relu(x, w, b, stride, padding, slope)?
+        } else {
+            leaky_relu(&conv2d(x, w, b, stride, padding)?, slope)?
+        }])
+    })
 }
 
 /// `(x, weight, bias, up)` for a conv of `x_dims` by `w_dims` at `stride` (padding 1).
