@@ -150,6 +150,18 @@ impl Act {
         }
     }
 
+    /// The gradient at this activation's input from `grad`, the gradient at its output
+    /// `out`, for an op that applied it inside (no graph): LeakyReLU and ReLU mask by the
+    /// output's sign, which is the input's for `slope >= 0` ([`leaky_relu_grad`]).
+    pub(crate) fn input_grad(self, out: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        match self {
+            Act::Identity => grad.contiguous(),
+            Act::LeakyRelu(slope) => leaky_relu_grad(out, grad, slope),
+            Act::Relu => leaky_relu_grad(out, grad, 0.0),
+            Act::Tanh => bail!("no backward for a tanh inside an op (the inference path only)"),
+        }
+    }
+
     /// In place on a block of one task; the caller runs it inside [`crate::simd`].
     #[inline(always)]
     pub(crate) fn apply_block(self, v: &mut [f32]) {

@@ -498,6 +498,14 @@ impl CustomOp3 for GradSums {
     }
 }
 
+/// One element of BatchNorm's input gradient, `k * (N * g - sum(g) - x_hat * sum(g * x_hat))`
+/// with `(k, N, sum(g), sum(g * x_hat))` = `c` and `k = weight * inv / N`.
+#[inline(always)]
+fn input_grad(n: Norm, c: (f32, f32, f32, f32), x: f32, g: f32) -> f32 {
+    let (k, count, sum_g, sum_gx) = c;
+    k * (count * g - sum_g - (x - n.mean) * n.inv * sum_gx)
+}
+
 /// `(x, dy, [mean; var; weight; bias; sum(g); sum(g * x_hat)]) -> dx`, `g` as in [`GradSums`].
 struct GradInput {
     eps: f64,
@@ -542,20 +550,17 @@ impl CustomOp3 for GradInput {
                     let (sum_dy, sum_dyx) = (sdy[ch], sdyx[ch]);
                     let (x, dy) = (&x[p * hw..][..hw], &dy[p * hw..][..hw]);
                     let pairs = dx.iter_mut().zip(x).zip(dy);
+                    let dx_of = (k, n, sum_dy, sum_dyx);
                     match slope {
                         None => {
                             for ((dx, &x), &g) in pairs {
-                                dx.write(
-                                    k * (n * g - sum_dy - (x - norm.mean) * norm.inv * sum_dyx),
-                                );
+                                dx.write(input_grad(norm, dx_of, x, g));
                             }
                         }
                         Some(slope) => {
                             for ((dx, &x), &g) in pairs {
                                 let g = through_leaky(norm, x, g, slope);
-                                dx.write(
-                                    k * (n * g - sum_dy - (x - norm.mean) * norm.inv * sum_dyx),
-                                );
+                                dx.write(input_grad(norm, dx_of, x, g));
                             }
                         }
                     }

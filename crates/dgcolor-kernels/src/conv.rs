@@ -746,15 +746,7 @@ impl CustomOp3 for ConvOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The gradient at the pre-activation output, masked with the op's output.
-        let grad = match self.act {
-            Act::Identity => grad.contiguous()?,
-            Act::LeakyRelu(slope) => crate::activation::leaky_relu_grad(res, grad, slope)?,
-            Act::Relu => crate::activation::leaky_relu_grad(res, grad, 0.0)?,
-            Act::Tanh => bail!(
-                "{}: no backward with a fused tanh; conv2d_act records no graph",
-                self.name()
-            ),
-        };
+        let grad = self.act.input_grad(res, grad)?;
         let (stride, padding) = (self.stride, self.padding);
         // No input gradient for an input that records no graph (the network's L input, a
         // detached fake): its GEMM and col2im would be thrown away. The input gradient of a

@@ -40,6 +40,7 @@ use candle_core::{
     Tensor, WithDType,
 };
 
+use crate::activation::Act;
 use crate::conv::dims4;
 use crate::geom::ConvGeom;
 use crate::lowered::Precision;
@@ -336,11 +337,8 @@ impl CustomOp3 for ConvBias {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The gradient at the pre-activation output, masked with the op's output.
-        let grad = match self.slope {
-            Some(slope) => crate::activation::leaky_relu_grad(res, grad, slope)?,
-            None => grad.clone(),
-        };
-        let grad = &grad;
+        let act = self.slope.map_or(Act::Identity, Act::LeakyRelu);
+        let grad = &act.input_grad(res, grad)?;
         let (dx, dw) = self.conv.bwd(x, w, res, grad)?;
         let db = b
             .track_op()
